@@ -1,0 +1,23 @@
+//! Wharf's storage tree.
+//!
+//! This crate owns where bytes live and nothing about who asks for them: the normalized
+//! virtual path ([`VPath`]), the [`Storage`] trait every backend implements, the sandboxed
+//! local-disk backend ([`LocalStorage`]), mounts ([`Tree`]), atomic uploads and resumable
+//! writes. Users, permissions and protocols live in the layers above.
+
+pub mod error;
+pub mod local;
+pub mod metadata;
+pub mod mount;
+pub mod path;
+pub mod storage;
+
+pub use error::{Error, ErrorKind, Result};
+pub use local::{LocalOptions, LocalStorage};
+pub use metadata::{DirEntry, FileId, FileKind, Metadata, Space};
+pub use mount::{Mount, MountError, Tree};
+pub use path::{PathError, VPath};
+pub use storage::{
+    Capabilities, DirLister, ReadFile, ReadStream, ReadStreamSender, Storage, TRANSFER_CHUNK,
+    WriteFile, WriteMode,
+};

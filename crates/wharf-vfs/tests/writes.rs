@@ -1,0 +1,194 @@
+//! Uploads: atomic whole-file publishing, interrupted uploads, resumes and positional writes.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use wharf_vfs::{ErrorKind, LocalOptions, LocalStorage, Storage, TRANSFER_CHUNK, VPath, WriteMode};
+
+fn p(s: &str) -> VPath {
+    VPath::resolve(&VPath::root(), s).expect("valid path")
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, LocalStorage) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let storage = LocalStorage::open(&root, false, LocalOptions::default()).expect("open");
+    (tmp, root, storage)
+}
+
+/// Every name on disk in `dir`, including hidden temporary files.
+fn raw_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A deterministic, non-repeating byte pattern, so misplaced blocks are caught.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1]).collect()
+}
+
+async fn read_all(storage: &LocalStorage, path: &VPath) -> Vec<u8> {
+    let file = storage.open_read(path).await.expect("open");
+    let mut stream = file.stream(0);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next_chunk().await.expect("chunk") {
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+#[tokio::test]
+async fn replace_publishes_only_on_commit() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("report.csv"), b"old version").expect("write");
+    let new = pattern(3 * TRANSFER_CHUNK + 1234);
+
+    let mut writer = storage.open_write(&p("report.csv"), WriteMode::Replace).await.expect("open");
+    for piece in new.chunks(32 * 1024 + 7) {
+        writer.write(Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    writer.sync().await.expect("sync");
+    // Before the commit readers still see the whole old file.
+    assert_eq!(std::fs::read(root.join("report.csv")).expect("read"), b"old version");
+    assert_eq!(writer.bytes_written(), new.len() as u64);
+    let written = writer.commit().await.expect("commit");
+    assert_eq!(written, new.len() as u64);
+    assert_eq!(read_all(&storage, &p("report.csv")).await, new);
+    assert_eq!(raw_names(&root), vec!["report.csv"], "no temporary file left behind");
+}
+
+#[tokio::test]
+async fn dropped_upload_leaves_old_file_and_no_temporary() {
+    let (_tmp, root, storage) = setup();
+    let old = pattern(100_000);
+    std::fs::write(root.join("firmware.bin"), &old).expect("write");
+
+    let mut writer =
+        storage.open_write(&p("firmware.bin"), WriteMode::Replace).await.expect("open");
+    writer.write(Bytes::from(pattern(2 * TRANSFER_CHUNK))).await.expect("write");
+    writer.write(Bytes::from_static(b"half of a new image")).await.expect("write");
+    assert_eq!(
+        raw_names(&root).len(),
+        2,
+        "the upload writes to a temporary file beside the target"
+    );
+    drop(writer);
+
+    assert_eq!(
+        std::fs::read(root.join("firmware.bin")).expect("read"),
+        old,
+        "old file byte-identical"
+    );
+    assert_eq!(raw_names(&root), vec!["firmware.bin"], "temporary file removed");
+}
+
+#[tokio::test]
+async fn temporary_files_are_hidden_from_listings() {
+    let (_tmp, root, storage) = setup();
+    let mut writer = storage.open_write(&p("pending.dat"), WriteMode::Replace).await.expect("open");
+    writer.write(Bytes::from_static(b"x")).await.expect("write");
+    writer.sync().await.expect("sync");
+    assert_eq!(raw_names(&root).len(), 1);
+    let mut lister = storage.list(&VPath::root()).await.expect("list");
+    assert!(
+        lister.next_batch(100).await.expect("batch").is_empty(),
+        "temporary upload is invisible"
+    );
+    writer.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn create_new_refuses_to_replace() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("taken"), b"first").expect("write");
+    let err = storage.open_write(&p("taken"), WriteMode::CreateNew).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+
+    // A file appearing while the upload runs wins; the upload is refused at commit.
+    let mut writer = storage.open_write(&p("race"), WriteMode::CreateNew).await.expect("open");
+    writer.write(Bytes::from_static(b"second")).await.expect("write");
+    std::fs::write(root.join("race"), b"first").expect("write");
+    let err = writer.commit().await.expect_err("refused at commit");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read(root.join("race")).expect("read"), b"first");
+    assert_eq!(raw_names(&root), vec!["race", "taken"]);
+}
+
+#[tokio::test]
+async fn append_and_resume_write_in_place() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("log.txt"), b"line 1\n").expect("write");
+    let mut writer = storage.open_write(&p("log.txt"), WriteMode::Append).await.expect("open");
+    writer.write(Bytes::from_static(b"line 2\n")).await.expect("write");
+    writer.commit().await.expect("commit");
+    assert_eq!(std::fs::read(root.join("log.txt")).expect("read"), b"line 1\nline 2\n");
+
+    // A resumed upload: the first 5 bytes arrived earlier, the rest now.
+    let full = pattern(TRANSFER_CHUNK + 99);
+    std::fs::write(root.join("big.iso"), &full[..5]).expect("write");
+    let mut writer = storage.open_write(&p("big.iso"), WriteMode::At(5)).await.expect("open");
+    writer.write(Bytes::copy_from_slice(&full[5..])).await.expect("write");
+    writer.commit().await.expect("commit");
+    assert_eq!(std::fs::read(root.join("big.iso")).expect("read"), full);
+
+    // In-place writes stay even when the connection drops: that is what makes them resumable.
+    let mut writer = storage.open_write(&p("partial.bin"), WriteMode::At(0)).await.expect("open");
+    writer.write(Bytes::from_static(b"first half")).await.expect("write");
+    writer.sync().await.expect("sync");
+    drop(writer);
+    assert_eq!(std::fs::read(root.join("partial.bin")).expect("read"), b"first half");
+}
+
+#[tokio::test]
+async fn positional_writes_in_any_order() {
+    let (_tmp, _root, storage) = setup();
+    let data = pattern(10 * 32 * 1024);
+    let mut writer = storage.open_write(&p("sftp.bin"), WriteMode::Replace).await.expect("open");
+    let blocks: Vec<(usize, &[u8])> = data.chunks(32 * 1024).enumerate().collect();
+    // Even blocks first, then odd ones, as a pipelining client might.
+    for (i, block) in
+        blocks.iter().filter(|(i, _)| i % 2 == 0).chain(blocks.iter().filter(|(i, _)| i % 2 == 1))
+    {
+        writer
+            .write_at((*i * 32 * 1024) as u64, Bytes::copy_from_slice(block))
+            .await
+            .expect("write");
+    }
+    writer.commit().await.expect("commit");
+    assert_eq!(read_all(&storage, &p("sftp.bin")).await, data);
+}
+
+#[tokio::test]
+async fn writing_over_a_directory_is_refused() {
+    let (_tmp, root, storage) = setup();
+    std::fs::create_dir(root.join("dir")).expect("mkdir");
+    let err = storage.open_write(&p("dir"), WriteMode::Replace).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::IsADirectory);
+    let err =
+        storage.open_write(&p("missing/file"), WriteMode::Replace).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn reads_from_an_offset() {
+    let (_tmp, root, storage) = setup();
+    let data = pattern(2 * TRANSFER_CHUNK + 17);
+    std::fs::write(root.join("movie.mp4"), &data).expect("write");
+    let file = storage.open_read(&p("movie.mp4")).await.expect("open");
+    assert_eq!(file.metadata().size, data.len() as u64);
+    assert_eq!(&file.read_at(1000, 10).await.expect("read")[..], &data[1000..1010]);
+    assert!(file.read_at(data.len() as u64 + 5, 10).await.expect("read").is_empty());
+    let mut stream = file.stream(TRANSFER_CHUNK as u64 + 3);
+    let mut rest = Vec::new();
+    while let Some(chunk) = stream.next_chunk().await.expect("chunk") {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, &data[TRANSFER_CHUNK + 3..]);
+    let err = storage.open_read(&VPath::root()).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::IsADirectory);
+}
