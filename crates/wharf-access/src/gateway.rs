@@ -1,0 +1,21 @@
+//! What every front-end is handed: the shared layer in one handle.
+
+use crate::lifecycle::Shutdown;
+use crate::login::Authenticator;
+
+/// The shared layer a front-end plugs into: logins and sessions, and the server's lifecycle.
+/// One per process, shared by every protocol.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Logins and sessions.
+    pub authenticator: Authenticator,
+    /// Shutdown signals and connection tracking.
+    pub shutdown: Shutdown,
+}
+
+impl Gateway {
+    /// A gateway around `authenticator`, running.
+    pub fn new(authenticator: Authenticator) -> Self {
+        Gateway { authenticator, shutdown: Shutdown::new() }
+    }
+}

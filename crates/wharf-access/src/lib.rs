@@ -1,0 +1,34 @@
+//! Who you are and what you may do: Wharf's users, credentials, permission rules, sessions and
+//! audit events, shared by every protocol.
+//!
+//! A front-end calls [`Authenticator::login`] with what the client offered and gets a
+//! [`Session`]: the user's view of the storage tree, where every operation is checked against
+//! the user's rules before it reaches storage and emits one audit event. Errors are the
+//! protocol-neutral [`Error`] of `wharf-vfs`, which each front-end maps to its own replies.
+
+pub mod audit;
+pub mod config;
+pub mod gateway;
+pub mod lifecycle;
+pub mod limits;
+pub mod login;
+pub mod password;
+pub mod permissions;
+pub mod protocol;
+pub mod session;
+pub mod transfer;
+pub mod user;
+
+pub use audit::{AUDIT_TARGET, Actor, Operation, Outcome};
+pub use config::{AccessConfig, UsersLoadError};
+pub use gateway::Gateway;
+pub use lifecycle::Shutdown;
+pub use limits::{LimitExceeded, SessionLimiter, SessionLimits, SessionPermit};
+pub use login::{Authenticator, Credential, LoginError, LoginRequest, LoginSettings};
+pub use password::{Password, StoredHash, hash_password};
+pub use permissions::{Permissions, Rules};
+pub use protocol::{Protocol, ProtocolFamily};
+pub use session::{Listing, Session};
+pub use transfer::{Download, DownloadStream, Upload};
+pub use user::{SshAuthMethod, TlsRequirement, User, UserConfig, UserDb, UsersFile};
+pub use wharf_vfs::{Error, ErrorKind, Result, VPath, WriteMode};

@@ -1,0 +1,375 @@
+//! Login: the one place every protocol proves who a client is and gets a [`Session`].
+//!
+//! An unknown user and a wrong password are indistinguishable: both verify a password hash
+//! (a decoy for the unknown user), both wait the same failure delay, both get
+//! [`LoginError::Denied`]. The reason is logged, never shown to the client.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wharf_vfs::{LocalStorage, Mount, Storage, Tree};
+
+use crate::audit::{Actor, AuditEvent, Operation, Outcome};
+use crate::password::{Password, StoredHash};
+use crate::permissions::Permissions;
+use crate::protocol::{Protocol, ProtocolFamily};
+use crate::session::Session;
+use crate::user::{SshAuthMethod, TlsRequirement, User, UserDb};
+
+/// What the client offers as proof.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A password.
+    Password(Password),
+    /// An SSH public key whose signature the SSH layer has verified.
+    PublicKey(ssh_key::PublicKey),
+    /// An SSH key (verified) and then a password.
+    PublicKeyAndPassword {
+        /// The verified key.
+        key: ssh_key::PublicKey,
+        /// The password.
+        password: Password,
+    },
+    /// Anonymous FTP onto a passwordless identity; the session is read-only.
+    Anonymous,
+    /// The client's source network, mapped by TFTP rules onto a passwordless identity.
+    SourceNetwork,
+}
+
+impl Credential {
+    fn carries_password(&self) -> bool {
+        matches!(self, Credential::Password(_) | Credential::PublicKeyAndPassword { .. })
+    }
+}
+
+/// A login attempt.
+#[derive(Debug, Clone)]
+pub struct LoginRequest {
+    /// The protocol asking (FTPS when the control connection is protected by TLS).
+    pub protocol: Protocol,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The user name as given.
+    pub user: String,
+    /// The proof offered.
+    pub credential: Credential,
+}
+
+/// Why a login failed, as a front-end may tell the client.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong credentials, unknown or disabled user, or not allowed from here or by this
+    /// protocol. Deliberately one answer.
+    #[error("login incorrect")]
+    Denied,
+    /// The user must protect FTP with TLS before logging in.
+    #[error("this account requires a TLS-protected connection")]
+    TlsRequired,
+    /// The key was accepted; the user must also give a password (SSH partial success).
+    #[error("a password is required as well")]
+    NeedsPassword,
+    /// The credentials were right but the user's folders could not be opened.
+    #[error("the user's storage is unavailable: {0}")]
+    Unavailable(#[source] wharf_vfs::Error),
+}
+
+/// Why a login was denied, for the log only.
+#[derive(Debug, Clone, Copy)]
+enum DenyReason {
+    UnknownUser,
+    BadCredential,
+    Disabled,
+    ProtocolNotAllowed,
+    NetworkNotAllowed,
+    MethodNotAllowed,
+}
+
+impl DenyReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::UnknownUser => "unknown user",
+            DenyReason::BadCredential => "wrong credentials",
+            DenyReason::Disabled => "account disabled",
+            DenyReason::ProtocolNotAllowed => "protocol not allowed for this user",
+            DenyReason::NetworkNotAllowed => "source address not allowed for this user",
+            DenyReason::MethodNotAllowed => "authentication method not allowed for this user",
+        }
+    }
+}
+
+/// Settings of the login process.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// How long a failed password login waits before answering (slows guessing).
+    pub failure_delay: Duration,
+    /// Password hashes verified at once; each argon2 check takes ~19 MiB and a core for tens
+    /// of milliseconds, so a flood of logins must queue rather than exhaust the machine.
+    pub max_concurrent_checks: usize,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings { failure_delay: Duration::from_secs(1), max_concurrent_checks: 4 }
+    }
+}
+
+/// Checks credentials and opens sessions over the shared storage.
+pub struct Authenticator {
+    users: RwLock<Arc<UserDb>>,
+    share: LocalStorage,
+    settings: LoginSettings,
+    checks: Semaphore,
+    next_session: AtomicU64,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator for `users` over the storage tree `share`.
+    pub fn new(share: LocalStorage, users: UserDb, settings: LoginSettings) -> Self {
+        let permits = settings.max_concurrent_checks.max(1);
+        Authenticator {
+            users: RwLock::new(Arc::new(users)),
+            share,
+            settings,
+            checks: Semaphore::new(permits),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// The shared storage tree.
+    pub fn share(&self) -> &LocalStorage {
+        &self.share
+    }
+
+    /// The current users.
+    pub fn users(&self) -> Arc<UserDb> {
+        match self.users.read() {
+            Ok(users) => users.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the users (reload). Sessions already open keep the rules they logged in with.
+    pub fn replace_users(&self, users: UserDb) {
+        let users = Arc::new(users);
+        match self.users.write() {
+            Ok(mut slot) => *slot = users,
+            Err(poisoned) => *poisoned.into_inner() = users,
+        }
+    }
+
+    /// A fresh session number for a connection, before any login.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// What TLS the user `name` requires over FTP; nothing for unknown users, so a client
+    /// learns only that an existing account demands TLS (which it must, to use it at all).
+    pub fn tls_requirement(&self, name: &str) -> TlsRequirement {
+        self.users().get(name).map(|u| u.require_tls).unwrap_or_default()
+    }
+
+    /// Whether `key` would be accepted for `name` over SSH (answering a key offer before the
+    /// client proves possession with a signature).
+    pub fn accepts_key(&self, name: &str, key: &ssh_key::PublicKey) -> bool {
+        self.users().get(name).is_some_and(|user| {
+            !user.disabled
+                && user.has_key(key)
+                && user.ssh_auth.iter().any(|m| {
+                    matches!(m, SshAuthMethod::PublicKey | SshAuthMethod::PublicKeyAndPassword)
+                })
+        })
+    }
+
+    /// Checks a login and opens the user's session.
+    pub async fn login(&self, request: LoginRequest) -> Result<Session, LoginError> {
+        let started = Instant::now();
+        let actor = Actor {
+            session: self.next_session_id(),
+            user: request.user.clone(),
+            protocol: request.protocol,
+            peer: request.peer,
+        };
+        let user = self.users().get(&request.user).cloned();
+        let checked = self.check(user.as_deref(), &request).await;
+        let result = match checked {
+            Ok(()) => match user {
+                Some(user) => self.open_session(actor.clone(), user, &request.credential).await,
+                None => Err(LoginError::Denied),
+            },
+            Err(Refusal::Deny(reason)) => {
+                Self::audit(&actor, started, Outcome::Denied, Some(reason.as_str()));
+                if request.credential.carries_password() {
+                    tokio::time::sleep(
+                        self.settings.failure_delay.saturating_sub(started.elapsed()),
+                    )
+                    .await;
+                }
+                return Err(LoginError::Denied);
+            }
+            Err(Refusal::Tls) => Err(LoginError::TlsRequired),
+            Err(Refusal::SecondFactor) => Err(LoginError::NeedsPassword),
+        };
+        match &result {
+            Ok(_) => Self::audit(&actor, started, Outcome::Ok, None),
+            Err(LoginError::TlsRequired) => {
+                Self::audit(&actor, started, Outcome::Denied, Some("TLS required"))
+            }
+            Err(LoginError::NeedsPassword) => Self::audit(
+                &actor,
+                started,
+                Outcome::Denied,
+                Some("key accepted, password required"),
+            ),
+            Err(LoginError::Unavailable(err)) => Self::audit(
+                &actor,
+                started,
+                Outcome::Failed(err.kind()),
+                Some("storage unavailable"),
+            ),
+            Err(LoginError::Denied) => Self::audit(&actor, started, Outcome::Denied, None),
+        }
+        result
+    }
+
+    fn audit(actor: &Actor, started: Instant, outcome: Outcome, detail: Option<&str>) {
+        AuditEvent {
+            actor,
+            op: Operation::Login,
+            path: None,
+            to: None,
+            bytes: None,
+            duration: started.elapsed(),
+            outcome,
+            detail,
+        }
+        .emit();
+    }
+
+    /// Verifies `password` against `hash` (the decoy for unknown users) off the async threads,
+    /// with a bounded number of checks at once.
+    async fn verify_password(&self, hash: Option<&StoredHash>, password: &Password) -> bool {
+        let is_real = hash.is_some();
+        let hash = hash.unwrap_or_else(|| StoredHash::decoy()).clone();
+        let password = password.clone();
+        let Ok(_permit) = self.checks.acquire().await else { return false };
+        let verified =
+            tokio::task::spawn_blocking(move || hash.verify(&password)).await.unwrap_or(false);
+        verified && is_real
+    }
+
+    async fn check(&self, user: Option<&User>, request: &LoginRequest) -> Result<(), Refusal> {
+        use Credential as C;
+        let family = request.protocol.family();
+        let method_ok = |user: &User, wanted: SshAuthMethod| {
+            request.protocol != Protocol::Sftp || user.ssh_auth.contains(&wanted)
+        };
+        // 1. The credential itself. Unknown users cost a decoy verification.
+        match (&request.credential, user) {
+            (C::Password(password), None) => {
+                self.verify_password(None, password).await;
+                return Err(Refusal::Deny(DenyReason::UnknownUser));
+            }
+            (_, None) => return Err(Refusal::Deny(DenyReason::UnknownUser)),
+            (C::Password(password), Some(user)) => {
+                let ok = match &user.password {
+                    Some(hash) => self.verify_password(Some(hash), password).await,
+                    None => {
+                        self.verify_password(None, password).await;
+                        false
+                    }
+                };
+                if !ok {
+                    return Err(Refusal::Deny(DenyReason::BadCredential));
+                }
+                if !method_ok(user, SshAuthMethod::Password) {
+                    return Err(Refusal::Deny(DenyReason::MethodNotAllowed));
+                }
+            }
+            (C::PublicKey(key), Some(user)) => {
+                if !user.has_key(key) {
+                    return Err(Refusal::Deny(DenyReason::BadCredential));
+                }
+                if !user.ssh_auth.contains(&SshAuthMethod::PublicKey) {
+                    if user.ssh_auth.contains(&SshAuthMethod::PublicKeyAndPassword) {
+                        if user.disabled || !user.allows_address(request.peer.ip()) {
+                            return Err(Refusal::Deny(DenyReason::MethodNotAllowed));
+                        }
+                        return Err(Refusal::SecondFactor);
+                    }
+                    return Err(Refusal::Deny(DenyReason::MethodNotAllowed));
+                }
+            }
+            (C::PublicKeyAndPassword { key, password }, Some(user)) => {
+                let password_ok = match &user.password {
+                    Some(hash) => self.verify_password(Some(hash), password).await,
+                    None => false,
+                };
+                if !user.has_key(key) || !password_ok {
+                    return Err(Refusal::Deny(DenyReason::BadCredential));
+                }
+            }
+            (C::Anonymous, Some(user)) => {
+                if !user.passwordless || family != ProtocolFamily::Ftp {
+                    return Err(Refusal::Deny(DenyReason::MethodNotAllowed));
+                }
+            }
+            (C::SourceNetwork, Some(user)) => {
+                if !user.passwordless || family != ProtocolFamily::Tftp {
+                    return Err(Refusal::Deny(DenyReason::MethodNotAllowed));
+                }
+            }
+        }
+        let Some(user) = user else { return Err(Refusal::Deny(DenyReason::UnknownUser)) };
+        // 2. Account policy, checked only after the credential so it reveals nothing.
+        if user.disabled {
+            return Err(Refusal::Deny(DenyReason::Disabled));
+        }
+        if !user.protocols.contains(&family) {
+            return Err(Refusal::Deny(DenyReason::ProtocolNotAllowed));
+        }
+        if !user.allows_address(request.peer.ip()) {
+            return Err(Refusal::Deny(DenyReason::NetworkNotAllowed));
+        }
+        if request.protocol == Protocol::Ftp && user.require_tls.control {
+            return Err(Refusal::Tls);
+        }
+        Ok(())
+    }
+
+    async fn open_session(
+        &self,
+        actor: Actor,
+        user: Arc<User>,
+        credential: &Credential,
+    ) -> Result<Session, LoginError> {
+        let mut mounts = Vec::with_capacity(user.mounts.len());
+        for (at, target) in &user.mounts {
+            let storage =
+                self.share.subtree(target, true).await.map_err(LoginError::Unavailable)?;
+            mounts.push(Mount { at: at.clone(), storage: Arc::new(storage) as Arc<dyn Storage> });
+        }
+        let tree =
+            Tree::new(mounts).map_err(|_| LoginError::Unavailable(wharf_vfs::Error::NotFound))?;
+        let mask = match credential {
+            Credential::Anonymous => Permissions::READ,
+            _ => Permissions::all(),
+        };
+        Ok(Session::new(actor, user, tree, mask))
+    }
+}
+
+/// The internal verdict of [`Authenticator::check`].
+enum Refusal {
+    Deny(DenyReason),
+    Tls,
+    SecondFactor,
+}

@@ -1,0 +1,212 @@
+//! Downloads and uploads in progress: they count bytes and emit one audit event when they end,
+//! however they end (finished, failed, or dropped with the connection).
+
+use std::os::fd::BorrowedFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use wharf_vfs::{Error, Metadata, ReadFile, ReadStream, Result, VPath, WriteFile};
+
+use crate::audit::{AuditEvent, Operation, Outcome};
+use crate::session::Session;
+
+/// Bookkeeping shared by downloads and uploads; emits the audit event when dropped.
+struct TransferRecord {
+    session: Session,
+    op: Operation,
+    path: VPath,
+    started: Instant,
+    bytes: AtomicU64,
+    /// `Aborted` until the transfer says otherwise.
+    outcome: Mutex<Outcome>,
+}
+
+impl TransferRecord {
+    fn new(session: Session, op: Operation, path: VPath, started: Instant) -> Self {
+        TransferRecord {
+            session,
+            op,
+            path,
+            started,
+            bytes: AtomicU64::new(0),
+            outcome: Mutex::new(Outcome::Aborted),
+        }
+    }
+
+    fn add(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn set_outcome(&self, outcome: Outcome) {
+        if let Ok(mut slot) = self.outcome.lock() {
+            *slot = outcome;
+        }
+    }
+}
+
+impl Drop for TransferRecord {
+    fn drop(&mut self) {
+        let outcome = self.outcome.lock().map(|o| *o).unwrap_or(Outcome::Aborted);
+        AuditEvent {
+            actor: self.session.actor(),
+            op: self.op,
+            path: Some(&self.path),
+            to: None,
+            bytes: Some(self.bytes.load(Ordering::Relaxed)),
+            duration: self.started.elapsed(),
+            outcome,
+            detail: None,
+        }
+        .emit();
+    }
+}
+
+/// A file opened for download.
+pub struct Download {
+    file: Box<dyn ReadFile>,
+    record: TransferRecord,
+}
+
+impl Download {
+    pub(crate) fn new(
+        session: Session,
+        path: VPath,
+        file: Box<dyn ReadFile>,
+        started: Instant,
+    ) -> Self {
+        Download { file, record: TransferRecord::new(session, Operation::Download, path, started) }
+    }
+
+    /// Attributes of the file when it was opened.
+    pub fn metadata(&self) -> &Metadata {
+        self.file.metadata()
+    }
+
+    /// The path being downloaded.
+    pub fn path(&self) -> &VPath {
+        &self.record.path
+    }
+
+    /// Reads up to `len` bytes at `offset` (counted as sent).
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
+        let result = self.file.read_at(offset, len).await;
+        match &result {
+            Ok(bytes) => self.record.add(bytes.len() as u64),
+            Err(err) => self.record.set_outcome(Outcome::of_error(err)),
+        }
+        result
+    }
+
+    /// The file's descriptor, for a front-end that sends with `sendfile`; it must then report
+    /// what it sent with [`Download::add_sent`].
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_fd()
+    }
+
+    /// Counts bytes a front-end sent by itself (zero-copy).
+    pub fn add_sent(&self, bytes: u64) {
+        self.record.add(bytes);
+    }
+
+    /// Switches to a sequential read from `offset` with read-ahead.
+    pub fn stream(self, offset: u64) -> DownloadStream {
+        DownloadStream { stream: self.file.stream(offset), record: self.record }
+    }
+
+    /// Marks the download complete.
+    pub fn finish(self) {
+        self.record.set_outcome(Outcome::Ok);
+    }
+
+    /// Marks the download failed with `err` (a network error, say).
+    pub fn fail(self, err: &Error) {
+        self.record.set_outcome(Outcome::of_error(err));
+    }
+}
+
+/// A sequential download in progress.
+pub struct DownloadStream {
+    stream: ReadStream,
+    record: TransferRecord,
+}
+
+impl DownloadStream {
+    /// The next chunk of the file; `Ok(None)` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        let result = self.stream.next_chunk().await;
+        match &result {
+            Ok(Some(chunk)) => self.record.add(chunk.len() as u64),
+            Ok(None) => {}
+            Err(err) => self.record.set_outcome(Outcome::of_error(err)),
+        }
+        result
+    }
+
+    /// Marks the download complete.
+    pub fn finish(self) {
+        self.record.set_outcome(Outcome::Ok);
+    }
+
+    /// Marks the download failed with `err`.
+    pub fn fail(self, err: &Error) {
+        self.record.set_outcome(Outcome::of_error(err));
+    }
+}
+
+/// A file opened for upload. Dropping it without [`Upload::commit`] aborts it: a whole-file
+/// upload leaves the old file as it was.
+pub struct Upload {
+    file: Box<dyn WriteFile>,
+    record: TransferRecord,
+}
+
+impl Upload {
+    pub(crate) fn new(
+        session: Session,
+        path: VPath,
+        file: Box<dyn WriteFile>,
+        started: Instant,
+    ) -> Self {
+        Upload { file, record: TransferRecord::new(session, Operation::Upload, path, started) }
+    }
+
+    /// The path being uploaded.
+    pub fn path(&self) -> &VPath {
+        &self.record.path
+    }
+
+    /// Writes `data` at the current position.
+    pub async fn write(&mut self, data: Bytes) -> Result<()> {
+        let len = data.len() as u64;
+        self.file.write(data).await?;
+        self.record.add(len);
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` from the start of the file.
+    pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
+        let len = data.len() as u64;
+        self.file.write_at(offset, data).await?;
+        self.record.add(len);
+        Ok(())
+    }
+
+    /// Waits until everything written is on stable storage.
+    pub async fn sync(&mut self) -> Result<()> {
+        self.file.sync().await
+    }
+
+    /// Bytes accepted so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.file.bytes_written()
+    }
+
+    /// Finishes the upload and publishes it; returns the bytes written.
+    pub async fn commit(self) -> Result<u64> {
+        let result = self.file.commit().await;
+        self.record.set_outcome(Outcome::of(&result));
+        result
+    }
+}
