@@ -1,0 +1,1 @@
+//! Wharf's FTP front-end (under construction in this session).

@@ -1,0 +1,1 @@
+//! Wharf's FTPS front-end (under construction in this session).

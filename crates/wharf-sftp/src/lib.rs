@@ -1,0 +1,1 @@
+//! Wharf's SFTP front-end (under construction in this session).

@@ -1,0 +1,1 @@
+//! Wharf's TFTP front-end (under construction in this session).
