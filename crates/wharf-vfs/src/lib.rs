@@ -5,6 +5,7 @@
 //! local-disk backend ([`LocalStorage`]), mounts ([`Tree`]), atomic uploads and resumable
 //! writes. Users, permissions and protocols live in the layers above.
 
+pub mod config;
 pub mod error;
 pub mod local;
 pub mod metadata;
@@ -12,6 +13,7 @@ pub mod mount;
 pub mod path;
 pub mod storage;
 
+pub use config::StorageConfig;
 pub use error::{Error, ErrorKind, Result};
 pub use local::{LocalOptions, LocalStorage};
 pub use metadata::{DirEntry, FileId, FileKind, Metadata, Space};

@@ -1,0 +1,37 @@
+//! `wharf check`: validate a configuration and say what it would serve, without serving.
+
+use std::fmt::Write as _;
+
+use crate::config::LoadedConfig;
+
+/// Checks everything that can be checked without binding ports; returns the summary.
+pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
+    let config = &loaded.config;
+    let users = config.access.load_users(&config.data_dir)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} is valid.", loaded.source);
+    let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
+    let _ = writeln!(out, "  storage root:   {}", config.storage.root.display());
+    let mut names: Vec<_> = users.iter().map(|u| u.name.clone()).collect();
+    names.sort();
+    let _ = writeln!(out, "  users ({}):     {}", names.len(), names.join(", "));
+    for user in {
+        let mut sorted: Vec<_> = users.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        sorted
+    } {
+        let mounts: Vec<String> =
+            user.mounts.iter().map(|(at, target)| format!("{at} -> share{target}")).collect();
+        let protocols: Vec<String> =
+            user.protocols.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+        let _ = writeln!(
+            out,
+            "    {}: {} [{}]{}",
+            user.name,
+            mounts.join(", "),
+            protocols.join(","),
+            if user.disabled { " (disabled)" } else { "" }
+        );
+    }
+    Ok(out)
+}

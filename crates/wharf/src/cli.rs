@@ -1,0 +1,38 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// Wharf: one storage tree served over FTP, FTPS, SFTP and TFTP.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the configured protocols (the embedded default without --config).
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Log format; overrides the configuration's `log.format`.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Validate a configuration and print what it would serve; non-zero exit on error.
+    Check {
+        /// The configuration file (the embedded default without it).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Read a password (prompt, or stdin) and print its argon2id hash for the users file.
+    HashPassword,
+}

@@ -1,0 +1,192 @@
+//! The configuration file: one YAML document whose sections belong to the crates that use
+//! them (`storage` to wharf-vfs, `access` to wharf-access, one per protocol), composed here.
+//!
+//! Relative paths are resolved once, at load: `data_dir` against the configuration file's
+//! directory (the working directory for the embedded default), every other path against
+//! `data_dir`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use wharf_access::AccessConfig;
+use wharf_vfs::StorageConfig;
+
+/// The configuration compiled into the binary: what `wharf serve` runs without `--config`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/default.yaml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WharfConfig {
+    /// Where Wharf keeps its state: the share (by default), the users file, host keys,
+    /// certificates.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The storage tree (wharf-vfs).
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Users and logins (wharf-access).
+    #[serde(default)]
+    pub access: AccessConfig,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// How long transfers in progress may run on after a shutdown signal.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("wharf-data")
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The `log` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` (default) or `json` (one JSON object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A filter such as `info` or `info,wharf::audit=debug`; `RUST_LOG` overrides it.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where a configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file given with `--config`.
+    File(PathBuf),
+    /// The default compiled into the binary.
+    Embedded,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::Embedded => f.write_str("the embedded default configuration"),
+        }
+    }
+}
+
+/// A configuration with its paths resolved.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed configuration, paths made absolute.
+    pub config: WharfConfig,
+    /// Where it came from.
+    pub source: ConfigSource,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not valid YAML, an unknown key or a bad value; the message names the key and line.
+    #[error("{origin}: {source}")]
+    Parse {
+        /// Where the configuration came from.
+        origin: ConfigSource,
+        /// The parser's error.
+        source: serde_yaml::Error,
+    },
+    /// The working directory is unknown (needed to resolve relative paths).
+    #[error("cannot determine the working directory: {0}")]
+    WorkingDir(std::io::Error),
+}
+
+impl LoadedConfig {
+    /// Loads `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        let cwd = std::env::current_dir().map_err(ConfigError::WorkingDir)?;
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let base = cwd.join(path.parent().unwrap_or(Path::new("")));
+                Self::parse(&text, ConfigSource::File(path.to_owned()), &base)
+            }
+            None => Self::parse(EMBEDDED_DEFAULT, ConfigSource::Embedded, &cwd),
+        }
+    }
+
+    /// Parses `text` and resolves relative paths against `base`.
+    pub fn parse(
+        text: &str,
+        source: ConfigSource,
+        base: &Path,
+    ) -> Result<LoadedConfig, ConfigError> {
+        let mut config: WharfConfig = serde_yaml::from_str(text)
+            .map_err(|err| ConfigError::Parse { origin: source.clone(), source: err })?;
+        config.data_dir = base.join(&config.data_dir);
+        config.storage.root = config.data_dir.join(&config.storage.root);
+        if let Some(users_file) = config.access.users_file.take() {
+            config.access.users_file = Some(config.data_dir.join(users_file));
+        }
+        Ok(LoadedConfig { config, source })
+    }
+
+    /// The users file, if the configuration names one (absolute).
+    pub fn users_file(&self) -> Option<&Path> {
+        self.config.access.users_file.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let loaded =
+            LoadedConfig::parse(EMBEDDED_DEFAULT, ConfigSource::Embedded, Path::new("/srv"))
+                .expect("the embedded default is valid");
+        assert_eq!(loaded.config.data_dir, Path::new("/srv/wharf-data"));
+        assert_eq!(loaded.config.storage.root, Path::new("/srv/wharf-data/share"));
+        assert_eq!(loaded.users_file(), Some(Path::new("/srv/wharf-data/users.yaml")));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let text = "data_dir: d\nstorage:\n  root: share\n  fsync_on_comit: true\n";
+        let err = LoadedConfig::parse(text, ConfigSource::File("w.yaml".into()), Path::new("/"))
+            .expect_err("misspelled key");
+        let message = err.to_string();
+        assert!(message.contains("fsync_on_comit"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
+        assert!(message.starts_with("w.yaml: "), "{message}");
+    }
+
+    #[test]
+    fn absolute_paths_are_kept() {
+        let text = "data_dir: /var/lib/wharf\nstorage: { root: /srv/share }\naccess: { users_file: /etc/wharf/users.yaml }\n";
+        let loaded =
+            LoadedConfig::parse(text, ConfigSource::Embedded, Path::new("/x")).expect("valid");
+        assert_eq!(loaded.config.storage.root, Path::new("/srv/share"));
+        assert_eq!(loaded.users_file(), Some(Path::new("/etc/wharf/users.yaml")));
+    }
+}

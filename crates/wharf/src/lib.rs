@@ -1,0 +1,13 @@
+//! The `wharf` binary as a library: configuration, start-up and shutdown of every protocol,
+//! so end-to-end tests can run the real server in-process.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod hash_password;
+pub mod logging;
+pub mod provision;
+pub mod server;
+
+pub use config::{LoadedConfig, WharfConfig};
+pub use server::{ListenerInfo, Server};

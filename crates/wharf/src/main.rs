@@ -1,0 +1,59 @@
+//! `wharf`: serve, check a configuration, hash a password.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use wharf::cli::{Cli, Command};
+use wharf::{LoadedConfig, Server, check, hash_password, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, log_format } => serve(config, log_format),
+        Command::Check { config } => LoadedConfig::load(config.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| check::check(&loaded))
+            .map(|summary| print!("{summary}")),
+        Command::HashPassword => hash_password::run().map(|hash| println!("{hash}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wharf: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    config: Option<std::path::PathBuf>,
+    log_format: Option<wharf::config::LogFormat>,
+) -> anyhow::Result<()> {
+    let loaded = LoadedConfig::load(config.as_deref())?;
+    let format = log_format.unwrap_or(loaded.config.log.format);
+    logging::init(format, loaded.config.log.level.as_deref())?;
+    raise_file_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let server = Server::start(loaded).await?;
+        print!("{}", server.banner());
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        server.run_until_signal().await
+    })
+}
+
+/// Every session holds sockets and directory handles; the usual soft limit of 1024 open files
+/// would cap a busy server far below what it can serve.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum {
+        if limit.current.is_some_and(|cur| cur < max) {
+            let raised = rustix::process::Rlimit { current: Some(max), maximum: Some(max) };
+            if let Err(err) = setrlimit(Resource::Nofile, raised) {
+                tracing::warn!(error = %err, "could not raise the open-file limit");
+            }
+        }
+    }
+}

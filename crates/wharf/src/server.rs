@@ -1,0 +1,181 @@
+//! Starting everything the configuration asks for, and stopping it.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use wharf_access::{Authenticator, Gateway};
+use wharf_vfs::LocalStorage;
+
+use crate::config::{ConfigSource, LoadedConfig};
+use crate::provision::{DemoAccount, provision_users};
+
+/// Set to `1` to bind every listener of the configuration on port 0 (the kernel picks free
+/// ports, printed in the banner): how tests run the embedded default without fixed ports.
+pub const EPHEMERAL_PORTS_ENV: &str = "WHARF_EPHEMERAL_PORTS";
+
+/// One bound listener, for the banner and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// `FTP`, `SFTP`, ...
+    pub protocol: &'static str,
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    /// A client command a user can paste (may contain `{user}`).
+    pub example: String,
+}
+
+/// A running Wharf: the shared layer and the protocol front-ends.
+pub struct Server {
+    loaded: LoadedConfig,
+    gateway: Arc<Gateway>,
+    listeners: Vec<ListenerInfo>,
+    notes: Vec<String>,
+    demo: Option<DemoAccount>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Whether listeners should ignore their configured ports (see [`EPHEMERAL_PORTS_ENV`]).
+pub fn ephemeral_ports() -> bool {
+    std::env::var(EPHEMERAL_PORTS_ENV).is_ok_and(|v| v == "1")
+}
+
+/// `addrs` with their ports set to 0 when [`ephemeral_ports`] is on.
+pub fn listen_addrs(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let ephemeral = ephemeral_ports();
+    addrs.iter().map(|addr| if ephemeral { SocketAddr::new(addr.ip(), 0) } else { *addr }).collect()
+}
+
+impl Server {
+    /// Prepares the data directory and storage, loads users and binds every listener.
+    pub async fn start(loaded: LoadedConfig) -> anyhow::Result<Server> {
+        let config = &loaded.config;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let demo = match (&loaded.source, loaded.users_file()) {
+            (ConfigSource::Embedded, Some(users_file)) => provision_users(users_file)?,
+            _ => None,
+        };
+        let share = LocalStorage::open(&config.storage.root, true, config.storage.local_options())
+            .with_context(|| format!("opening storage root {}", config.storage.root.display()))?;
+        let users = config.access.load_users(&config.data_dir)?;
+        let authenticator = Authenticator::new(share, users, config.access.login_settings());
+        let gateway = Arc::new(Gateway::new(authenticator));
+        let server = Server {
+            loaded,
+            gateway,
+            listeners: Vec::new(),
+            notes: Vec::new(),
+            demo,
+            tasks: Vec::new(),
+        };
+        Ok(server)
+    }
+
+    /// The shared layer.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Every bound listener.
+    pub fn listeners(&self) -> &[ListenerInfo] {
+        &self.listeners
+    }
+
+    /// The first listener of `protocol`, if it is served.
+    pub fn listener(&self, protocol: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.protocol == protocol).map(|l| l.addr)
+    }
+
+    /// What to print at start: where the share is, the demo account, how to connect.
+    pub fn banner(&self) -> String {
+        let config = &self.loaded.config;
+        let users = self.gateway.authenticator.users();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Wharf {} is serving {}",
+            env!("CARGO_PKG_VERSION"),
+            config.storage.root.display()
+        );
+        let _ = writeln!(out, "  configuration: {}", self.loaded.source);
+        if let Some(path) = self.loaded.users_file() {
+            let _ = writeln!(out, "  users: {} ({} defined)", path.display(), users.len());
+        }
+        let user = match &self.demo {
+            Some(demo) => {
+                let _ = writeln!(out);
+                let _ = writeln!(
+                    out,
+                    "  A demo account was created. Its password is shown only this once:"
+                );
+                let _ = writeln!(out, "    user: {}   password: {}", demo.user, demo.password);
+                demo.user.clone()
+            }
+            None => String::from(crate::provision::DEMO_USER),
+        };
+        if self.listeners.is_empty() {
+            let _ = writeln!(out, "\n  No protocol is enabled in this configuration.");
+        } else {
+            let _ = writeln!(out, "\n  Listening:");
+            for l in &self.listeners {
+                let example = l.example.replace("{user}", &user);
+                let _ =
+                    writeln!(out, "    {:<14} {:<24} {}", l.protocol, l.addr.to_string(), example);
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "  {note}");
+        }
+        out
+    }
+
+    /// Re-reads the users file; sessions already open keep the rules they logged in with.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let config = &self.loaded.config;
+        let users = config.access.load_users(&config.data_dir)?;
+        let count = users.len();
+        self.gateway.authenticator.replace_users(users);
+        tracing::info!(users = count, "configuration reloaded");
+        Ok(())
+    }
+
+    /// Stops accepting, lets transfers finish within the configured grace period, closes the
+    /// rest. Returns whether everything finished in time.
+    pub async fn shutdown(self) -> bool {
+        let grace = self.loaded.config.shutdown_grace;
+        let clean = self.gateway.shutdown.shut_down(grace).await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        clean
+    }
+
+    /// Serves until SIGINT or SIGTERM (reloading on SIGHUP), then shuts down.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+                _ = hangup.recv() => {
+                    if let Err(err) = self.reload() {
+                        tracing::error!(error = %format!("{err:#}"), "reload failed; keeping the previous configuration");
+                    }
+                }
+            }
+        }
+        tracing::info!(grace = ?self.loaded.config.shutdown_grace, "shutting down: no new connections, transfers may finish");
+        if self.shutdown().await {
+            tracing::info!("stopped");
+        } else {
+            tracing::warn!("grace period over; remaining sessions were closed");
+        }
+        Ok(())
+    }
+}
