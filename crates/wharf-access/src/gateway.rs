@@ -1,5 +1,6 @@
 //! What every front-end is handed: the shared layer in one handle.
 
+use crate::defender::Defender;
 use crate::lifecycle::Shutdown;
 use crate::login::Authenticator;
 
@@ -17,5 +18,11 @@ impl Gateway {
     /// A gateway around `authenticator`, running.
     pub fn new(authenticator: Authenticator) -> Self {
         Gateway { authenticator, shutdown: Shutdown::new() }
+    }
+
+    /// The defender shared by every protocol: ask it at accept (`verdict`), report offenses
+    /// (`report`). Failed logins are reported by the authenticator itself.
+    pub fn defender(&self) -> &Defender {
+        self.authenticator.defender()
     }
 }

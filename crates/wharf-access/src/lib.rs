@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod defender;
 pub mod gateway;
 pub mod lifecycle;
 pub mod limits;
@@ -21,6 +22,7 @@ pub mod user;
 
 pub use audit::{AUDIT_TARGET, Actor, Operation, Outcome};
 pub use config::{AccessConfig, UsersLoadError};
+pub use defender::{Ban, Defender, DefenderConfig, Offense, Verdict};
 pub use gateway::Gateway;
 pub use lifecycle::Shutdown;
 pub use limits::{LimitExceeded, SessionLimiter, SessionLimits, SessionPermit};

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use wharf_vfs::{LocalStorage, Mount, Storage, Tree};
 
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
+use crate::defender::{Defender, Offense};
 use crate::password::{Password, StoredHash};
 use crate::permissions::Permissions;
 use crate::protocol::{Protocol, ProtocolFamily};
@@ -82,6 +83,7 @@ enum DenyReason {
     UnknownUser,
     BadCredential,
     Disabled,
+    AddressBanned,
     ProtocolNotAllowed,
     NetworkNotAllowed,
     MethodNotAllowed,
@@ -93,6 +95,7 @@ impl DenyReason {
             DenyReason::UnknownUser => "unknown user",
             DenyReason::BadCredential => "wrong credentials",
             DenyReason::Disabled => "account disabled",
+            DenyReason::AddressBanned => "source address banned by the defender",
             DenyReason::ProtocolNotAllowed => "protocol not allowed for this user",
             DenyReason::NetworkNotAllowed => "source address not allowed for this user",
             DenyReason::MethodNotAllowed => "authentication method not allowed for this user",
@@ -123,6 +126,7 @@ pub struct Authenticator {
     settings: LoginSettings,
     checks: Semaphore,
     next_session: AtomicU64,
+    defender: Arc<Defender>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -141,7 +145,14 @@ impl Authenticator {
             settings,
             checks: Semaphore::new(permits),
             next_session: AtomicU64::new(1),
+            defender: Arc::new(Defender::disabled()),
         }
+    }
+
+    /// The defender every failed login is reported to (disabled until configured with
+    /// [`Defender::reconfigure`]).
+    pub fn defender(&self) -> &Arc<Defender> {
+        &self.defender
     }
 
     /// The shared storage tree.
@@ -199,7 +210,11 @@ impl Authenticator {
             peer: request.peer,
         };
         let user = self.users().get(&request.user).cloned();
-        let checked = self.check(user.as_deref(), &request).await;
+        let checked = if self.defender.verdict(request.peer.ip()).is_allowed() {
+            self.check(user.as_deref(), &request).await
+        } else {
+            Err(Refusal::Deny(DenyReason::AddressBanned))
+        };
         let result = match checked {
             Ok(()) => match user {
                 Some(user) => self.open_session(actor.clone(), user, &request.credential).await,
@@ -207,6 +222,9 @@ impl Authenticator {
             },
             Err(Refusal::Deny(reason)) => {
                 Self::audit(&actor, started, Outcome::Denied, Some(reason.as_str()));
+                if !matches!(reason, DenyReason::AddressBanned) {
+                    self.defender.report(request.peer.ip(), Offense::LoginFailed);
+                }
                 if request.credential.carries_password() {
                     tokio::time::sleep(
                         self.settings.failure_delay.saturating_sub(started.elapsed()),

@@ -219,3 +219,29 @@ async fn reload_replaces_users_without_touching_sessions() {
     assert!(fx.auth.login(request("alice", Protocol::Sftp, password(PASSWORD))).await.is_err());
     alice.stat(&p("/")).await.expect("the open session keeps working");
 }
+
+#[tokio::test]
+async fn failed_logins_feed_the_defender() {
+    let fx = share(USERS);
+    fx.auth.defender().reconfigure(wharf_access::DefenderConfig {
+        threshold: 6,
+        ..wharf_access::DefenderConfig::default()
+    });
+    for _ in 0..3 {
+        assert!(fx.auth.login(request("alice", Protocol::Sftp, password("guess"))).await.is_err());
+    }
+    assert!(matches!(
+        fx.auth.defender().verdict(peer().ip()),
+        wharf_access::Verdict::Banned { .. }
+    ));
+    // Once banned, even the right password is refused from that address.
+    assert!(matches!(
+        fx.auth.login(request("alice", Protocol::Ftps, password(PASSWORD))).await,
+        Err(LoginError::Denied)
+    ));
+    let elsewhere = LoginRequest {
+        peer: "127.0.0.2:4000".parse().expect("addr"),
+        ..request("alice", Protocol::Ftps, password(PASSWORD))
+    };
+    fx.auth.login(elsewhere).await.expect("another address is not banned");
+}
