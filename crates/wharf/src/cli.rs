@@ -35,4 +35,10 @@ pub enum Command {
     },
     /// Read a password (prompt, or stdin) and print its argon2id hash for the users file.
     HashPassword,
+    /// Print the addresses the defender has banned (as last saved by the server, every 30 s).
+    Bans {
+        /// The configuration file (the embedded default without it).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wharf_access::AccessConfig;
+use wharf_access::{AccessConfig, DefenderConfig};
 use wharf_vfs::StorageConfig;
 
 /// The configuration compiled into the binary: what `wharf serve` runs without `--config`.
@@ -29,6 +29,9 @@ pub struct WharfConfig {
     /// Users and logins (wharf-access).
     #[serde(default)]
     pub access: AccessConfig,
+    /// Banning misbehaving addresses on every protocol (wharf-access).
+    #[serde(default)]
+    pub defender: DefenderConfig,
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
@@ -153,6 +156,19 @@ impl LoadedConfig {
     /// The users file, if the configuration names one (absolute).
     pub fn users_file(&self) -> Option<&Path> {
         self.config.access.users_file.as_deref()
+    }
+
+    /// Where the defender's bans are kept across restarts.
+    pub fn bans_file(&self) -> PathBuf {
+        self.config.data_dir.join("bans.yaml")
+    }
+
+    /// Loads the same source again (for a reload); the embedded default is re-parsed.
+    pub fn reload(&self) -> Result<LoadedConfig, ConfigError> {
+        match &self.source {
+            ConfigSource::File(path) => LoadedConfig::load(Some(path)),
+            ConfigSource::Embedded => LoadedConfig::load(None),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
             .and_then(|loaded| check::check(&loaded))
             .map(|summary| print!("{summary}")),
         Command::HashPassword => hash_password::run().map(|hash| println!("{hash}")),
+        Command::Bans { config } => print_bans(config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,6 +42,31 @@ fn serve(
         let _ = std::io::stdout().flush();
         server.run_until_signal().await
     })
+}
+
+fn print_bans(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let loaded = LoadedConfig::load(config)?;
+    let file = loaded.bans_file();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let bans: Vec<_> = wharf_access::Defender::load_saved(&file)?
+        .into_iter()
+        .filter(|ban| ban.until_unix > now)
+        .collect();
+    if bans.is_empty() {
+        println!("No address is banned ({}).", file.display());
+    }
+    for ban in bans {
+        println!(
+            "{:<40} banned for {:>6} s more (score {})",
+            ban.address,
+            ban.until_unix - now,
+            ban.score
+        );
+    }
+    Ok(())
 }
 
 /// Every session holds sockets and directory handles; the usual soft limit of 1024 open files

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wharf_access::{Authenticator, Gateway};
+use wharf_access::{Authenticator, Defender, Gateway};
 use wharf_vfs::LocalStorage;
 
 use crate::config::{ConfigSource, LoadedConfig};
@@ -61,6 +61,13 @@ impl Server {
             .with_context(|| format!("opening storage root {}", config.storage.root.display()))?;
         let users = config.access.load_users(&config.data_dir)?;
         let authenticator = Authenticator::new(share, users, config.access.login_settings());
+        authenticator.defender().reconfigure(config.defender.clone());
+        match Defender::load_saved(&loaded.bans_file()) {
+            Ok(bans) => authenticator.defender().restore(&bans),
+            Err(err) => {
+                tracing::warn!(error = %err, file = %loaded.bans_file().display(), "saved bans not restored")
+            }
+        }
         let gateway = Arc::new(Gateway::new(authenticator));
         let server = Server {
             loaded,
@@ -131,19 +138,31 @@ impl Server {
         out
     }
 
-    /// Re-reads the users file; sessions already open keep the rules they logged in with.
+    /// Re-reads the configuration and the users file and applies what can change while
+    /// running: users and their rules, defender settings. Sessions already open keep the rules
+    /// they logged in with; listeners and storage need a restart. Nothing is applied unless
+    /// everything loads.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let config = &self.loaded.config;
+        let fresh = self.loaded.reload()?;
+        let config = &fresh.config;
         let users = config.access.load_users(&config.data_dir)?;
         let count = users.len();
         self.gateway.authenticator.replace_users(users);
+        self.gateway.defender().reconfigure(config.defender.clone());
         tracing::info!(users = count, "configuration reloaded");
         Ok(())
+    }
+
+    fn save_bans(&self) {
+        if let Err(err) = self.gateway.defender().save(&self.loaded.bans_file()) {
+            tracing::warn!(error = %err, "could not save the defender's bans");
+        }
     }
 
     /// Stops accepting, lets transfers finish within the configured grace period, closes the
     /// rest. Returns whether everything finished in time.
     pub async fn shutdown(self) -> bool {
+        self.save_bans();
         let grace = self.loaded.config.shutdown_grace;
         let clean = self.gateway.shutdown.shut_down(grace).await;
         for task in self.tasks {
@@ -159,8 +178,10 @@ impl Server {
         let mut terminate =
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+        let mut save_bans = tokio::time::interval(std::time::Duration::from_secs(30));
         loop {
             tokio::select! {
+                _ = save_bans.tick() => self.save_bans(),
                 _ = interrupt.recv() => break,
                 _ = terminate.recv() => break,
                 _ = hangup.recv() => {
