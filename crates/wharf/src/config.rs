@@ -38,6 +38,18 @@ pub struct WharfConfig {
     /// How long transfers in progress may run on after a shutdown signal.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The Prometheus endpoint; off when absent.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The `metrics` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` and `GET /bans` are answered (keep it on loopback or a management
+    /// network: it is not authenticated).
+    pub listen: std::net::SocketAddr,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -58,6 +70,13 @@ pub struct LogConfig {
     /// A filter such as `info` or `info,wharf::audit=debug`; `RUST_LOG` overrides it.
     #[serde(default)]
     pub level: Option<String>,
+    /// Audit log: every audit event as one JSON object per line. Off when absent.
+    #[serde(default)]
+    pub audit_file: Option<PathBuf>,
+    /// Transfer log in the classic xferlog format, one line per download or upload on any
+    /// protocol. Off when absent.
+    #[serde(default)]
+    pub transfer_log: Option<PathBuf>,
 }
 
 /// How log lines are written.
@@ -147,8 +166,14 @@ impl LoadedConfig {
             .map_err(|err| ConfigError::Parse { origin: source.clone(), source: err })?;
         config.data_dir = base.join(&config.data_dir);
         config.storage.root = config.data_dir.join(&config.storage.root);
-        if let Some(users_file) = config.access.users_file.take() {
-            config.access.users_file = Some(config.data_dir.join(users_file));
+        for path in [
+            &mut config.access.users_file,
+            &mut config.log.audit_file,
+            &mut config.log.transfer_log,
+        ] {
+            if let Some(relative) = path.take() {
+                *path = Some(config.data_dir.join(relative));
+            }
         }
         Ok(LoadedConfig { config, source })
     }

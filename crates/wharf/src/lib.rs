@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod hash_password;
 pub mod logging;
+pub mod observe;
 pub mod provision;
 pub mod server;
 

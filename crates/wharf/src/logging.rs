@@ -1,20 +1,37 @@
-//! Log output through tracing-subscriber: readable lines by default, JSON lines on request.
-//! Logs go to stderr; stdout carries only the start-up banner.
+//! Log output through tracing-subscriber: readable lines by default, JSON lines on request,
+//! to stderr (stdout carries only the start-up banner); plus the observers that write the
+//! audit and transfer logs and count metrics, each layer with its own filter.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::LogFormat;
+use crate::observe::Observers;
 
 /// Installs the global subscriber. `RUST_LOG` wins over `level`; the default is `info`.
-pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
+pub fn init(format: LogFormat, level: Option<&str>, observers: Observers) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(from_env)?,
         _ => EnvFilter::try_new(level.unwrap_or("info"))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    let console = match format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
-    installed.map_err(|err| anyhow::anyhow!("installing the log subscriber: {err}"))
+    tracing_subscriber::registry()
+        .with(console)
+        .with(observers.with_filter(Observers::filter()))
+        .try_init()
+        .map_err(|err| anyhow::anyhow!("installing the log subscriber: {err}"))
 }

@@ -2,8 +2,12 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser as _;
 use wharf::cli::{Cli, Command};
+use wharf::observe::Observers;
+use wharf::observe::log_file::LogFile;
+use wharf::observe::metrics::Metrics;
 use wharf::{LoadedConfig, Server, check, hash_password, logging};
 
 fn main() -> ExitCode {
@@ -32,11 +36,20 @@ fn serve(
 ) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(config.as_deref())?;
     let format = log_format.unwrap_or(loaded.config.log.format);
-    logging::init(format, loaded.config.log.level.as_deref())?;
+    let log = &loaded.config.log;
+    let open = |path: &Option<std::path::PathBuf>| -> anyhow::Result<Option<LogFile>> {
+        path.as_deref()
+            .map(|p| LogFile::open(p).with_context(|| format!("opening log file {}", p.display())))
+            .transpose()
+    };
+    let metrics = std::sync::Arc::new(Metrics::default());
+    let observers =
+        Observers::new(open(&log.audit_file)?, open(&log.transfer_log)?, metrics.clone());
+    logging::init(format, log.level.as_deref(), observers)?;
     raise_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let server = Server::start(loaded).await?;
+        let server = Server::start(loaded, metrics).await?;
         print!("{}", server.banner());
         use std::io::Write as _;
         let _ = std::io::stdout().flush();

@@ -9,6 +9,8 @@ use wharf_access::{Authenticator, Defender, Gateway};
 use wharf_vfs::LocalStorage;
 
 use crate::config::{ConfigSource, LoadedConfig};
+use crate::observe::http::MetricsEndpoint;
+use crate::observe::metrics::Metrics;
 use crate::provision::{DemoAccount, provision_users};
 
 /// Set to `1` to bind every listener of the configuration on port 0 (the kernel picks free
@@ -49,7 +51,8 @@ pub fn listen_addrs(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 
 impl Server {
     /// Prepares the data directory and storage, loads users and binds every listener.
-    pub async fn start(loaded: LoadedConfig) -> anyhow::Result<Server> {
+    /// `metrics` is what the metrics endpoint shows (the counters the log layer feeds).
+    pub async fn start(loaded: LoadedConfig, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
         let config = &loaded.config;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -69,7 +72,7 @@ impl Server {
             }
         }
         let gateway = Arc::new(Gateway::new(authenticator));
-        let server = Server {
+        let mut server = Server {
             loaded,
             gateway,
             listeners: Vec::new(),
@@ -77,6 +80,19 @@ impl Server {
             demo,
             tasks: Vec::new(),
         };
+        if let Some(metrics_config) = server.loaded.config.metrics.clone() {
+            let addr = listen_addrs(&[metrics_config.listen])[0];
+            let endpoint = MetricsEndpoint::bind(addr, metrics, server.gateway.clone())
+                .await
+                .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+            let bound = endpoint.local_addr()?;
+            server.listeners.push(ListenerInfo {
+                protocol: "metrics",
+                addr: bound,
+                example: format!("curl http://{bound}/metrics"),
+            });
+            server.tasks.push(tokio::spawn(endpoint.run()));
+        }
         Ok(server)
     }
 
