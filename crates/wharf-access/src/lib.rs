@@ -16,7 +16,10 @@ pub mod login;
 pub mod password;
 pub mod permissions;
 pub mod protocol;
+pub mod quota;
 pub mod session;
+pub mod size;
+pub mod throttle;
 pub mod transfer;
 pub mod user;
 
@@ -30,7 +33,10 @@ pub use login::{Authenticator, Credential, LoginError, LoginRequest, LoginSettin
 pub use password::{Password, StoredHash, hash_password};
 pub use permissions::{Permissions, Rules};
 pub use protocol::{Protocol, ProtocolFamily};
-pub use session::{Listing, Session};
+pub use quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
+pub use session::{Listing, ResourceLimits, Session};
+pub use size::ByteSize;
+pub use throttle::RateLimiter;
 pub use transfer::{Download, DownloadStream, Upload};
 pub use user::{SshAuthMethod, TlsRequirement, User, UserConfig, UserDb, UsersFile};
 pub use wharf_vfs::{Error, ErrorKind, Result, VPath, WriteMode};

@@ -4,20 +4,23 @@
 //! (a decoy for the unknown user), both wait the same failure delay, both get
 //! [`LoginError::Denied`]. The reason is logged, never shown to the client.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-use wharf_vfs::{LocalStorage, Mount, Storage, Tree};
+use tokio::sync::{OnceCell, Semaphore};
+use wharf_vfs::{LocalStorage, Mount, Storage, Tree, VPath};
 
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
 use crate::defender::{Defender, Offense};
 use crate::password::{Password, StoredHash};
 use crate::permissions::Permissions;
 use crate::protocol::{Protocol, ProtocolFamily};
-use crate::session::Session;
+use crate::quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
+use crate::session::{ResourceLimits, Session};
+use crate::throttle::RateLimiter;
 use crate::user::{SshAuthMethod, TlsRequirement, User, UserDb};
 
 /// What the client offers as proof.
@@ -127,6 +130,18 @@ pub struct Authenticator {
     checks: Semaphore,
     next_session: AtomicU64,
     defender: Arc<Defender>,
+    /// Per-user resources shared by the user's sessions, made at first login.
+    runtimes: Mutex<HashMap<String, Arc<UserRuntime>>>,
+}
+
+/// What the sessions of one user share: the quota ledger and the rate limiters.
+struct UserRuntime {
+    quota_config: QuotaConfig,
+    bandwidth_config: BandwidthConfig,
+    /// Measured at the first login that needs it.
+    quota: OnceCell<QuotaAccount>,
+    download: Option<Arc<RateLimiter>>,
+    upload: Option<Arc<RateLimiter>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -146,6 +161,7 @@ impl Authenticator {
             checks: Semaphore::new(permits),
             next_session: AtomicU64::new(1),
             defender: Arc::new(Defender::disabled()),
+            runtimes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -168,13 +184,65 @@ impl Authenticator {
         }
     }
 
-    /// Replaces the users (reload). Sessions already open keep the rules they logged in with.
+    /// Replaces the users (reload). Sessions already open keep the rules they logged in with;
+    /// quota usage is measured again at each user's next login.
     pub fn replace_users(&self, users: UserDb) {
         let users = Arc::new(users);
         match self.users.write() {
             Ok(mut slot) => *slot = users,
             Err(poisoned) => *poisoned.into_inner() = users,
         }
+        self.runtimes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The shared resources of `user`, made on first use or when the user's limits changed.
+    fn runtime_for(&self, user: &User) -> Arc<UserRuntime> {
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = runtimes.get(&user.name) {
+            if existing.quota_config == user.quota && existing.bandwidth_config == user.bandwidth {
+                return existing.clone();
+            }
+        }
+        let limiter =
+            |rate: Option<crate::size::ByteSize>| rate.map(|r| Arc::new(RateLimiter::new(r.0)));
+        let runtime = Arc::new(UserRuntime {
+            quota_config: user.quota,
+            bandwidth_config: user.bandwidth,
+            quota: OnceCell::new(),
+            download: limiter(user.bandwidth.download),
+            upload: limiter(user.bandwidth.upload),
+        });
+        runtimes.insert(user.name.clone(), runtime.clone());
+        runtime
+    }
+
+    /// The resources of a new session: the user's quota (measuring the home if this is the
+    /// first login since start or reload) and bandwidth limits.
+    async fn resources(&self, user: &User, tree: &Tree) -> Result<ResourceLimits, LoginError> {
+        let runtime = self.runtime_for(user);
+        let quota = match (user.quota.is_limited(), tree.home()) {
+            (true, Some(home)) => Some(
+                runtime
+                    .quota
+                    .get_or_try_init(|| async {
+                        let usage = home.usage(&VPath::root()).await?;
+                        Ok::<_, wharf_vfs::Error>(QuotaAccount::new(
+                            user.quota,
+                            usage.bytes,
+                            usage.files,
+                        ))
+                    })
+                    .await
+                    .map_err(LoginError::Unavailable)?
+                    .clone(),
+            ),
+            _ => None,
+        };
+        Ok(ResourceLimits {
+            quota,
+            download: runtime.download.clone(),
+            upload: runtime.upload.clone(),
+        })
     }
 
     /// A fresh session number for a connection, before any login.
@@ -381,7 +449,8 @@ impl Authenticator {
             Credential::Anonymous => Permissions::READ,
             _ => Permissions::all(),
         };
-        Ok(Session::new(actor, user, tree, mask))
+        let resources = self.resources(&user, &tree).await?;
+        Ok(Session::new(actor, user, tree, mask, resources))
     }
 }
 

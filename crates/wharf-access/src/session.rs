@@ -14,8 +14,22 @@ use wharf_vfs::{
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
 use crate::permissions::Permissions;
 use crate::protocol::Protocol;
+use crate::quota::QuotaAccount;
+use crate::throttle::RateLimiter;
 use crate::transfer::{Download, Upload};
 use crate::user::User;
+
+/// The resources a session draws on, shared with the user's other sessions: the quota of
+/// the home and the bandwidth limits.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceLimits {
+    /// The home's quota, if the user has one.
+    pub quota: Option<QuotaAccount>,
+    /// The download rate limit, if any.
+    pub download: Option<Arc<RateLimiter>>,
+    /// The upload rate limit, if any.
+    pub upload: Option<Arc<RateLimiter>>,
+}
 
 /// A logged-in user's view of the tree. Cheap to clone; clones share the session.
 #[derive(Clone)]
@@ -29,6 +43,7 @@ struct SessionInner {
     tree: Tree,
     /// Permissions the login method allows at most (anonymous logins read only).
     mask: Permissions,
+    limits: ResourceLimits,
     started: Instant,
 }
 
@@ -55,10 +70,26 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(actor: Actor, user: Arc<User>, tree: Tree, mask: Permissions) -> Session {
-        Session {
-            inner: Arc::new(SessionInner { actor, user, tree, mask, started: Instant::now() }),
-        }
+    pub(crate) fn new(
+        actor: Actor,
+        user: Arc<User>,
+        tree: Tree,
+        mask: Permissions,
+        limits: ResourceLimits,
+    ) -> Session {
+        let started = Instant::now();
+        Session { inner: Arc::new(SessionInner { actor, user, tree, mask, limits, started }) }
+    }
+
+    /// The quota that `path` counts against: the home's, for paths in the home.
+    fn quota_at(&self, path: &VPath) -> Option<&QuotaAccount> {
+        let in_home = self.inner.tree.mount_point_of(path).is_some_and(VPath::is_root);
+        self.inner.limits.quota.as_ref().filter(|_| in_home)
+    }
+
+    /// The quota of the user's home, if any: (bytes used, files used).
+    pub fn quota_used(&self) -> Option<(u64, u64)> {
+        self.inner.limits.quota.as_ref().map(QuotaAccount::used)
     }
 
     /// Who is acting, for front-ends' own log lines.
@@ -210,7 +241,13 @@ impl Session {
         }
         .await;
         match opened {
-            Ok(file) => Ok(Download::new(self.clone(), path.clone(), file, started)),
+            Ok(file) => Ok(Download::new(
+                self.clone(),
+                path.clone(),
+                file,
+                started,
+                self.inner.limits.download.clone(),
+            )),
             Err(err) => {
                 self.audit(Operation::Download, path, None, started, Outcome::of_error(&err));
                 Err(err)
@@ -227,12 +264,13 @@ impl Session {
     pub async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Upload> {
         let started = Instant::now();
         let opened = async {
-            let exists = match self.inner.tree.lstat(path).await {
+            let existing_size = match self.inner.tree.lstat(path).await {
                 Ok(meta) if meta.is_dir() => return Err(Error::IsADirectory),
-                Ok(_) => true,
-                Err(Error::NotFound) => false,
+                Ok(meta) => Some(meta.size),
+                Err(Error::NotFound) => None,
                 Err(err) => return Err(err),
             };
+            let exists = existing_size.is_some();
             let needed = match (mode, exists) {
                 (_, false) => Permissions::UPLOAD,
                 (WriteMode::Replace, true) => Permissions::OVERWRITE,
@@ -252,11 +290,26 @@ impl Session {
                 }
                 _ => {}
             }
-            self.inner.tree.open_write(path, mode).await
+            let charge = match self.quota_at(path) {
+                Some(quota) => {
+                    quota.check_open(!exists)?;
+                    Some(quota.charge(mode, existing_size))
+                }
+                None => None,
+            };
+            let file = self.inner.tree.open_write(path, mode).await?;
+            Ok((file, charge))
         }
         .await;
         match opened {
-            Ok(file) => Ok(Upload::new(self.clone(), path.clone(), file, started)),
+            Ok((file, charge)) => Ok(Upload::new(
+                self.clone(),
+                path.clone(),
+                file,
+                started,
+                charge,
+                self.inner.limits.upload.clone(),
+            )),
             Err(err) => {
                 self.audit(Operation::Upload, path, None, started, Outcome::of_error(&err));
                 Err(err)
@@ -286,7 +339,16 @@ impl Session {
     pub async fn remove_file(&self, path: &VPath) -> Result<()> {
         self.audited(Operation::RemoveFile, path, None, async {
             self.require(path, Permissions::DELETE)?;
-            self.inner.tree.remove_file(path).await
+            let quota = self.quota_at(path);
+            let size = match quota {
+                Some(_) => self.inner.tree.lstat(path).await?.size,
+                None => 0,
+            };
+            self.inner.tree.remove_file(path).await?;
+            if let Some(quota) = quota {
+                quota.removed(size);
+            }
+            Ok(())
         })
         .await
     }

@@ -2,15 +2,17 @@
 //! however they end (finished, failed, or dropped with the connection).
 
 use std::os::fd::BorrowedFd;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 use wharf_vfs::{Error, Metadata, ReadFile, ReadStream, Result, VPath, WriteFile};
 
 use crate::audit::{AuditEvent, Operation, Outcome};
+use crate::quota::QuotaCharge;
 use crate::session::Session;
+use crate::throttle::RateLimiter;
 
 /// Bookkeeping shared by downloads and uploads; emits the audit event when dropped.
 struct TransferRecord {
@@ -67,6 +69,7 @@ impl Drop for TransferRecord {
 pub struct Download {
     file: Box<dyn ReadFile>,
     record: TransferRecord,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Download {
@@ -75,8 +78,26 @@ impl Download {
         path: VPath,
         file: Box<dyn ReadFile>,
         started: Instant,
+        limiter: Option<Arc<RateLimiter>>,
     ) -> Self {
-        Download { file, record: TransferRecord::new(session, Operation::Download, path, started) }
+        Download {
+            file,
+            record: TransferRecord::new(session, Operation::Download, path, started),
+            limiter,
+        }
+    }
+
+    /// Whether a bandwidth limit applies. A front-end sending with `sendfile` must then call
+    /// [`Download::pace`] for every block (or use [`Download::stream`], which paces itself).
+    pub fn is_rate_limited(&self) -> bool {
+        self.limiter.is_some()
+    }
+
+    /// Waits as long as the user's download rate requires before `bytes` more are sent.
+    pub async fn pace(&self, bytes: u64) {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire(bytes).await;
+        }
     }
 
     /// Attributes of the file when it was opened.
@@ -93,7 +114,10 @@ impl Download {
     pub async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
         let result = self.file.read_at(offset, len).await;
         match &result {
-            Ok(bytes) => self.record.add(bytes.len() as u64),
+            Ok(bytes) => {
+                self.pace(bytes.len() as u64).await;
+                self.record.add(bytes.len() as u64);
+            }
             Err(err) => self.record.set_outcome(Outcome::of_error(err)),
         }
         result
@@ -112,7 +136,11 @@ impl Download {
 
     /// Switches to a sequential read from `offset` with read-ahead.
     pub fn stream(self, offset: u64) -> DownloadStream {
-        DownloadStream { stream: self.file.stream(offset), record: self.record }
+        DownloadStream {
+            stream: self.file.stream(offset),
+            record: self.record,
+            limiter: self.limiter,
+        }
     }
 
     /// Marks the download complete.
@@ -130,6 +158,7 @@ impl Download {
 pub struct DownloadStream {
     stream: ReadStream,
     record: TransferRecord,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl DownloadStream {
@@ -137,7 +166,12 @@ impl DownloadStream {
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         let result = self.stream.next_chunk().await;
         match &result {
-            Ok(Some(chunk)) => self.record.add(chunk.len() as u64),
+            Ok(Some(chunk)) => {
+                if let Some(limiter) = &self.limiter {
+                    limiter.acquire(chunk.len() as u64).await;
+                }
+                self.record.add(chunk.len() as u64)
+            }
             Ok(None) => {}
             Err(err) => self.record.set_outcome(Outcome::of_error(err)),
         }
@@ -156,10 +190,16 @@ impl DownloadStream {
 }
 
 /// A file opened for upload. Dropping it without [`Upload::commit`] aborts it: a whole-file
-/// upload leaves the old file as it was.
+/// upload leaves the old file as it was. A write that would cross the user's quota fails with
+/// [`wharf_vfs::Error::QuotaExceeded`] before it reaches storage; with a bandwidth limit,
+/// writes wait for their share.
 pub struct Upload {
     file: Box<dyn WriteFile>,
     record: TransferRecord,
+    quota: Option<QuotaCharge>,
+    limiter: Option<Arc<RateLimiter>>,
+    /// Bytes written sequentially so far, for the quota's view of where the file ends.
+    position: u64,
 }
 
 impl Upload {
@@ -168,8 +208,30 @@ impl Upload {
         path: VPath,
         file: Box<dyn WriteFile>,
         started: Instant,
+        quota: Option<QuotaCharge>,
+        limiter: Option<Arc<RateLimiter>>,
     ) -> Self {
-        Upload { file, record: TransferRecord::new(session, Operation::Upload, path, started) }
+        Upload {
+            file,
+            record: TransferRecord::new(session, Operation::Upload, path, started),
+            quota,
+            limiter,
+            position: 0,
+        }
+    }
+
+    /// Charges the quota and waits for the bandwidth before `len` bytes ending at `end`.
+    async fn admit(&mut self, end: u64, len: u64) -> Result<()> {
+        if let Some(quota) = self.quota.as_mut() {
+            if let Err(err) = quota.before_write(end) {
+                self.record.set_outcome(Outcome::of_error(&err));
+                return Err(err);
+            }
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire(len).await;
+        }
+        Ok(())
     }
 
     /// The path being uploaded.
@@ -180,7 +242,13 @@ impl Upload {
     /// Writes `data` at the current position.
     pub async fn write(&mut self, data: Bytes) -> Result<()> {
         let len = data.len() as u64;
+        let start = match self.quota.as_ref() {
+            Some(quota) => quota.sequential_start() + self.position,
+            None => 0,
+        };
+        self.admit(start + len, len).await?;
         self.file.write(data).await?;
+        self.position += len;
         self.record.add(len);
         Ok(())
     }
@@ -188,6 +256,7 @@ impl Upload {
     /// Writes `data` at `offset` from the start of the file.
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         let len = data.len() as u64;
+        self.admit(offset + len, len).await?;
         self.file.write_at(offset, data).await?;
         self.record.add(len);
         Ok(())
@@ -204,9 +273,12 @@ impl Upload {
     }
 
     /// Finishes the upload and publishes it; returns the bytes written.
-    pub async fn commit(self) -> Result<u64> {
+    pub async fn commit(mut self) -> Result<u64> {
         let result = self.file.commit().await;
         self.record.set_outcome(Outcome::of(&result));
+        if let Some(quota) = self.quota.as_mut() {
+            quota.finish(result.is_ok());
+        }
         result
     }
 }

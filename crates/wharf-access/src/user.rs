@@ -11,6 +11,7 @@ use wharf_vfs::VPath;
 use crate::password::{HashFormatError, StoredHash};
 use crate::permissions::{Permissions, Rules};
 use crate::protocol::ProtocolFamily;
+use crate::quota::{BandwidthConfig, QuotaConfig};
 
 /// When FTP must be protected by TLS for this user.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,6 +101,12 @@ pub struct UserConfig {
     /// An identity that needs no credential: what TFTP rules and anonymous FTP map onto.
     #[serde(default)]
     pub passwordless: bool,
+    /// Limits on what the home may hold: `{ bytes: 10GiB, files: 100000 }`.
+    #[serde(default)]
+    pub quota: QuotaConfig,
+    /// Transfer rates, per second, shared by the user's sessions: `{ download: 10MiB }`.
+    #[serde(default)]
+    pub bandwidth: BandwidthConfig,
 }
 
 /// Why a user definition was refused.
@@ -167,6 +174,10 @@ pub struct User {
     pub disabled: bool,
     /// Whether this is a credential-less identity (TFTP, anonymous FTP).
     pub passwordless: bool,
+    /// Limits on the home's content.
+    pub quota: QuotaConfig,
+    /// Transfer rates.
+    pub bandwidth: BandwidthConfig,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -242,6 +253,8 @@ impl User {
             ssh_auth,
             disabled: config.disabled,
             passwordless: config.passwordless,
+            quota: config.quota,
+            bandwidth: config.bandwidth,
         })
     }
 

@@ -16,7 +16,7 @@ pub mod storage;
 pub use config::StorageConfig;
 pub use error::{Error, ErrorKind, Result};
 pub use local::{LocalOptions, LocalStorage};
-pub use metadata::{DirEntry, FileId, FileKind, Metadata, Space};
+pub use metadata::{DirEntry, DiskUsage, FileId, FileKind, Metadata, Space};
 pub use mount::{Mount, MountError, Tree};
 pub use path::{PathError, VPath};
 pub use storage::{

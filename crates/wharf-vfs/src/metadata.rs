@@ -100,3 +100,12 @@ pub struct Space {
     /// Longest name the filesystem accepts.
     pub max_name_len: u64,
 }
+
+/// What a directory tree holds: the figures a quota counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Total size of the regular files.
+    pub bytes: u64,
+    /// Number of regular files.
+    pub files: u64,
+}

@@ -77,6 +77,17 @@ impl Tree {
         &self.mounts
     }
 
+    /// The virtual path of the mount holding `path` (`/` for the home), `None` for a path
+    /// that lives in no mount (a virtual directory or nothing).
+    pub fn mount_point_of(&self, path: &VPath) -> Option<&VPath> {
+        self.mounts.iter().find(|m| path.starts_with(&m.at)).map(|m| &m.at)
+    }
+
+    /// The storage mounted at `/` (the user's home), if any.
+    pub fn home(&self) -> Option<&Arc<dyn Storage>> {
+        self.mounts.iter().find(|m| m.at.is_root()).map(|m| &m.storage)
+    }
+
     fn place(&self, path: &VPath) -> Result<Place<'_>> {
         for mount in &self.mounts {
             if let Some(inner) = path.strip_prefix(&mount.at) {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::metadata::{DirEntry, Metadata, Space};
+use crate::metadata::{DirEntry, DiskUsage, FileKind, Metadata, Space};
 use crate::path::VPath;
 
 /// What a backend can do; front-ends answer politely where a capability is missing.
@@ -110,6 +110,45 @@ pub trait Storage: Send + Sync + Debug {
 
     /// Free and total space of the storage holding `path`.
     async fn space(&self, path: &VPath) -> Result<Space>;
+
+    /// Size and number of the regular files below the directory `path` (what a quota
+    /// counts). Walks the tree through [`Storage::list`]; a directory reached twice (through
+    /// a link) is counted once.
+    async fn usage(&self, path: &VPath) -> Result<DiskUsage> {
+        let mut total = DiskUsage::default();
+        let mut seen = std::collections::HashSet::new();
+        if let Some(id) = self.stat(path).await?.id {
+            seen.insert(id);
+        }
+        let mut pending = vec![path.clone()];
+        while let Some(dir) = pending.pop() {
+            let mut lister = self.list(&dir).await?;
+            loop {
+                let batch = lister.next_batch(1024).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                for entry in batch {
+                    match entry.metadata.kind {
+                        FileKind::File => {
+                            total.bytes += entry.metadata.size;
+                            total.files += 1;
+                        }
+                        FileKind::Dir => {
+                            let first_visit = entry.metadata.id.is_none_or(|id| seen.insert(id));
+                            if first_visit {
+                                if let Ok(child) = dir.join(&entry.name) {
+                                    pending.push(child);
+                                }
+                            }
+                        }
+                        FileKind::Symlink | FileKind::Other => {}
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
 }
 
 /// Streams a directory's entries in batches, so a directory of 100,000 entries never becomes

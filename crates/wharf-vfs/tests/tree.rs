@@ -197,3 +197,22 @@ fn mount_table_is_validated() {
     ]);
     assert_eq!(dup.err(), Some(MountError::Duplicate(p("/a"))));
 }
+
+#[tokio::test]
+async fn usage_counts_files_once_even_through_link_loops() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path().join("a/b")).expect("mkdir");
+    std::fs::write(tmp.path().join("a/one"), vec![0u8; 100]).expect("write");
+    std::fs::write(tmp.path().join("a/b/two"), vec![0u8; 50]).expect("write");
+    std::fs::write(tmp.path().join("top"), vec![0u8; 7]).expect("write");
+    std::os::unix::fs::symlink("..", tmp.path().join("a/b/up")).expect("symlink");
+    std::os::unix::fs::symlink("../..", tmp.path().join("a/b/root")).expect("symlink");
+    std::fs::write(tmp.path().join(".wharf-tmp-0000000000000009"), vec![0u8; 1000]).expect("write");
+    let storage = local(tmp.path());
+    let usage =
+        tokio::time::timeout(std::time::Duration::from_secs(10), storage.usage(&VPath::root()))
+            .await
+            .expect("a loop must not make the walk endless")
+            .expect("usage");
+    assert_eq!(usage, wharf_vfs::DiskUsage { bytes: 157, files: 3 });
+}
