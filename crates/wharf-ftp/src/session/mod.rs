@@ -1,0 +1,493 @@
+//! One FTP session: the state machine behind a control connection.
+//!
+//! The session greets the client, reads command lines, parses them with the pure parser,
+//! checks the login state, and turns each command into calls on the user's
+//! [`wharf_access::Session`]. A transfer runs as a future beside the control connection, so
+//! `ABOR`, `STAT`, `NOOP` and `QUIT` are answered while bytes move; any other command that
+//! arrives then waits until the transfer has ended, as a pipelining client expects.
+//!
+//! The handlers live by topic: `login` (USER, PASS, REIN), `security` (AUTH, PBSZ, PROT, CCC),
+//! `info` (SYST, FEAT, HELP, STAT, OPTS and the transfer parameters), `files` (paths and
+//! attributes) and `transfers` (data connections, uploads, downloads, listings).
+
+mod files;
+mod info;
+mod login;
+mod security;
+mod transfers;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use wharf_access::Session;
+use wharf_vfs::VPath;
+
+use crate::codec::Decoded;
+use crate::command::{self, Command, PathArg};
+use crate::control::ControlChannel;
+use crate::data::DataSetup;
+use crate::data::transfer::Progress;
+use crate::errors::reply_for_error;
+use crate::hash::HashAlgorithm;
+use crate::listing::MlstFact;
+use crate::reply::Reply;
+use crate::server::{ControlConnection, ServerContext};
+use crate::tls::{FtpTlsConnection, TlsPolicy};
+
+/// Over-long lines a client may send before the connection is closed.
+const MAX_OVERSIZED_LINES: u32 = 3;
+
+/// What a handler leaves the session to do.
+enum Answer {
+    /// Send this reply and go on.
+    Reply(Reply),
+    /// Send this reply, then close the connection.
+    ReplyAndClose(Reply),
+    /// The handler sent its replies itself.
+    Sent,
+    /// Close without a reply (the control connection is broken).
+    Close,
+}
+
+/// The result of a handler that answers with one reply: `Err` carries the refusal, so
+/// handlers can use `?` on each step.
+type Handled = Result<Reply, Reply>;
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer::Reply(reply)
+    }
+}
+
+impl From<Handled> for Answer {
+    fn from(handled: Handled) -> Answer {
+        match handled {
+            Ok(reply) | Err(reply) => Answer::Reply(reply),
+        }
+    }
+}
+
+/// Whether the session goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// A logged-in user.
+struct LoggedIn {
+    session: Session,
+    cwd: VPath,
+}
+
+/// Where the session is in logging in.
+enum LoginState {
+    /// Waiting for `USER`.
+    AwaitingUser,
+    /// `USER` was given; waiting for `PASS`.
+    AwaitingPassword {
+        /// The name as given.
+        user: String,
+        /// The client asked for anonymous login, and it is configured.
+        anonymous: bool,
+    },
+    /// Logged in.
+    LoggedIn(Box<LoggedIn>),
+}
+
+/// TLS state of the session (RFC 4217).
+#[derive(Default)]
+struct TlsState {
+    /// This connection's TLS state, once `AUTH` started it (or the listener was implicit).
+    connection: Option<Arc<dyn FtpTlsConnection>>,
+    /// `PBSZ` was given.
+    pbsz_done: bool,
+    /// `PROT P` is in force: data connections are protected.
+    protect_data: bool,
+}
+
+impl TlsState {
+    fn control_secure(&self) -> bool {
+        self.connection.is_some()
+    }
+}
+
+/// `TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataType {
+    Ascii,
+    Binary,
+}
+
+/// Choices that last until changed or `REIN`.
+struct Settings {
+    data_type: DataType,
+    mlst_facts: Vec<MlstFact>,
+    hash: HashAlgorithm,
+    /// `EPSV ALL` was given: only `EPSV` may set up data connections.
+    epsv_only: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            // Binary by default: a client that never sends TYPE gets its bytes unchanged.
+            data_type: DataType::Binary,
+            mlst_facts: MlstFact::ALL.to_vec(),
+            hash: HashAlgorithm::Sha256,
+            epsv_only: false,
+        }
+    }
+}
+
+/// State that only the next command may use.
+#[derive(Default)]
+struct Pending {
+    /// `REST`: where the next `RETR`/`STOR` starts.
+    restart: Option<u64>,
+    /// `RANG`: the byte range of the next `RETR`/`HASH`, both ends included.
+    range: Option<(u64, u64)>,
+    /// `RNFR`: what the next `RNTO` renames.
+    rename_from: Option<VPath>,
+}
+
+/// A transfer running beside the control connection.
+struct RunningTransfer {
+    future: Pin<Box<dyn Future<Output = Reply> + Send>>,
+    progress: Arc<Progress>,
+    /// `RETR /path`, for `STAT`.
+    description: String,
+}
+
+/// What woke the session up.
+enum Event {
+    Input(io::Result<Option<Decoded>>),
+    TransferDone(Reply),
+    Timeout,
+    Draining,
+    Terminated,
+}
+
+/// One control connection's session.
+pub(crate) struct FtpSession {
+    context: Arc<ServerContext>,
+    control: ControlChannel,
+    peer: SocketAddr,
+    local: SocketAddr,
+    policy: TlsPolicy,
+    login: LoginState,
+    tls: TlsState,
+    settings: Settings,
+    pending: Pending,
+    data: Option<DataSetup>,
+    transfer: Option<RunningTransfer>,
+    /// A command that arrived during a transfer, run when it ends.
+    deferred: Option<Vec<u8>>,
+    /// `QUIT` arrived during a transfer: close once it ends.
+    quit_after_transfer: bool,
+    login_failures: u32,
+    oversized_lines: u32,
+    connected_at: Instant,
+    last_command_at: Instant,
+}
+
+impl FtpSession {
+    pub(crate) fn new(context: Arc<ServerContext>, connection: ControlConnection) -> FtpSession {
+        let ControlConnection { stream, peer, local, tls, policy } = connection;
+        let implicit = tls.is_some();
+        let control = ControlChannel::new(stream, context.config.idle_timeout);
+        let now = Instant::now();
+        FtpSession {
+            context,
+            control,
+            peer,
+            local,
+            policy,
+            login: LoginState::AwaitingUser,
+            // Implicit FTPS protects data connections from the start, as its clients expect.
+            tls: TlsState { connection: tls, pbsz_done: implicit, protect_data: implicit },
+            settings: Settings::default(),
+            pending: Pending::default(),
+            data: None,
+            transfer: None,
+            deferred: None,
+            quit_after_transfer: false,
+            login_failures: 0,
+            oversized_lines: 0,
+            connected_at: now,
+            last_command_at: now,
+        }
+    }
+
+    /// Runs the session until the client leaves, a limit closes it, or shutdown.
+    pub(crate) async fn run(mut self) {
+        let greeting = Reply::new(220, self.context.config.banner.clone());
+        if self.control.send(&greeting).await.is_err() {
+            return;
+        }
+        loop {
+            let flow = match self.next_event().await {
+                Event::Input(input) => self.on_input(input).await,
+                Event::TransferDone(reply) => self.on_transfer_done(reply).await,
+                Event::Timeout => {
+                    let text = if self.is_logged_in() {
+                        "Idle timeout; closing the control connection."
+                    } else {
+                        "Login timeout; closing the control connection."
+                    };
+                    self.answer(Answer::ReplyAndClose(Reply::new(421, text))).await
+                }
+                Event::Draining => {
+                    let reply = Reply::new(421, "Server shutting down; closing the connection.");
+                    self.answer(Answer::ReplyAndClose(reply)).await
+                }
+                Event::Terminated => {
+                    self.transfer = None;
+                    let _ = self
+                        .control
+                        .send(&Reply::new(426, "Transfer aborted: server shutting down."))
+                        .await;
+                    let reply = Reply::new(421, "Server shutting down; closing the connection.");
+                    self.answer(Answer::ReplyAndClose(reply)).await
+                }
+            };
+            if flow == Flow::Close {
+                break;
+            }
+        }
+        tracing::debug!(peer = %self.peer, "control connection closed");
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let shutdown = &self.context.gateway.shutdown;
+        match self.transfer.as_mut() {
+            Some(transfer) => {
+                let may_read = self.deferred.is_none() && !self.quit_after_transfer;
+                tokio::select! {
+                    biased;
+                    () = shutdown.terminated() => Event::Terminated,
+                    reply = transfer.future.as_mut() => Event::TransferDone(reply),
+                    input = self.control.next_line(), if may_read => Event::Input(input),
+                }
+            }
+            None => {
+                let deadline = self.deadline();
+                tokio::select! {
+                    biased;
+                    () = shutdown.draining() => Event::Draining,
+                    () = tokio::time::sleep_until(deadline) => Event::Timeout,
+                    input = self.control.next_line() => Event::Input(input),
+                }
+            }
+        }
+    }
+
+    /// When the session times out unless a command comes: the idle timeout, and before login
+    /// also the login timeout (which commands do not extend).
+    fn deadline(&self) -> Instant {
+        let config = &self.context.config;
+        let idle = self.last_command_at + config.idle_timeout;
+        if self.is_logged_in() { idle } else { idle.min(self.connected_at + config.login_timeout) }
+    }
+
+    async fn on_input(&mut self, input: io::Result<Option<Decoded>>) -> Flow {
+        match input {
+            Ok(Some(Decoded::Line(line))) => {
+                if self.transfer.is_some() {
+                    self.on_line_during_transfer(line).await
+                } else {
+                    self.on_line(&line).await
+                }
+            }
+            Ok(Some(Decoded::TooLong)) => {
+                self.oversized_lines += 1;
+                if self.oversized_lines >= MAX_OVERSIZED_LINES {
+                    let reply = Reply::new(421, "Too many over-long command lines; closing.");
+                    return self.answer(Answer::ReplyAndClose(reply)).await;
+                }
+                self.answer(Reply::new(500, "Command line too long.").into()).await
+            }
+            Ok(None) => Flow::Close,
+            Err(err) => {
+                tracing::debug!(peer = %self.peer, error = %err, "control connection failed");
+                Flow::Close
+            }
+        }
+    }
+
+    async fn on_line(&mut self, line: &[u8]) -> Flow {
+        self.last_command_at = Instant::now();
+        match command::parse(line) {
+            Ok(command) => {
+                tracing::debug!(peer = %self.peer, verb = command.verb(), "command");
+                self.dispatch(command).await
+            }
+            Err(err) => {
+                self.pending.rename_from = None;
+                self.answer(err.reply().into()).await
+            }
+        }
+    }
+
+    /// During a transfer only `ABOR`, `STAT`, `NOOP` and `QUIT` are acted on at once.
+    async fn on_line_during_transfer(&mut self, line: Vec<u8>) -> Flow {
+        match command::parse(&line) {
+            Ok(Command::Abor) => {
+                self.transfer = None;
+                let _ = self
+                    .control
+                    .send(&Reply::new(426, "Connection closed; transfer aborted."))
+                    .await;
+                self.answer(Reply::new(226, "Abort successful.").into()).await
+            }
+            Ok(Command::Stat(None)) => {
+                let reply = self.server_status();
+                self.answer(reply.into()).await
+            }
+            Ok(Command::Noop) => self.answer(Reply::new(200, "NOOP ok.").into()).await,
+            Ok(Command::Quit) => {
+                self.quit_after_transfer = true;
+                Flow::Continue
+            }
+            Err(err) => self.answer(err.reply().into()).await,
+            Ok(_) => {
+                self.deferred = Some(line);
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn on_transfer_done(&mut self, reply: Reply) -> Flow {
+        self.transfer = None;
+        self.last_command_at = Instant::now();
+        if self.answer(reply.into()).await == Flow::Close {
+            return Flow::Close;
+        }
+        if self.quit_after_transfer {
+            return self.answer(Answer::ReplyAndClose(Reply::new(221, "Goodbye."))).await;
+        }
+        match self.deferred.take() {
+            Some(line) => self.on_line(&line).await,
+            None => Flow::Continue,
+        }
+    }
+
+    async fn answer(&mut self, answer: Answer) -> Flow {
+        match answer {
+            Answer::Reply(reply) => match self.control.send(&reply).await {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Close,
+            },
+            Answer::ReplyAndClose(reply) => {
+                let _ = self.control.send(&reply).await;
+                Flow::Close
+            }
+            Answer::Sent => Flow::Continue,
+            Answer::Close => Flow::Close,
+        }
+    }
+
+    async fn dispatch(&mut self, command: Command) -> Flow {
+        // RNTO must come right after RNFR: any other command forgets the source.
+        let rename_from = self.pending.rename_from.take();
+        if command.needs_login() && !self.is_logged_in() {
+            let reply = Reply::new(530, "Please log in with USER and PASS first.");
+            return self.answer(reply.into()).await;
+        }
+        let answer: Answer = match command {
+            Command::User(name) => self.user(name).into(),
+            Command::Pass(password) => self.pass(password).await,
+            Command::Acct => Reply::new(202, "ACCT is not needed on this server.").into(),
+            Command::Quit => Answer::ReplyAndClose(Reply::new(221, "Goodbye.")),
+            Command::Rein => self.rein().into(),
+            Command::Noop => Reply::new(200, "NOOP ok.").into(),
+            Command::Syst => Reply::new(215, "UNIX Type: L8").into(),
+            Command::Stat(None) => self.server_status().into(),
+            Command::Stat(Some(path)) => self.stat_path(path).await,
+            Command::Help(topic) => self.help(topic).into(),
+            Command::Feat => self.features().into(),
+            Command::Opts(option) => self.opts(option).into(),
+            Command::Pwd => self.pwd().into(),
+            Command::Cwd(path) => self.cwd(&path).await.into(),
+            Command::Cdup => self.cwd(&PathArg::new("..")).await.into(),
+            Command::Mkd(path) => self.mkd(&path).await.into(),
+            Command::Rmd(path) => self.rmd(&path).await.into(),
+            Command::Dele(path) => self.dele(&path).await.into(),
+            Command::Rnfr(path) => self.rnfr(&path).await.into(),
+            Command::Rnto(path) => self.rnto(rename_from, &path).await.into(),
+            Command::Size(path) => self.size(&path).await.into(),
+            Command::Mdtm(path) => self.mdtm(&path).await.into(),
+            Command::Mfmt { modified, path } => self.mfmt(modified, &path).await.into(),
+            Command::Type(kind) => self.set_type(kind).into(),
+            Command::Mode(mode) => self.set_mode(mode).into(),
+            Command::Stru(structure) => self.set_structure(structure).into(),
+            Command::Allo => Reply::new(202, "No storage allocation necessary.").into(),
+            Command::Rest(offset) => self.rest(offset).into(),
+            Command::Rang(range) => self.rang(range).into(),
+            Command::Retr(path) => self.retr(&path).await.into(),
+            Command::Stor(path) => self.stor(&path).await.into(),
+            Command::Stou(path) => self.stou(path.as_ref()).await.into(),
+            Command::Appe(path) => self.appe(&path).await.into(),
+            Command::List(path) => self.list(path.as_ref(), transfers::ListKind::Long).await.into(),
+            Command::Nlst(path) => {
+                self.list(path.as_ref(), transfers::ListKind::Names).await.into()
+            }
+            Command::Mlsd(path) => {
+                self.list(path.as_ref(), transfers::ListKind::Facts).await.into()
+            }
+            Command::Mlst(path) => self.mlst(path.as_ref()).await.into(),
+            Command::Abor => self.abor_idle().into(),
+            Command::Pasv => self.pasv().into(),
+            Command::Epsv(arg) => self.epsv(arg).into(),
+            Command::Port(target) => self.port(SocketAddr::V4(target)).into(),
+            Command::Eprt(target) => self.port(target).into(),
+            Command::Site(site) => self.site(site).await.into(),
+            Command::Hash(path) => self.hash(&path).await.into(),
+            Command::Auth(mechanism) => self.auth(mechanism).await,
+            Command::Pbsz(size) => self.pbsz(size).into(),
+            Command::Prot(level) => self.prot(level).into(),
+            Command::Ccc => self.ccc().into(),
+        };
+        self.answer(answer).await
+    }
+
+    fn is_logged_in(&self) -> bool {
+        matches!(self.login, LoginState::LoggedIn(_))
+    }
+
+    fn logged_in(&self) -> Result<&LoggedIn, Reply> {
+        match &self.login {
+            LoginState::LoggedIn(user) => Ok(user),
+            _ => Err(Reply::new(530, "Please log in with USER and PASS first.")),
+        }
+    }
+
+    /// The user's session and `arg` resolved against the working directory. `..` never climbs
+    /// above the user's `/` and an absolute host path is just a path in the user's tree.
+    fn resolve(&self, arg: &PathArg) -> Result<(Session, VPath), Reply> {
+        let user = self.logged_in()?;
+        let path = VPath::resolve_bytes(&user.cwd, arg.as_bytes())
+            .map_err(|err| reply_for_error(&err.into()))?;
+        Ok((user.session.clone(), path))
+    }
+
+    /// Like [`FtpSession::resolve`], with the working directory when there is no argument.
+    fn resolve_or_cwd(&self, arg: Option<&PathArg>) -> Result<(Session, VPath), Reply> {
+        match arg {
+            Some(arg) => self.resolve(arg),
+            None => {
+                let user = self.logged_in()?;
+                Ok((user.session.clone(), user.cwd.clone()))
+            }
+        }
+    }
+}
+
+/// The reply for a failed storage or session operation.
+fn storage_error(err: wharf_vfs::Error) -> Reply {
+    reply_for_error(&err)
+}

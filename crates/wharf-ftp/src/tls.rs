@@ -1,0 +1,81 @@
+//! The seam through which FTPS (`wharf-ftps`) adds TLS without re-implementing FTP.
+//!
+//! This crate speaks every FTP command, including `AUTH`, `PBSZ`, `PROT` and `CCC` (RFC 4217),
+//! but never parses TLS. When a TLS provider is installed ([`FtpTls`]), the session:
+//!
+//! 1. on `AUTH TLS` (or `SSL`) asks the provider for this connection's TLS state
+//!    ([`FtpTls::connection`]), answers `234`, and hands the control stream to
+//!    [`FtpTlsConnection::secure_control`], continuing on the stream it returns;
+//! 2. on every data connection, when `PROT P` is in force, hands the accepted or connected TCP
+//!    stream to [`FtpTlsConnection::secure_data`] before a byte of data moves (the provider
+//!    requires the handshake to resume this control connection's TLS session);
+//! 3. logs users in with `Protocol::Ftps` once the control connection is secure.
+//!
+//! Streams are boxed [`FtpStream`]s, so a TLS stream fits wherever a TCP stream does; only a
+//! plain TCP data connection is eligible for zero-copy `sendfile`.
+//!
+//! Implicit FTPS (TLS from the first byte) is served by the provider's own listener: it
+//! accepts, runs the handshake with a fresh [`FtpTlsConnection`], and passes the secured stream
+//! to [`crate::FtpService::serve`] with [`crate::ControlConnection::tls`] set.
+
+use std::io;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// A byte stream the FTP session can use for a control or data connection: plain TCP, or TLS
+/// over TCP.
+pub trait FtpStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> FtpStream for T {}
+
+/// An owned, type-erased stream.
+pub type BoxedStream = Box<dyn FtpStream>;
+
+/// A TLS provider for FTP: hands out the TLS state of each control connection.
+pub trait FtpTls: Send + Sync + 'static {
+    /// The TLS state of one new control connection, created when it sends `AUTH`. Everything
+    /// the connection's data channels must share with it (a session cache and ticket keys of
+    /// its own, so that only this connection's sessions can be resumed) lives in it.
+    fn connection(&self) -> Arc<dyn FtpTlsConnection>;
+}
+
+/// The TLS state of one control connection and its data connections.
+#[async_trait]
+pub trait FtpTlsConnection: Send + Sync {
+    /// Runs the server side of the TLS handshake on the control connection, after the session
+    /// has answered `234` to `AUTH`, and returns the protected stream.
+    async fn secure_control(&self, stream: BoxedStream) -> io::Result<BoxedStream>;
+
+    /// Runs the server side of the TLS handshake on a data connection (whether the client
+    /// connected to us or we to it) and returns the protected stream. Fails when the client
+    /// did not resume this control connection's TLS session.
+    async fn secure_data(&self, stream: TcpStream) -> io::Result<BoxedStream>;
+}
+
+/// What a listener demands of its clients' use of TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// `USER` is refused (`530`) until the control connection is protected.
+    pub require_control: bool,
+    /// Transfers are refused (`521`) until `PROT P` is in force.
+    pub require_data: bool,
+}
+
+/// A TLS provider installed on [`crate::FtpServer`], with the policy of its plain listeners
+/// (those where TLS starts with `AUTH`).
+#[derive(Clone)]
+pub struct TlsSetup {
+    /// Makes each connection's TLS state.
+    pub provider: Arc<dyn FtpTls>,
+    /// What the plain listeners require.
+    pub policy: TlsPolicy,
+}
+
+impl std::fmt::Debug for TlsSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSetup").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
