@@ -1,0 +1,335 @@
+//! Transfers and file operations end to end with a Rust client (russh + russh-sftp).
+
+mod common;
+
+use common::{Server, bounded, login_password, raw_sftp, sftp, status_code};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use wharf_testkit::{pattern, tree_digest};
+
+const USERS: &str = r#"
+users:
+  - name: alice
+    password: "$HASH"
+    home: alice
+  - name: reader
+    password: "$HASH"
+    home: alice
+    permissions: { /: [read] }
+  - name: nosetattr
+    password: "$HASH"
+    home: alice
+    permissions:
+      /: [list, download, upload, overwrite, append, delete, rename, mkdir, rmdir]
+"#;
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_are_byte_exact_both_ways() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        let ssh = login_password(server.addr, "alice").await;
+        let sftp = sftp(&ssh).await;
+        for size in [0, 1, MIB, 100 * MIB] {
+            let data = pattern(size);
+            let name = format!("up-{size}.bin");
+            let mut file = sftp.create(name.as_str()).await.expect("create");
+            file.write_all(&data).await.expect("write");
+            file.shutdown().await.expect("close");
+            let on_disk = std::fs::read(server.share.root.join("alice").join(&name)).expect("read");
+            assert!(on_disk == data, "upload of {size} bytes differs");
+
+            let down = format!("down-{size}.bin");
+            server.share.put(&format!("alice/{down}"), &data);
+            let mut file = sftp.open(down.as_str()).await.expect("open");
+            let mut received = Vec::with_capacity(size);
+            file.read_to_end(&mut received).await.expect("read");
+            assert!(
+                received == data,
+                "download of {size} bytes differs ({} bytes)",
+                received.len()
+            );
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(server.share.root.join("alice"))
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".wharf-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary upload files left: {leftovers:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_out_of_order_reads_get_the_right_bytes() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        let data = pattern(3 * MIB + 12345);
+        server.share.put("alice/big.bin", &data);
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = std::sync::Arc::new(raw_sftp(&ssh).await);
+        let handle = raw
+            .open("big.bin", OpenFlags::READ, FileAttributes::empty())
+            .await
+            .expect("open")
+            .handle;
+        // Backwards, straddling blocks, past the end: all at once.
+        let mut reads = Vec::new();
+        for (offset, len) in [
+            (3 * MIB as u64, 32 * 1024),
+            (0, 32 * 1024),
+            (256 * 1024 - 100, 200),
+            (2 * MIB as u64 - 7, 300 * 1024),
+            (data.len() as u64 - 10, 32 * 1024),
+            (data.len() as u64, 32 * 1024),
+        ] {
+            let raw = raw.clone();
+            let handle = handle.clone();
+            reads.push(tokio::spawn(
+                async move { (offset, len, raw.read(handle, offset, len).await) },
+            ));
+        }
+        for read in reads {
+            let (offset, len, result) = read.await.expect("task");
+            let start = offset as usize;
+            if start >= data.len() {
+                assert_eq!(status_code(result), StatusCode::Eof);
+                continue;
+            }
+            let got = result.expect("read").data;
+            assert!(!got.is_empty() && got.len() <= len as usize, "{offset}: {} bytes", got.len());
+            assert!(got == data[start..start + got.len()], "bytes at {offset} differ");
+        }
+        raw.close(handle).await.expect("close");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_user_is_refused_every_write() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        server.share.put("alice/keep.txt", b"keep me");
+        server.share.put("alice/dir/inner.txt", b"inner");
+        std::fs::create_dir_all(server.share.root.join("alice/empty")).expect("mkdir");
+        let before = tree_digest(&server.share.root);
+        let ssh = login_password(server.addr, "reader").await;
+        let raw = raw_sftp(&ssh).await;
+        let write_flags = [
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::APPEND,
+            OpenFlags::WRITE | OpenFlags::CREATE,
+        ];
+        for flags in write_flags {
+            for path in ["keep.txt", "new.txt", "dir/inner.txt"] {
+                let result = raw.open(path, flags, FileAttributes::empty()).await;
+                assert_eq!(status_code(result), StatusCode::PermissionDenied, "{path} {flags:?}");
+            }
+        }
+        for flags in [OpenFlags::WRITE | OpenFlags::APPEND, OpenFlags::WRITE] {
+            let result = raw.open("keep.txt", flags, FileAttributes::empty()).await;
+            assert_eq!(status_code(result), StatusCode::PermissionDenied, "{flags:?}");
+        }
+        let mode = FileAttributes { permissions: Some(0o600), ..FileAttributes::empty() };
+        assert_eq!(status_code(raw.setstat("keep.txt", mode).await), StatusCode::PermissionDenied);
+        assert_eq!(status_code(raw.remove("keep.txt").await), StatusCode::PermissionDenied);
+        assert_eq!(
+            status_code(raw.rename("keep.txt", "moved.txt").await),
+            StatusCode::PermissionDenied
+        );
+        assert_eq!(
+            status_code(raw.mkdir("newdir", FileAttributes::empty()).await),
+            StatusCode::PermissionDenied
+        );
+        assert_eq!(status_code(raw.rmdir("empty").await), StatusCode::PermissionDenied);
+        assert_eq!(
+            status_code(raw.symlink("link", "keep.txt").await),
+            StatusCode::OpUnsupported,
+            "symbolic links are never created"
+        );
+        // Reading still works.
+        let handle =
+            raw.open("keep.txt", OpenFlags::READ, FileAttributes::empty()).await.expect("open");
+        assert_eq!(raw.read(handle.handle.as_str(), 0, 100).await.expect("read").data, b"keep me");
+        assert_eq!(tree_digest(&server.share.root), before, "a refused write changed the tree");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_stay_inside_the_users_root() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        server.share.put("alice/mine.txt", b"mine");
+        server.share.put("other/secret.txt", b"secret");
+        let ssh = login_password(server.addr, "alice").await;
+        let sftp = sftp(&ssh).await;
+        for path in [".", "..", "../..", "/", "/../../..", ""] {
+            assert_eq!(sftp.canonicalize(path).await.expect("realpath"), "/", "{path:?}");
+        }
+        assert_eq!(sftp.read("../../alice/../mine.txt").await.expect("read"), b"mine");
+        let sentinel = server.share.outside.join("sentinel.txt");
+        let escapes = [
+            "../other/secret.txt".to_owned(),
+            "../../outside/sentinel.txt".to_owned(),
+            sentinel.display().to_string(),
+            "/etc/passwd".to_owned(),
+        ];
+        for path in &escapes {
+            assert_eq!(
+                status_code(sftp.read(path.as_str()).await),
+                StatusCode::NoSuchFile,
+                "{path}"
+            );
+        }
+        // Writes through `..` land inside the user's root.
+        let mut file = sftp.create("../../escaped.txt").await.expect("create");
+        file.write_all(b"x").await.expect("write");
+        file.shutdown().await.expect("close");
+        assert!(server.share.root.join("alice/escaped.txt").exists());
+        // An absolute host path is a path inside the user's root, where it does not exist.
+        let host_path = sentinel.display().to_string();
+        let created = sftp.create(host_path.as_str()).await.map(|_| ());
+        assert_eq!(status_code(created), StatusCode::NoSuchFile);
+        server.share.assert_outside_untouched();
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setattr_needs_its_permission() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        let file = server.share.put("alice/f.txt", b"data");
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = raw_sftp(&ssh).await;
+        let attrs = FileAttributes {
+            permissions: Some(0o600),
+            atime: Some(1_000_000_000),
+            mtime: Some(1_000_000_000),
+            ..FileAttributes::empty()
+        };
+        raw.setstat("f.txt", attrs.clone()).await.expect("setstat");
+        let meta = std::fs::metadata(&file).expect("meta");
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.mtime(), 1_000_000_000);
+        let stat = raw.stat("f.txt").await.expect("stat").attrs;
+        assert_eq!(stat.permissions.map(|p| p & 0o777), Some(0o600));
+        assert_eq!(stat.size, Some(4));
+        let size_change = FileAttributes { size: Some(1), ..FileAttributes::empty() };
+        assert_eq!(status_code(raw.setstat("f.txt", size_change).await), StatusCode::OpUnsupported);
+
+        let ssh = login_password(server.addr, "nosetattr").await;
+        let raw = raw_sftp(&ssh).await;
+        let chmod = FileAttributes { permissions: Some(0o644), ..FileAttributes::empty() };
+        assert_eq!(status_code(raw.setstat("f.txt", chmod).await), StatusCode::PermissionDenied);
+        assert_eq!(std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777, 0o600);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_flags_map_to_uploads_and_resumes() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        let path = server.share.put("alice/log.txt", b"one\n");
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = raw_sftp(&ssh).await;
+        let none = FileAttributes::empty;
+
+        // APPEND: written at the end whatever the offset.
+        let h =
+            raw.open("log.txt", OpenFlags::WRITE | OpenFlags::APPEND, none()).await.expect("open");
+        raw.write(h.handle.as_str(), 0, b"two\n".to_vec()).await.expect("write");
+        raw.close(h.handle).await.expect("close");
+        assert_eq!(std::fs::read(&path).expect("read"), b"one\ntwo\n");
+
+        // WRITE alone: in place at the client's offset (a resume).
+        let h = raw.open("log.txt", OpenFlags::WRITE, none()).await.expect("open");
+        raw.write(h.handle.as_str(), 8, b"three\n".to_vec()).await.expect("write");
+        raw.close(h.handle).await.expect("close");
+        assert_eq!(std::fs::read(&path).expect("read"), b"one\ntwo\nthree\n");
+
+        // CREAT|TRUNC: atomic; the old content stays until close.
+        let h = raw
+            .open("log.txt", OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, none())
+            .await
+            .expect("open");
+        raw.write(h.handle.as_str(), 0, b"new".to_vec()).await.expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"one\ntwo\nthree\n", "published early");
+        let fstat = raw.fstat(h.handle.as_str()).await.expect("fstat").attrs;
+        assert_eq!(fstat.size, Some(3));
+        raw.close(h.handle).await.expect("close");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+
+        // CREAT|EXCL on an existing file fails; on a new one it creates.
+        let exclusive = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
+        assert_eq!(status_code(raw.open("log.txt", exclusive, none()).await), StatusCode::Failure);
+        let h = raw.open("fresh.txt", exclusive, none()).await.expect("open");
+        raw.close(h.handle).await.expect("close");
+        assert!(server.share.root.join("alice/fresh.txt").exists());
+
+        // Without CREAT a missing file is not created.
+        let result = raw.open("missing.txt", OpenFlags::WRITE | OpenFlags::TRUNCATE, none()).await;
+        assert_eq!(status_code(result), StatusCode::NoSuchFile);
+        assert!(!server.share.root.join("alice/missing.txt").exists());
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_list_in_batches_with_long_names() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        for i in 0..250 {
+            server.share.put(&format!("alice/many/f{i:03}.txt"), b"12345");
+        }
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = raw_sftp(&ssh).await;
+        let dir = raw.opendir("many").await.expect("opendir").handle;
+        let mut names = Vec::new();
+        loop {
+            match raw.readdir(dir.as_str()).await {
+                Ok(batch) => {
+                    assert!(batch.files.len() <= 100, "batch of {}", batch.files.len());
+                    for file in batch.files {
+                        assert!(file.longname.starts_with("-rw"), "{}", file.longname);
+                        let fields: Vec<&str> = file.longname.split_whitespace().collect();
+                        assert_eq!(fields.get(4), Some(&"5"), "size in {}", file.longname);
+                        assert!(file.longname.ends_with(&file.filename), "{}", file.longname);
+                        assert_eq!(file.attrs.size, Some(5));
+                        names.push(file.filename);
+                    }
+                }
+                Err(err) => {
+                    assert_eq!(status_code::<()>(Err(err)), StatusCode::Eof);
+                    break;
+                }
+            }
+        }
+        names.sort();
+        assert_eq!(names.len(), 250);
+        assert_eq!(names[0], "f000.txt");
+        raw.close(dir).await.expect("close");
+        // mkdir, rename, rmdir, remove.
+        raw.mkdir("sub", FileAttributes::empty()).await.expect("mkdir");
+        raw.rename("sub", "sub2").await.expect("rename");
+        assert!(server.share.root.join("alice/sub2").is_dir());
+        assert_eq!(status_code(raw.rmdir("many").await), StatusCode::Failure, "not empty");
+        raw.remove("many/f000.txt").await.expect("remove");
+        raw.rmdir("sub2").await.expect("rmdir");
+        assert!(!server.share.root.join("alice/sub2").exists());
+        assert_eq!(status_code(raw.stat("nope").await), StatusCode::NoSuchFile);
+        server.stop().await;
+    })
+    .await;
+}
