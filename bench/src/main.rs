@@ -1,0 +1,164 @@
+//! `wharf-bench`: Wharf against vsftpd, OpenSSH's sftp-server and tftpd-hpa on loopback, with
+//! the same real clients, in the same run. See docs/BENCHMARKS.md.
+
+mod cli;
+mod clients;
+mod credentials;
+mod dataset;
+mod endpoint;
+mod interrupt;
+mod lineup;
+mod machine;
+mod memory;
+mod net;
+mod peers;
+mod prereq;
+mod process;
+mod report;
+mod results;
+mod scenarios;
+mod scratch;
+mod stats;
+mod wharf_config;
+mod wharf_server;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use crate::cli::{Options, Scenario};
+use crate::credentials::Credentials;
+use crate::lineup::Lineup;
+use crate::machine::Machine;
+use crate::scenarios::Bench;
+use crate::scratch::Scratch;
+use crate::wharf_server::WharfSetup;
+
+/// The repository this bench was built from (for the example configuration and results).
+fn repository() -> &'static Path {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench.parent().unwrap_or(bench)
+}
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wharf-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The Wharf binary: given, or beside this program (both are built into the same target).
+fn wharf_binary(options: &Options) -> anyhow::Result<PathBuf> {
+    let path = match &options.wharf_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("wharf"),
+    };
+    anyhow::ensure!(
+        path.is_file(),
+        "no wharf binary at {} (build it with `cargo build --release -p wharf`, or pass --wharf-bin)",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn wharf_setup(options: &Options) -> anyhow::Result<WharfSetup> {
+    let example_path = options
+        .example_config
+        .clone()
+        .unwrap_or_else(|| repository().join("config/wharf.example.yaml"));
+    let example = match wharf_config::load_mapping(&example_path) {
+        Ok(mapping) => Some(mapping),
+        Err(err) => {
+            eprintln!("note: no example configuration ({err:#}); protocol sections start empty");
+            None
+        }
+    };
+    let replacements = match &options.wharf_sections {
+        Some(path) => wharf_config::load_mapping(path)
+            .with_context(|| format!("reading --wharf-sections {}", path.display()))?,
+        None => serde_yaml::Mapping::new(),
+    };
+    Ok(WharfSetup { binary: wharf_binary(options)?, example, replacements })
+}
+
+/// Raises the soft open-file limit to the hard one: the idle-session scenario holds a
+/// thousand connections (and vsftpd, started from here, inherits the limit).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(err) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("note: could not raise the open-file limit: {err}");
+        }
+    }
+}
+
+fn run(options: &Options) -> anyhow::Result<()> {
+    let protocols = options.protocols();
+    prereq::check(&protocols)?;
+    interrupt::install()?;
+    raise_open_file_limit();
+    let setup = wharf_setup(options)?;
+    let (stamp, started) = report::now_stamps();
+    let machine = Machine::describe();
+    let peers = machine.peer_versions();
+    let sizes = options.sizes();
+    let runs = options.run_count();
+
+    let scratch = Scratch::create(options.scratch_parent.as_deref(), &sizes)?;
+    let credentials = Credentials::create(&scratch.server_dir("credentials")?)?;
+    let bench =
+        Bench { scratch: &scratch, credentials: &credentials, sizes: &sizes, runs, peers: &peers };
+
+    let mut rows = Vec::new();
+    let mut wharf_listeners = Vec::new();
+    let throughput = [Scenario::Transfer, Scenario::Small, Scenario::Parallel];
+    if throughput.iter().any(|s| options.runs_scenario(*s)) {
+        eprintln!("starting the servers");
+        let lineup = Lineup::start(&scratch, &credentials, &setup, &protocols, "main")?;
+        wharf_listeners = lineup.wharf_listeners();
+        if options.runs_scenario(Scenario::Transfer) {
+            eprintln!("scenario 1: one large file down and up");
+            rows.extend(scenarios::transfer::run(&bench, &lineup, &protocols));
+        }
+        if options.runs_scenario(Scenario::Small) {
+            eprintln!("scenario 2: many small files in one session");
+            rows.extend(scenarios::small_files::run(&bench, &lineup, &protocols));
+        }
+        if options.runs_scenario(Scenario::Parallel) {
+            eprintln!("scenario 3: parallel downloads");
+            rows.extend(scenarios::parallel::run(&bench, &lineup, &protocols));
+        }
+    }
+    if options.runs_scenario(Scenario::Memory) {
+        eprintln!("scenario 4: memory per idle session (fresh servers each run)");
+        rows.extend(scenarios::idle::run(&bench, &setup, &protocols));
+    }
+
+    println!("{}", report::table(&rows));
+    let notes = report::notes(&rows);
+    if !notes.is_empty() {
+        println!("{notes}");
+    }
+    let results_dir =
+        options.results_dir.clone().unwrap_or_else(|| repository().join("bench/results"));
+    let record = report::RunRecord {
+        started,
+        command: std::env::args().collect(),
+        runs,
+        sizes: &sizes,
+        machine: &machine,
+        wharf_listeners,
+        rows: &rows,
+    };
+    let path = report::write_json(&results_dir, &stamp, &record)?;
+    println!("results: {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The Debian packages the bench needs. It installs nothing: it names what is missing and
+//! the command that installs it.
+
+use std::path::Path;
+
+use anyhow::bail;
+
+use crate::cli::Protocol;
+
+/// A package and a file that shows it is installed.
+struct Needed {
+    package: &'static str,
+    file: &'static str,
+}
+
+const fn needed(package: &'static str, file: &'static str) -> Needed {
+    Needed { package, file }
+}
+
+/// Packages needed by everything: keys, certificates, the password hash.
+const COMMON: [Needed; 2] = [needed("openssh-client", "ssh-keygen"), needed("openssl", "openssl")];
+
+fn for_protocol(protocol: Protocol) -> Vec<Needed> {
+    match protocol {
+        Protocol::Ftp => vec![
+            needed("vsftpd", crate::peers::vsftpd::BINARY),
+            needed("curl", "curl"),
+            needed("lftp", "lftp"),
+        ],
+        Protocol::Ftps => {
+            vec![needed("vsftpd", crate::peers::vsftpd::BINARY), needed("curl", "curl")]
+        }
+        Protocol::Sftp => vec![
+            needed("openssh-server", crate::peers::sshd::BINARY),
+            needed("openssh-server", crate::peers::sshd::SFTP_SERVER),
+            needed("openssh-client", "sftp"),
+        ],
+        Protocol::Tftp => vec![
+            needed("tftpd-hpa", crate::peers::tftpd::BINARY),
+            needed("tftp-hpa", "tftp"),
+            needed("atftp", "atftp"),
+        ],
+    }
+}
+
+/// Whether `file` (absolute, or a program name looked up on PATH) exists.
+fn present(file: &str) -> bool {
+    if file.starts_with('/') {
+        return Path::new(file).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(file).is_file()))
+}
+
+/// Fails with the `apt-get install` line when a package for `protocols` is missing.
+pub fn check(protocols: &[Protocol]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = COMMON
+        .into_iter()
+        .chain(protocols.iter().flat_map(|p| for_protocol(*p)))
+        .filter(|n| !present(n.file))
+        .map(|n| n.package)
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        bail!(
+            "missing Debian packages: {}\ninstall them with:\n  apt-get install --no-install-recommends {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! The table on stdout (Markdown, so it pastes into docs/BENCHMARKS.md as is) and the JSON
+//! record of a run.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use crate::cli::Sizes;
+use crate::machine::Machine;
+use crate::results::{Figure, Row, Target};
+
+/// A number as the table shows it: thousands separated, one decimal below 100.
+pub fn format_number(value: f64) -> String {
+    if value.abs() < 100.0 {
+        return format!("{value:.1}");
+    }
+    let digits = format!("{:.0}", value.abs());
+    let mut grouped = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    if value < 0.0 { format!("-{grouped}") } else { grouped }
+}
+
+fn figure_cell(figure: &Figure) -> String {
+    match figure {
+        Figure::Measured { summary, .. } if summary.runs == 1 => format_number(summary.median),
+        Figure::Measured { summary, .. } => format!(
+            "{} ({}–{})",
+            format_number(summary.median),
+            format_number(summary.min),
+            format_number(summary.max)
+        ),
+        Figure::Unavailable { why: crate::endpoint::Unavailable::NotServed(_) } => {
+            "not served".to_owned()
+        }
+        Figure::Unavailable { .. } => "unavailable".to_owned(),
+        Figure::Failed { .. } => "FAILED".to_owned(),
+    }
+}
+
+fn target_cell(row: &Row) -> String {
+    let Some(target) = row.target else { return String::new() };
+    let label = match target {
+        Target::RatioAtLeast(_) => target.label(),
+        Target::WharfAtMost(_) => format!("{} {}", target.label(), row.unit.label()),
+    };
+    match row.target_met {
+        Some(true) => format!("{label} met"),
+        Some(false) => format!("{label} MISSED"),
+        None => label,
+    }
+}
+
+/// The rows as a Markdown table with aligned columns.
+pub fn table(rows: &[Row]) -> String {
+    let header = ["row", "unit", "peer", "peer: median (min–max)", "Wharf: median (min–max)"];
+    let header: Vec<String> = header
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(["Wharf/peer".into(), "target".into()])
+        .collect();
+    let mut lines: Vec<Vec<String>> = vec![header];
+    for row in rows {
+        lines.push(vec![
+            row.title.clone(),
+            row.unit.label().to_owned(),
+            row.peer_name.clone(),
+            figure_cell(&row.peer),
+            figure_cell(&row.wharf),
+            row.ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}x")),
+            target_cell(row),
+        ]);
+    }
+    let columns = lines[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let render = |cells: &[String]| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell}{}", " ".repeat(width - cell.chars().count())))
+            .collect();
+        format!("| {} |\n", padded.join(" | "))
+    };
+    let mut out = render(&lines[0]);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&render(&rule));
+    for line in &lines[1..] {
+        out.push_str(&render(line));
+    }
+    out
+}
+
+/// Why figures are missing, one line per distinct reason.
+pub fn notes(rows: &[Row]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for row in rows {
+        for (side, figure) in [("peer", &row.peer), ("Wharf", &row.wharf)] {
+            let note = match figure {
+                Figure::Unavailable { why } => format!("{} {side}: {why}", row.protocol),
+                Figure::Failed { error, .. } => format!("{} ({side}) failed: {error}", row.title),
+                Figure::Measured { .. } => continue,
+            };
+            if !seen.contains(&note) {
+                seen.push(note);
+            }
+        }
+    }
+    seen.iter().map(|n| format!("- {n}\n")).collect()
+}
+
+/// Everything a run produced, as written to the JSON file.
+#[derive(Debug, serde::Serialize)]
+pub struct RunRecord<'a> {
+    /// When the run started (UTC, ISO 8601).
+    pub started: String,
+    /// The command line.
+    pub command: Vec<String>,
+    /// Measurements per figure.
+    pub runs: usize,
+    /// Sizes used.
+    pub sizes: &'a Sizes,
+    /// The machine.
+    pub machine: &'a Machine,
+    /// Wharf's listeners (from its banner) in the main lineup.
+    pub wharf_listeners: Vec<String>,
+    /// The rows.
+    pub rows: &'a [Row],
+}
+
+/// Writes `record` to `dir/<timestamp>.json`; returns the path.
+pub fn write_json(dir: &Path, stamp: &str, record: &RunRecord<'_>) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{stamp}.json"));
+    let text = serde_json::to_string_pretty(record)?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// UTC date and time of `seconds` since the epoch: (year, month, day, hour, minute, second).
+fn civil(seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (seconds / 86_400) as i64;
+    let rest = seconds % 86_400;
+    // Days to a proleptic Gregorian date, counting in 400-year eras from 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day, (rest / 3600) as u32, (rest % 3600 / 60) as u32, (rest % 60) as u32)
+}
+
+/// Now, as `(file-name stamp, ISO 8601)`, e.g. `("20250101T120000Z", "2025-01-01T12:00:00Z")`.
+pub fn now_stamps() -> (String, String) {
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (y, mo, d, h, mi, s) = civil(seconds);
+    (
+        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Unavailable;
+    use crate::results::{RowHead, Unit};
+    use crate::stats::summarize;
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(format_number(1_834.4), "1,834");
+        assert_eq!(format_number(123_456_789.0), "123,456,789");
+        assert_eq!(format_number(999.6), "1,000");
+        assert_eq!(format_number(9.04), "9.0");
+        assert_eq!(format_number(100.0), "100");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil(1_735_732_800 + 3_661), (2025, 1, 1, 13, 1, 1));
+    }
+
+    fn head(target: Option<Target>, unit: Unit) -> RowHead {
+        RowHead {
+            id: "ftp.download".into(),
+            protocol: "FTP",
+            title: "FTP download".into(),
+            peer_name: "vsftpd 3.0.3".into(),
+            unit,
+            target,
+        }
+    }
+
+    fn measured(samples: &[f64]) -> Figure {
+        Figure::Measured {
+            summary: summarize(samples).expect("samples"),
+            samples: samples.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_row_shows_both_sides_with_ratio_and_target() {
+        let row = Row::new(
+            head(Some(Target::RatioAtLeast(1.0)), Unit::MegabytesPerSecond),
+            measured(&[1_000.0, 1_100.0, 900.0]),
+            measured(&[1_500.0, 1_400.0, 1_600.0]),
+            vec![1.5, 1.27, 1.78],
+        );
+        assert_eq!(row.ratio, Some(1.5));
+        assert_eq!(row.target_met, Some(true));
+        let text = table(&[row]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].contains("1,000 (900–1,100)"), "{text}");
+        assert!(lines[2].contains("1,500 (1,400–1,600)"), "{text}");
+        assert!(lines[2].contains("1.50x") && lines[2].contains(">= 1.0x met"), "{text}");
+        let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "aligned: {text}");
+    }
+
+    #[test]
+    fn a_side_not_served_has_no_ratio_and_a_note() {
+        let row = Row::new(
+            head(Some(Target::WharfAtMost(64.0)), Unit::KibPerSession),
+            measured(&[300.0]),
+            Figure::Unavailable { why: Unavailable::NotServed("no `ftp:` section".into()) },
+            vec![],
+        );
+        assert_eq!((row.ratio, row.target_met), (None, None));
+        let text = table(std::slice::from_ref(&row));
+        assert!(text.contains("not served") && text.contains("<= 64 KiB/session"), "{text}");
+        assert!(notes(&[row]).contains("FTP Wharf: not served: no `ftp:` section"));
+    }
+}

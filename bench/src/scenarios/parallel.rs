@@ -1,0 +1,103 @@
+//! Scenario 3: many clients download the same file at once (curl for FTP and FTPS, sftp for
+//! SFTP, tftp-hpa for TFTP), one client process per download. The figure is the aggregate
+//! rate: all bytes over the wall time from the first start to the last exit, session set-up
+//! included (it is part of serving many clients at once).
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use super::{Bench, measure_row, megabytes_per_second};
+use crate::cli::Protocol;
+use crate::clients::{Transfer, curl_ftp, limit_for, sftp, sftp_quote, tftp_hpa};
+use crate::dataset::verify;
+use crate::endpoint::{Endpoint, Side};
+use crate::lineup::{DEFAULT_CIPHER, Lineup};
+use crate::process::RunningCommand;
+use crate::results::{Row, RowHead, Unit};
+use crate::scratch::discard;
+
+fn download_all(
+    bench: &Bench<'_>,
+    protocol: Protocol,
+    endpoint: &Endpoint,
+    tag: &str,
+) -> anyhow::Result<f64> {
+    let source = &bench.scratch.parallel;
+    let count = bench.sizes.parallel_count;
+    let total_bytes = source.print.size * count as u64;
+    // Every download shares the machine with the others: allow for all of them.
+    let limit = limit_for(total_bytes);
+    let locals: Vec<_> =
+        (0..count).map(|i| bench.scratch.download_path(&format!("{tag}-{i}"))).collect();
+    let started = Instant::now();
+    let mut running = Vec::with_capacity(count);
+    for (index, local) in locals.iter().enumerate() {
+        let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
+        let label = format!("{tag} client {index}");
+        let mut command = match protocol {
+            Protocol::Ftp => curl_ftp(endpoint, false, &transfer),
+            Protocol::Ftps => curl_ftp(endpoint, true, &transfer),
+            Protocol::Sftp => {
+                let batch = local.with_extension("batch");
+                let get = format!("get {} {}", source.name, sftp_quote(local));
+                sftp(endpoint, DEFAULT_CIPHER, &batch, &[get])?
+            }
+            Protocol::Tftp => tftp_hpa(endpoint, &transfer),
+        };
+        running.push(RunningCommand::start(&mut command, &label)?);
+    }
+    let mut failure = None;
+    for (index, client) in running.into_iter().enumerate() {
+        let outcome = client.finish(limit).and_then(|done| done.ok(&format!("client {index}")));
+        if let Err(err) = outcome {
+            failure.get_or_insert(err);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut checked = match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    };
+    for (index, local) in locals.iter().enumerate() {
+        if checked.is_ok() {
+            checked = verify(local, source.print).with_context(|| format!("download {index}"));
+        }
+        let _ = std::fs::remove_file(local.with_extension("batch"));
+        discard(local);
+    }
+    checked?;
+    Ok(megabytes_per_second(total_bytes, seconds))
+}
+
+/// The rows of scenario 3 for the selected protocols.
+pub fn run(bench: &Bench<'_>, lineup: &Lineup, protocols: &[Protocol]) -> Vec<Row> {
+    let count = bench.sizes.parallel_count;
+    let mib = bench.scratch.parallel.print.size / (1024 * 1024);
+    protocols
+        .iter()
+        .map(|protocol| {
+            let client = match protocol {
+                Protocol::Ftp | Protocol::Ftps => "curl",
+                Protocol::Sftp => "sftp",
+                Protocol::Tftp => "tftp-hpa",
+            };
+            let id = format!("{}.parallel", protocol.name().to_lowercase());
+            let head = RowHead {
+                id: id.clone(),
+                protocol: protocol.name(),
+                title: format!(
+                    "{} {count} parallel downloads of {mib} MiB ({client})",
+                    protocol.name()
+                ),
+                peer_name: bench.peers.name_for(*protocol),
+                unit: Unit::MegabytesPerSecond,
+                target: None,
+            };
+            measure_row(head, *protocol, bench.runs, lineup, |side: Side, endpoint, run| {
+                let tag = format!("{}-{}-{run}", id.replace('.', "-"), side.name());
+                download_all(bench, *protocol, endpoint, &tag)
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,257 @@
+//! Scenario 1: one large file down and up. FTP and FTPS with curl, SFTP with OpenSSH's sftp
+//! under two ciphers, TFTP with tftp-hpa (default options) and atftp (larger blocks, and a
+//! window where the server grants one: tftpd-hpa does not, so it answers lock-step).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use super::{Bench, measure_row, megabytes_per_second, wait_for_upload};
+use crate::cli::Protocol;
+use crate::clients::{
+    Transfer, atftp, curl_ftp, curl_transfer_seconds, limit_for, marked_seconds, sftp, sftp_quote,
+    tftp_hpa,
+};
+use crate::dataset::{SourceFile, verify};
+use crate::endpoint::{Endpoint, Side};
+use crate::lineup::Lineup;
+use crate::process::run_ok;
+use crate::results::{Row, RowHead, Target, Unit};
+use crate::scratch::discard;
+
+/// The SSH ciphers of the SFTP rows, as `-c` takes them.
+const SFTP_CIPHERS: [(&str, &str); 2] = [
+    ("chacha20-poly1305@openssh.com", "chacha20-poly1305"),
+    ("aes128-gcm@openssh.com", "aes128-gcm"),
+];
+
+/// How a row's client moves the file and reports its time.
+#[derive(Debug, Clone, Copy)]
+enum Client<'a> {
+    Curl { tls: bool },
+    Sftp { cipher: &'a str },
+    TftpHpa,
+    Atftp { options: &'a [&'a str] },
+}
+
+/// A row's transfer direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Download,
+    Upload,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+        }
+    }
+}
+
+fn size_label(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= 1024 * MIB && bytes % (1024 * MIB) == 0 {
+        format!("{} GiB", bytes / (1024 * MIB))
+    } else {
+        format!("{} MiB", bytes / MIB)
+    }
+}
+
+/// Runs one transfer and returns its seconds (the caller verifies the bytes).
+fn timed_transfer(
+    client: Client<'_>,
+    endpoint: &Endpoint,
+    transfer: &Transfer,
+    bytes: u64,
+    label: &str,
+    batch_file: &Path,
+) -> anyhow::Result<f64> {
+    let limit = limit_for(bytes);
+    match client {
+        Client::Curl { tls } => {
+            let done = run_ok(&mut curl_ftp(endpoint, tls, transfer), label, limit)?;
+            curl_transfer_seconds(&done.stdout)
+        }
+        Client::Sftp { cipher } => {
+            let command = match transfer {
+                Transfer::Get { remote, local } => format!("get {remote} {}", sftp_quote(local)),
+                Transfer::Put { local, remote } => format!("put {} {remote}", sftp_quote(local)),
+            };
+            let mut sftp_command: Command = sftp(endpoint, cipher, batch_file, &[command])?;
+            let done = run_ok(&mut sftp_command, label, limit);
+            let _ = std::fs::remove_file(batch_file);
+            marked_seconds(&done?.stdout)
+        }
+        Client::TftpHpa => {
+            let done = run_ok(&mut tftp_hpa(endpoint, transfer), label, limit)?;
+            Ok(done.elapsed.as_secs_f64())
+        }
+        Client::Atftp { options } => {
+            let done = run_ok(&mut atftp(endpoint, options, transfer), label, limit)?;
+            Ok(done.elapsed.as_secs_f64())
+        }
+    }
+}
+
+/// Measures one file's download or upload on both sides.
+#[allow(clippy::too_many_arguments)]
+fn file_row(
+    bench: &Bench<'_>,
+    lineup: &Lineup,
+    protocol: Protocol,
+    id: String,
+    title: String,
+    target: Option<Target>,
+    client: Client<'_>,
+    direction: Direction,
+    source: &SourceFile,
+) -> Row {
+    let head = RowHead {
+        id: id.clone(),
+        protocol: protocol.name(),
+        title,
+        peer_name: bench.peers.name_for(protocol),
+        unit: Unit::MegabytesPerSecond,
+        target,
+    };
+    measure_row(head, protocol, bench.runs, lineup, |side: Side, endpoint, run| {
+        let tag = format!("{}-{}-{}", id.replace('.', "-"), side.name(), run);
+        let label = format!("{id} ({})", side.name());
+        let bytes = source.print.size;
+        let batch = bench.scratch.download_path(&format!("{tag}.batch"));
+        match direction {
+            Direction::Download => {
+                let local = bench.scratch.download_path(&tag);
+                let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
+                let seconds = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
+                let checked = seconds.and_then(|s| verify(&local, source.print).map(|()| s));
+                discard(&local);
+                Ok(megabytes_per_second(bytes, checked?))
+            }
+            Direction::Upload => {
+                let name = format!("{tag}.bin");
+                let remote = format!("{}/{name}", crate::scratch::UPLOAD_DIR);
+                let transfer = Transfer::Put { local: source.path.clone(), remote };
+                let uploaded = bench.scratch.uploaded(&name);
+                let seconds = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
+                let checked = seconds
+                    .and_then(|s| wait_for_upload(&uploaded, source.print).map(|()| s))
+                    .with_context(|| format!("upload to {}", side.name()));
+                discard(&uploaded);
+                Ok(megabytes_per_second(bytes, checked?))
+            }
+        }
+    })
+}
+
+/// One file's rows (download and upload) before measuring.
+struct Plan<'a> {
+    id: &'static str,
+    /// Protocol and options, e.g. `FTPS explicit PROT P`.
+    name: String,
+    /// Size and client, e.g. `1 GiB, curl`.
+    detail: String,
+    target: Option<Target>,
+    client: Client<'a>,
+    source: &'a SourceFile,
+}
+
+/// The plans of `protocol`.
+fn plans<'a>(bench: &'a Bench<'_>, protocol: Protocol) -> Vec<Plan<'a>> {
+    let big = &bench.scratch.big;
+    let tftp = &bench.scratch.tftp;
+    let big_size = size_label(big.print.size);
+    let tftp_size = size_label(tftp.print.size);
+    let at_least_peer = Some(Target::RatioAtLeast(1.0));
+    let plan = |id, name: &str, detail: String, target, client, source| Plan {
+        id,
+        name: name.to_owned(),
+        detail,
+        target,
+        client,
+        source,
+    };
+    match protocol {
+        Protocol::Ftp => vec![plan(
+            "ftp",
+            "FTP",
+            format!("{big_size}, curl"),
+            at_least_peer,
+            Client::Curl { tls: false },
+            big,
+        )],
+        Protocol::Ftps => vec![plan(
+            "ftps",
+            "FTPS explicit PROT P",
+            format!("{big_size}, curl"),
+            at_least_peer,
+            Client::Curl { tls: true },
+            big,
+        )],
+        Protocol::Sftp => SFTP_CIPHERS
+            .iter()
+            .map(|(cipher, short)| {
+                plan(
+                    if short.starts_with("chacha") { "sftp.chacha20" } else { "sftp.aes128gcm" },
+                    &format!("SFTP {short}"),
+                    format!("{big_size}, OpenSSH sftp"),
+                    at_least_peer,
+                    Client::Sftp { cipher },
+                    big,
+                )
+            })
+            .collect(),
+        Protocol::Tftp => vec![
+            plan(
+                "tftp.default",
+                "TFTP default options",
+                format!("{tftp_size}, tftp-hpa"),
+                at_least_peer,
+                Client::TftpHpa,
+                tftp,
+            ),
+            plan(
+                "tftp.blksize1468",
+                "TFTP blksize 1468",
+                format!("{tftp_size}, atftp"),
+                None,
+                Client::Atftp { options: &["blksize 1468"] },
+                tftp,
+            ),
+            plan(
+                "tftp.blksize1468.window16",
+                "TFTP blksize 1468 windowsize 16",
+                format!("{tftp_size}, atftp"),
+                None,
+                Client::Atftp { options: &["blksize 1468", "windowsize 16"] },
+                tftp,
+            ),
+        ],
+    }
+}
+
+/// All rows of scenario 1 for `protocols`.
+pub fn run(bench: &Bench<'_>, lineup: &Lineup, protocols: &[Protocol]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for protocol in protocols {
+        for plan in plans(bench, *protocol) {
+            for direction in [Direction::Download, Direction::Upload] {
+                rows.push(file_row(
+                    bench,
+                    lineup,
+                    *protocol,
+                    format!("{}.{}", plan.id, direction.name()),
+                    format!("{} {} ({})", plan.name, direction.name(), plan.detail),
+                    plan.target,
+                    plan.client,
+                    direction,
+                    plan.source,
+                ));
+            }
+        }
+    }
+    rows
+}

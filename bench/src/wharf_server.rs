@@ -1,0 +1,293 @@
+//! Wharf under test: the release binary with a generated configuration, its listeners read
+//! from the start-up banner (every port is 0, so the kernel picks free ones).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_yaml::{Mapping, Value};
+
+use crate::cli::Protocol;
+use crate::credentials::Credentials;
+use crate::endpoint::{Endpoint, Endpoints, Unavailable};
+use crate::process::{ChildGuard, run};
+use crate::wharf_config::{PROTOCOL_SECTIONS, base_config, candidates};
+
+/// What Wharf is started from.
+#[derive(Debug, Clone)]
+pub struct WharfSetup {
+    /// The release binary.
+    pub binary: PathBuf,
+    /// The example configuration the protocol sections are derived from.
+    pub example: Option<Mapping>,
+    /// Sections given by the user, used instead of derived ones.
+    pub replacements: Mapping,
+}
+
+/// One listener from the banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// As the banner names it: `FTP`, `SFTP`, ...
+    pub protocol: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// A running Wharf; dropping it stops it.
+pub struct WharfServer {
+    _process: ChildGuard,
+    /// Its listeners.
+    pub listeners: Vec<Listener>,
+}
+
+/// Reads listeners from banner lines such as `    FTP            127.0.0.1:40123    curl ...`:
+/// the name is everything before the first word that is a socket address.
+pub fn parse_listeners(banner: &str) -> Vec<Listener> {
+    let mut found = Vec::new();
+    for line in banner.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(index) = words.iter().position(|w| w.parse::<SocketAddr>().is_ok()) {
+            if index == 0 {
+                continue;
+            }
+            if let Ok(addr) = words[index].parse() {
+                found.push(Listener { protocol: words[..index].join(" "), addr });
+            }
+        }
+    }
+    found
+}
+
+/// The listener serving `protocol`, by banner name. Explicit FTPS is `AUTH TLS` on the FTP
+/// port unless the banner names a separate explicit-TLS listener.
+fn listener_for(listeners: &[Listener], protocol: Protocol) -> Option<SocketAddr> {
+    let upper = |l: &Listener| l.protocol.to_uppercase();
+    let plain_ftp = || {
+        listeners.iter().find(|l| {
+            let name = upper(l);
+            name.starts_with("FTP") && !name.starts_with("FTPS") && !name.contains("IMPLICIT")
+        })
+    };
+    let found = match protocol {
+        Protocol::Ftp => plain_ftp(),
+        Protocol::Ftps => listeners
+            .iter()
+            .find(|l| {
+                let name = upper(l);
+                name.starts_with("FTPS") && !name.contains("IMPLICIT")
+            })
+            .or_else(plain_ftp),
+        Protocol::Sftp => listeners.iter().find(|l| upper(l).contains("SFTP")),
+        Protocol::Tftp => listeners.iter().find(|l| upper(l).starts_with("TFTP")),
+    };
+    found.map(|l| l.addr)
+}
+
+/// The sections a protocol needs: explicit FTPS rides on the FTP listener.
+fn sections_for(protocol: Protocol) -> &'static [&'static str] {
+    match protocol {
+        Protocol::Ftp => &["ftp"],
+        Protocol::Ftps => &["ftp", "ftps"],
+        Protocol::Sftp => &["sftp"],
+        Protocol::Tftp => &["tftp"],
+    }
+}
+
+fn write_config(path: &Path, config: &Mapping) -> anyhow::Result<()> {
+    std::fs::write(path, serde_yaml::to_string(config)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `wharf check`: `Ok` or the binary's complaint.
+fn check(binary: &Path, path: &Path, config: &Mapping) -> anyhow::Result<Result<(), String>> {
+    write_config(path, config)?;
+    let finished = run(
+        Command::new(binary).arg("check").arg("--config").arg(path),
+        "wharf check",
+        Duration::from_secs(60),
+    )?;
+    Ok(if finished.status.success() {
+        Ok(())
+    } else {
+        Err(finished.stderr.trim().lines().next().unwrap_or("rejected").to_owned())
+    })
+}
+
+/// Starts Wharf with every selected protocol it serves. Protocols it does not serve, or
+/// whose section it rejects, come back as unavailable with the reason.
+pub fn start(
+    setup: &WharfSetup,
+    dir: &Path,
+    share: &Path,
+    credentials: &Credentials,
+    protocols: &[Protocol],
+) -> anyhow::Result<(Option<WharfServer>, Endpoints)> {
+    let mut endpoints = Endpoints::none(Unavailable::NotServed("not selected".to_owned()));
+    let base = base_config(&dir.join("state"), share, credentials);
+    let probe_path = dir.join("probe.yaml");
+    if let Err(complaint) = check(&setup.binary, &probe_path, &base)? {
+        bail!("wharf rejects the bench's base configuration: {complaint}");
+    }
+
+    // Each section on its own, first acceptable candidate wins.
+    let mut wanted: Vec<&str> = protocols.iter().flat_map(|p| sections_for(*p)).copied().collect();
+    wanted.sort_by_key(|s| PROTOCOL_SECTIONS.iter().position(|p| p == s));
+    wanted.dedup();
+    let mut config = base.clone();
+    let mut rejected: BTreeMap<&str, String> = BTreeMap::new();
+    for section in wanted {
+        let list = match setup.replacements.get(section) {
+            Some(given) => vec![given.clone()],
+            None => candidates(setup.example.as_ref(), section, &credentials.wharf_user),
+        };
+        let mut first_complaint = None;
+        for candidate in list {
+            let mut trial = config.clone();
+            trial.insert(Value::from(section), candidate.clone());
+            match check(&setup.binary, &probe_path, &trial)? {
+                Ok(()) => {
+                    config = trial;
+                    first_complaint = None;
+                    break;
+                }
+                Err(complaint) => {
+                    first_complaint.get_or_insert(complaint);
+                }
+            }
+        }
+        if let Some(complaint) = first_complaint {
+            rejected.insert(section, complaint);
+        }
+    }
+
+    let config_path = dir.join("wharf.yaml");
+    write_config(&config_path, &config)?;
+    let log = std::fs::File::create(dir.join("wharf.log"))?;
+    let mut process = ChildGuard::spawn(
+        Command::new(&setup.binary)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("WHARF_EPHEMERAL_PORTS", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log),
+        "wharf serve",
+    )?;
+    let banner = read_banner(&mut process)
+        .with_context(|| format!("wharf did not start; see {}/wharf.log", dir.display()))?;
+    let listeners = parse_listeners(&banner);
+    if let Some(outside) = listeners.iter().find(|l| !l.addr.ip().is_loopback()) {
+        bail!("wharf listens on {} outside loopback; refusing to benchmark", outside.addr);
+    }
+
+    for protocol in protocols {
+        let missing_section =
+            sections_for(*protocol).iter().find_map(|s| rejected.get(s).map(|c| (s, c)));
+        *endpoints.get_mut(*protocol) = match (missing_section, listener_for(&listeners, *protocol))
+        {
+            (Some((section, complaint)), _) => Err(Unavailable::NotServed(
+                if complaint.contains(&format!("unknown field `{section}`")) {
+                    format!("this wharf binary has no `{section}:` configuration section yet")
+                } else {
+                    format!(
+                        "this wharf binary rejects the bench's `{section}:` section: {complaint}"
+                    )
+                },
+            )),
+            (None, None) => Err(Unavailable::NotServed(format!(
+                "no {} listener in wharf's banner",
+                protocol.name()
+            ))),
+            (None, Some(addr)) => Ok(Endpoint {
+                addr,
+                user: credentials.wharf_user.clone(),
+                password: credentials.wharf_password.clone(),
+                key: Some(credentials.ssh_key.clone()),
+                server_pid: process.pid(),
+            }),
+        };
+    }
+    Ok((Some(WharfServer { _process: process, listeners }), endpoints))
+}
+
+/// Collects the banner: stdout lines until it has been quiet for half a second after the
+/// first line (Wharf prints it at once when every listener is bound).
+fn read_banner(process: &mut ChildGuard) -> anyhow::Result<String> {
+    let stdout = process.child_mut().stdout.take().context("wharf's stdout")?;
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match lines.recv_timeout(wait) {
+            Ok(line) => {
+                banner.push_str(&line);
+                banner.push('\n');
+                wait = Duration::from_millis(500);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if !banner.is_empty() => return Ok(banner),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(status) = process.try_wait() {
+                    bail!("wharf exited at start ({status})");
+                }
+                if Instant::now() > deadline {
+                    bail!("no banner within 60 s");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if banner.is_empty() {
+                    bail!("wharf closed its output without a banner");
+                }
+                return Ok(banner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BANNER: &str = "Wharf 0.1.0 is serving /tmp/x/share
+  configuration: /tmp/x/wharf.yaml
+
+  Listening:
+    FTP            127.0.0.1:40001          curl ftp://{user}@127.0.0.1:40001/
+    FTPS implicit  127.0.0.1:40002          curl --ssl-reqd ftps://127.0.0.1:40002/
+    SFTP           127.0.0.1:40003          sftp -P 40003 {user}@127.0.0.1
+    TFTP           127.0.0.1:40004          tftp 127.0.0.1 40004
+";
+
+    #[test]
+    fn listeners_are_read_from_the_banner() {
+        let listeners = parse_listeners(BANNER);
+        assert_eq!(listeners.len(), 4);
+        assert_eq!(listeners[1].protocol, "FTPS implicit");
+        assert_eq!(listener_for(&listeners, Protocol::Ftp), Some(listeners[0].addr));
+        // Explicit FTPS is AUTH TLS on the FTP port when no explicit listener is named.
+        assert_eq!(listener_for(&listeners, Protocol::Ftps), Some(listeners[0].addr));
+        assert_eq!(listener_for(&listeners, Protocol::Sftp), Some(listeners[2].addr));
+        assert_eq!(listener_for(&listeners, Protocol::Tftp), Some(listeners[3].addr));
+    }
+
+    #[test]
+    fn a_banner_without_listeners_serves_nothing() {
+        let listeners = parse_listeners("Wharf 0.1.0 is serving /s\n\n  No protocol is enabled.\n");
+        assert!(listeners.is_empty());
+        assert_eq!(listener_for(&listeners, Protocol::Sftp), None);
+    }
+}
