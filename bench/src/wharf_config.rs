@@ -1,12 +1,17 @@
 //! The configuration Wharf runs under in the bench.
 //!
 //! The front-ends land one by one, each with its own section (`ftp:`, `ftps:`, `sftp:`,
-//! `tftp:`) documented in `config/wharf.example.yaml`. The bench does not hard-code their
-//! keys: it takes each section from the example and makes it safe and fit for a benchmark
-//! (every socket address becomes 127.0.0.1:0, networks become loopback, user names become the
-//! bench's users, session limits are raised above the idle-memory scenario's), then asks
-//! `wharf check` whether the binary accepts it. A section the binary rejects (no such key yet)
-//! leaves that protocol "not served". `--wharf-sections FILE` replaces derived sections.
+//! `tftp:`) documented in `config/wharf.example.yaml`. Each section is tried in a few forms,
+//! the first that `wharf check` accepts wins:
+//! 1. the minimal section the bench knows for the front-end as it was when the bench was
+//!    written (loopback listener on port 0, limits raised, TFTP rule for loopback);
+//! 2. the example's section made safe and fit for a benchmark: every socket address becomes
+//!    127.0.0.1:0, networks become loopback, user names become the bench's users, session
+//!    and transfer limits are raised above what the scenarios open at once;
+//! 3. a bare loopback listener, then an empty section.
+//!
+//! A section the binary rejects in every form (no such key yet) leaves that protocol "not
+//! served". `--wharf-sections FILE` replaces all of this for the sections it holds.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -19,8 +24,10 @@ use crate::credentials::Credentials;
 /// The section names of the protocol front-ends.
 pub const PROTOCOL_SECTIONS: [&str; 4] = ["ftp", "ftps", "sftp", "tftp"];
 
-/// Session limit keys (`wharf_access::SessionLimits`) and the value the bench sets them to.
-const LIMIT_KEYS: [&str; 2] = ["max_sessions", "max_sessions_per_address"];
+/// Session limit keys (`wharf_access::SessionLimits`, TFTP's transfer caps) and the value
+/// the bench sets them to: above the 1,000 idle sessions and 50 parallel downloads it opens.
+const LIMIT_KEYS: [&str; 4] =
+    ["max_sessions", "max_sessions_per_address", "max_transfers", "max_transfers_per_address"];
 const SESSION_LIMIT: u64 = 10_000;
 
 /// The identity TFTP clients on loopback are mapped onto (as in Wharf's embedded default).
@@ -165,10 +172,26 @@ fn raised_limits() -> Mapping {
     limits
 }
 
-/// Candidate sections for one protocol, best first: the derived section with its session
-/// limits raised (where the example shows no limit keys, both plausible placements are
-/// tried), then as derived, then an empty section (the front-end's defaults).
-pub fn candidates(example: Option<&Mapping>, section: &str, bench_user: &str) -> Vec<Value> {
+/// The section as the front-ends define it at the time of writing (see the module comment).
+fn known_section(section: &str) -> Option<Value> {
+    let limits = format!(
+        "limits: {{ max_sessions: {SESSION_LIMIT}, max_sessions_per_address: {SESSION_LIMIT} }}"
+    );
+    let text = match section {
+        "ftp" | "sftp" => format!("listen: [\"127.0.0.1:0\"]\n{limits}\n"),
+        "tftp" => format!(
+            "listen: [\"127.0.0.1:0\"]\n\
+             rules: [{{ network: 127.0.0.0/8, identity: {TFTP_IDENTITY} }}]\n\
+             max_transfers: {SESSION_LIMIT}\n\
+             max_transfers_per_address: {SESSION_LIMIT}\n"
+        ),
+        _ => return None,
+    };
+    serde_yaml::from_str(&text).ok()
+}
+
+/// The example's section made fit for the bench (an empty mapping when it has none).
+fn derived_section(example: Option<&Mapping>, section: &str, bench_user: &str) -> Value {
     let mut derived = Value::Mapping(Mapping::new());
     if let Some(example) = example {
         let users = example_users(example);
@@ -177,7 +200,15 @@ pub fn candidates(example: Option<&Mapping>, section: &str, bench_user: &str) ->
             rewrite(&mut derived, &users, bench_user);
         }
     }
-    let mut list = Vec::new();
+    derived
+}
+
+/// Candidate sections for one protocol, best first: the known section; the derived section
+/// with its session limits raised (where the example shows no limit keys, both plausible
+/// placements are tried), then as derived; a bare loopback listener; an empty section.
+pub fn candidates(example: Option<&Mapping>, section: &str, bench_user: &str) -> Vec<Value> {
+    let derived = derived_section(example, section, bench_user);
+    let mut list: Vec<Value> = known_section(section).into_iter().collect();
     if !has_limit_key(&derived) {
         if let Value::Mapping(mapping) = &derived {
             let mut nested = mapping.clone();
@@ -188,10 +219,14 @@ pub fn candidates(example: Option<&Mapping>, section: &str, bench_user: &str) ->
             list.push(Value::Mapping(flat));
         }
     }
-    list.push(derived);
-    let empty = Value::Mapping(Mapping::new());
-    if !list.contains(&empty) {
-        list.push(empty);
+    if derived.as_mapping().is_some_and(|m| !m.is_empty()) {
+        list.push(derived);
+    }
+    let bare: Value = serde_yaml::from_str("listen: [\"127.0.0.1:0\"]").unwrap_or_default();
+    for fallback in [bare, Value::Mapping(Mapping::new())] {
+        if !list.contains(&fallback) {
+            list.push(fallback);
+        }
     }
     list
 }
@@ -236,9 +271,7 @@ tftp:
 
     #[test]
     fn derived_sections_bind_loopback_and_raise_limits() {
-        let list = candidates(Some(&example()), "ftp", "bench");
-        assert_eq!(list.len(), 2, "limits present: derived, then empty: {list:?}");
-        let ftp = &list[0];
+        let ftp = derived_section(Some(&example()), "ftp", "bench");
         let listen = ftp.get("listen").and_then(Value::as_sequence).expect("listen");
         assert_eq!(listen, &vec![Value::from("127.0.0.1:0")]);
         assert_eq!(ftp.get("passive_address").and_then(Value::as_str), Some("127.0.0.1"));
@@ -248,18 +281,28 @@ tftp:
 
     #[test]
     fn tftp_rules_map_loopback_onto_the_bench_identity() {
-        let list = candidates(Some(&example()), "tftp", "bench");
-        // No limit keys in the example: nested limits, flat limits, then as derived.
-        let rule = &list[2]["rules"][0];
+        let tftp = derived_section(Some(&example()), "tftp", "bench");
+        let rule = &tftp["rules"][0];
         assert_eq!(rule["network"], Value::from("127.0.0.0/8"));
         assert_eq!(rule["identity"], Value::from(TFTP_IDENTITY));
-        assert_eq!(list[0]["limits"]["max_sessions"], Value::from(SESSION_LIMIT));
-        assert_eq!(list[1]["max_sessions_per_address"], Value::from(SESSION_LIMIT));
     }
 
     #[test]
-    fn a_section_missing_from_the_example_is_tried_empty() {
-        let list = candidates(Some(&example()), "sftp", "bench");
+    fn candidates_go_from_known_to_derived_to_empty() {
+        let list = candidates(Some(&example()), "tftp", "bench");
+        assert_eq!(list.first(), known_section("tftp").as_ref());
+        assert_eq!(list[0]["max_transfers_per_address"], Value::from(SESSION_LIMIT));
+        // No limit keys in the example's tftp section: nested, then flat, then as derived.
+        assert_eq!(list[1]["limits"]["max_sessions"], Value::from(SESSION_LIMIT));
+        assert_eq!(list[2]["max_sessions_per_address"], Value::from(SESSION_LIMIT));
+        assert_eq!(list[3], derived_section(Some(&example()), "tftp", "bench"));
+        assert_eq!(list.last(), Some(&Value::Mapping(Mapping::new())));
+    }
+
+    #[test]
+    fn a_section_unknown_to_the_bench_and_the_example_is_tried_bare() {
+        let list = candidates(Some(&example()), "ftps", "bench");
+        assert_eq!(list[list.len() - 2]["listen"][0], Value::from("127.0.0.1:0"));
         assert_eq!(list.last(), Some(&Value::Mapping(Mapping::new())));
     }
 }
