@@ -169,7 +169,8 @@ pub fn facts(meta: &Metadata, perms: Permissions, enabled: &[MlstFact]) -> Strin
     for fact in MlstFact::ALL.into_iter().filter(|fact| enabled.contains(fact)) {
         let value = match fact {
             MlstFact::Type => Some(if meta.is_dir() { "dir" } else { "file" }.to_owned()),
-            MlstFact::Size => Some(meta.size.to_string()),
+            // A directory's size is the storage's bookkeeping, not something to download.
+            MlstFact::Size => (!meta.is_dir()).then(|| meta.size.to_string()),
             MlstFact::Modify => meta.modified.and_then(timestamp),
             MlstFact::Perm => Some(perm_fact(meta, perms)),
             MlstFact::Unique => meta.id.map(|id| format!("{:x}g{:x}", id.device, id.inode)),

@@ -274,11 +274,13 @@ async fn sendfile_loop(
     download: &Download,
 ) -> Result<(), TransferError> {
     let mut remaining = length;
+    // Under a bandwidth limit, smaller sends keep the pacing smooth.
+    let chunk = if download.is_rate_limited() { TRANSFER_CHUNK } else { SENDFILE_CHUNK };
     loop {
         let want = match remaining {
             Some(0) => return Ok(()),
-            Some(left) => usize::try_from(left).unwrap_or(usize::MAX).min(SENDFILE_CHUNK),
-            None => SENDFILE_CHUNK,
+            Some(left) => usize::try_from(left).unwrap_or(usize::MAX).min(chunk),
+            None => chunk,
         };
         within_stall_limit(stall, tcp.writable()).await?;
         let sent = tcp.try_io(Interest::WRITABLE, || {
@@ -290,6 +292,7 @@ async fn sendfile_loop(
             Ok(sent) => {
                 progress.add(sent);
                 download.add_sent(sent as u64);
+                download.pace(sent as u64).await;
                 if let Some(left) = remaining.as_mut() {
                     *left -= sent as u64;
                 }
