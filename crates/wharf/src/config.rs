@@ -41,6 +41,9 @@ pub struct WharfConfig {
     /// The Prometheus endpoint; off when absent.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// FTP (wharf-ftp); off when absent.
+    #[serde(default)]
+    pub ftp: Option<wharf_ftp::FtpConfig>,
 }
 
 /// The `metrics` section.

@@ -80,6 +80,9 @@ impl Server {
             demo,
             tasks: Vec::new(),
         };
+        if let Some(ftp) = server.loaded.config.ftp.clone() {
+            server.add(crate::frontends::ftp::start(ftp, server.gateway.clone())?);
+        }
         if let Some(metrics_config) = server.loaded.config.metrics.clone() {
             let addr = listen_addrs(&[metrics_config.listen])[0];
             let endpoint = MetricsEndpoint::bind(addr, metrics, server.gateway.clone())
@@ -94,6 +97,12 @@ impl Server {
             server.tasks.push(tokio::spawn(endpoint.run()));
         }
         Ok(server)
+    }
+
+    fn add(&mut self, started: crate::frontends::Started) {
+        self.listeners.extend(started.listeners);
+        self.notes.extend(started.notes);
+        self.tasks.push(started.task);
     }
 
     /// The shared layer.

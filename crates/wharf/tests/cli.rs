@@ -61,6 +61,31 @@ pub fn interrupt(mut guard: ChildGuard) -> std::process::ExitStatus {
     panic!("wharf did not stop within 10 s of SIGINT");
 }
 
+/// The address the banner lists for `protocol`.
+fn listener(banner: &str, protocol: &str) -> std::net::SocketAddr {
+    banner
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(protocol)).then(|| words.next()).flatten()
+        })
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no {protocol} listener in the banner:\n{banner}"))
+}
+
+/// Connects to the banner's `protocol` listener and checks its first line.
+fn assert_greets(banner: &str, protocol: &str, prefix: &str) {
+    use std::io::Read as _;
+    let addr = listener(banner, protocol);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut greeting = [0u8; 64];
+    let n = stream.read(&mut greeting).expect("greeting");
+    let greeting = String::from_utf8_lossy(&greeting[..n]);
+    assert!(greeting.starts_with(prefix), "{protocol} greeted with {greeting:?}");
+}
+
 #[test]
 fn serve_without_arguments_creates_demo_account_once_and_stops_on_ctrl_c() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -77,6 +102,7 @@ fn serve_without_arguments_creates_demo_account_once_and_stops_on_ctrl_c() {
         std::fs::read_to_string(tmp.path().join("wharf-data/users.yaml")).expect("users file");
     assert!(!users.contains(&password), "the password is stored only as a hash");
     assert!(tmp.path().join("wharf-data/share").is_dir());
+    assert_greets(&banner, "FTP", "220");
     assert!(interrupt(server).success(), "clean exit on SIGINT");
 
     // A second start reuses what the first created and shows no password.
