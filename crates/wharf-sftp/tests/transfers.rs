@@ -333,3 +333,83 @@ async fn directories_list_in_batches_with_long_names() {
     })
     .await;
 }
+
+/// SFTP strings (`uint32 length, bytes`), as extension requests carry their arguments.
+fn sftp_strings(parts: &[&str]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for part in parts {
+        data.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        data.extend_from_slice(part.as_bytes());
+    }
+    data
+}
+
+fn packet_status(packet: russh_sftp::protocol::Packet) -> StatusCode {
+    match packet {
+        russh_sftp::protocol::Packet::Status(status) => status.status_code,
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_extensions_work() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        server.share.put("alice/a.txt", b"A");
+        server.share.put("alice/b.txt", b"B");
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = raw_sftp(&ssh).await;
+
+        // statvfs reports the storage's real free space.
+        let vfs = raw.statvfs("/").await.expect("statvfs");
+        let host = rustix::fs::statvfs(&server.share.root).expect("host statvfs");
+        let reported = vfs.blocks_avail * vfs.fragment_size;
+        let real = host.f_bavail * host.f_frsize;
+        assert!(reported.abs_diff(real) < 256 * MIB as u64, "free {reported} vs {real}");
+        assert!(vfs.blocks * vfs.fragment_size >= reported);
+        assert_eq!(vfs.flags & 1, 0, "alice may write: not read-only");
+        let ssh_reader = login_password(server.addr, "reader").await;
+        let reader = raw_sftp(&ssh_reader).await;
+        assert_eq!(reader.statvfs("/").await.expect("statvfs").flags & 1, 1, "read-only user");
+
+        let limits = raw.limits().await.expect("limits");
+        assert_eq!(limits.max_packet_len, 256 * 1024);
+        assert!(limits.max_read_len + 13 <= limits.max_packet_len, "a full read must fit");
+        assert!(limits.max_open_handles >= 64, "OpenSSH would lower its parallelism");
+
+        // rename refuses to replace; posix-rename replaces.
+        assert_eq!(status_code(raw.rename("a.txt", "b.txt").await), StatusCode::Failure);
+        let renamed = raw
+            .extended("posix-rename@openssh.com", sftp_strings(&["a.txt", "b.txt"]))
+            .await
+            .expect("posix-rename");
+        assert_eq!(packet_status(renamed), StatusCode::Ok);
+        assert_eq!(std::fs::read(server.share.root.join("alice/b.txt")).expect("b"), b"A");
+
+        let expanded = raw.expand_path("~/docs/../b.txt").await.expect("expand-path");
+        assert_eq!(expanded.files[0].filename, "/b.txt");
+        assert_eq!(status_code(raw.expand_path("~bob/x").await), StatusCode::NoSuchFile);
+
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let handle = raw.open("synced.txt", flags, FileAttributes::empty()).await.expect("open");
+        raw.write(handle.handle.as_str(), 0, b"durable".to_vec()).await.expect("write");
+        raw.fsync(handle.handle.as_str()).await.expect("fsync");
+        let fstatvfs = raw
+            .extended("fstatvfs@openssh.com", sftp_strings(&[handle.handle.as_str()]))
+            .await
+            .expect("fstatvfs");
+        assert!(matches!(fstatvfs, russh_sftp::protocol::Packet::ExtendedReply(_)));
+        raw.close(handle.handle).await.expect("close");
+        assert_eq!(
+            std::fs::read(server.share.root.join("alice/synced.txt")).expect("f"),
+            b"durable"
+        );
+
+        assert_eq!(status_code(raw.hardlink("b.txt", "c.txt").await), StatusCode::OpUnsupported);
+        assert!(!server.share.root.join("alice/c.txt").exists());
+        let unknown = raw.extended("copy-data", Vec::new()).await.expect("reply");
+        assert_eq!(packet_status(unknown), StatusCode::OpUnsupported);
+        server.stop().await;
+    })
+    .await;
+}

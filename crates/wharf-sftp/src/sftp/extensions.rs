@@ -102,11 +102,15 @@ impl Operations {
             }
             FSTATVFS => {
                 let OneHandle { handle } = arguments(data)?;
-                let path = self
-                    .handles
-                    .get_mut(handle.as_bytes())
-                    .map(|open| open.path().clone())
-                    .ok_or_else(|| Refusal::Status(StatusCode::Failure, "invalid handle".into()))?;
+                let path = match self.handles.get_mut(handle.as_bytes()) {
+                    Some(OpenHandle::Dir(dir)) => dir.path.clone(),
+                    // A file lives where its directory does (and a file being uploaded
+                    // whole does not exist under its name yet).
+                    Some(file) => file.path().parent().unwrap_or_else(VPath::root),
+                    None => {
+                        return Err(Refusal::Status(StatusCode::Failure, "invalid handle".into()));
+                    }
+                };
                 self.statvfs(id, &path).await
             }
             FSYNC => {
