@@ -1,0 +1,107 @@
+//! Blocks of a download: the file arrives in large chunks (read ahead on the blocking pool,
+//! never a thread hop per block), is converted to netascii if asked, and is cut into blocks.
+//! Blocks are slices of the chunks, not copies, except one per chunk boundary. Blocks not yet
+//! acknowledged are kept for retransmission; there are never more than a window of them.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use wharf_access::DownloadStream;
+use wharf_vfs::{Error, Result};
+
+use crate::netascii;
+
+/// The file as a sequence of numbered blocks.
+pub(crate) struct BlockStore {
+    stream: DownloadStream,
+    netascii: bool,
+    block_size: usize,
+    /// Bytes of the current chunk not yet cut into blocks.
+    pending: Bytes,
+    end_of_file: bool,
+    /// Number of the first retained block.
+    first: u64,
+    /// Blocks `first..` kept until acknowledged.
+    retained: VecDeque<Bytes>,
+}
+
+impl BlockStore {
+    /// Blocks of `block_size` bytes from `stream`, converted to netascii when `netascii`.
+    pub(crate) fn new(stream: DownloadStream, netascii: bool, block_size: u16) -> Self {
+        BlockStore {
+            stream,
+            netascii,
+            block_size: usize::from(block_size),
+            pending: Bytes::new(),
+            end_of_file: false,
+            first: 1,
+            retained: VecDeque::new(),
+        }
+    }
+
+    /// Block `n`: a retained one, or the next one cut from the file. A block shorter than the
+    /// block size (possibly empty) is the last.
+    pub(crate) async fn block(&mut self, n: u64) -> Result<Bytes> {
+        let produced = self.first + self.retained.len() as u64;
+        if n < produced {
+            let index = usize::try_from(n.saturating_sub(self.first)).unwrap_or(usize::MAX);
+            return self
+                .retained
+                .get(index)
+                .cloned()
+                .ok_or(Error::Unsupported("a block before the window was requested"));
+        }
+        if n > produced {
+            return Err(Error::Unsupported("a block beyond the next was requested"));
+        }
+        let block = self.cut().await?;
+        self.retained.push_back(block.clone());
+        Ok(block)
+    }
+
+    /// Forgets blocks before `n` (they are acknowledged).
+    pub(crate) fn release_before(&mut self, n: u64) {
+        while self.first < n && self.retained.pop_front().is_some() {
+            self.first += 1;
+        }
+    }
+
+    /// Marks the download complete (for the audit event).
+    pub(crate) fn finish(self) {
+        self.stream.finish();
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if self.end_of_file {
+            return Ok(None);
+        }
+        match self.stream.next_chunk().await? {
+            Some(chunk) if self.netascii => Ok(Some(netascii::encode(&chunk))),
+            Some(chunk) => Ok(Some(chunk)),
+            None => {
+                self.end_of_file = true;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn cut(&mut self) -> Result<Bytes> {
+        if self.pending.len() >= self.block_size {
+            return Ok(self.pending.split_to(self.block_size));
+        }
+        // The block straddles chunks (or ends the file): gather it.
+        let mut block = BytesMut::with_capacity(self.block_size);
+        block.extend_from_slice(&std::mem::take(&mut self.pending));
+        while block.len() < self.block_size {
+            let Some(mut chunk) = self.next_chunk().await? else { break };
+            let needed = self.block_size - block.len();
+            if chunk.len() > needed {
+                block.extend_from_slice(&chunk.split_to(needed));
+                self.pending = chunk;
+            } else {
+                block.extend_from_slice(&chunk);
+            }
+        }
+        Ok(block.freeze())
+    }
+}

@@ -1,0 +1,105 @@
+//! Serving a read request: the [`SendWindow`] state machine driven over the transfer's socket.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::End;
+use super::blocks::BlockStore;
+use super::channel::{Channel, Received};
+use super::numbering::wire;
+use super::send_window::{AckEffect, SendWindow, TimeoutEffect, Transmission};
+use crate::errors::{self, ErrorCode};
+use crate::packet::{DATA_HEADER_LEN, Packet, encode_data};
+
+/// A read request ready to run: the file opened, the options negotiated.
+pub(crate) struct ReadTransfer {
+    pub(crate) channel: Channel,
+    pub(crate) blocks: BlockStore,
+    pub(crate) window: SendWindow,
+    /// The OACK to send first, if options were accepted.
+    pub(crate) option_ack: Option<Vec<u8>>,
+    pub(crate) block_size: u16,
+    pub(crate) timeout: Duration,
+}
+
+/// Room for an ACK or an ERROR with a long message; anything longer is cut, which no valid
+/// packet for the sender needs.
+const RECEIVE_BUFFER: usize = 1024;
+
+impl ReadTransfer {
+    /// Runs the transfer to its end.
+    pub(crate) async fn run(mut self) -> End {
+        let mut packet = Vec::with_capacity(DATA_HEADER_LEN + usize::from(self.block_size));
+        let mut receive_buffer = vec![0u8; RECEIVE_BUFFER];
+        let mut deadline = Instant::now() + self.timeout;
+        loop {
+            // Send whatever the window allows now.
+            let mut sent_any = false;
+            while let Some(transmission) = self.window.next_transmission() {
+                let datagram: &[u8] = match transmission {
+                    Transmission::OptionAck => self.option_ack.as_deref().unwrap_or_default(),
+                    Transmission::Block(n) => {
+                        let block = match self.blocks.block(n).await {
+                            Ok(block) => block,
+                            Err(err) => {
+                                let (code, message) = errors::for_error(&err);
+                                self.channel.send_error(code, message).await;
+                                return End::Failed(format!("reading the file: {err}"));
+                            }
+                        };
+                        if block.len() < usize::from(self.block_size) {
+                            self.window.mark_last(n);
+                        }
+                        encode_data(&mut packet, wire(n), &block);
+                        &packet
+                    }
+                };
+                if let Err(err) = self.channel.send(datagram).await {
+                    return End::Failed(format!("sending: {err}"));
+                }
+                sent_any = true;
+            }
+            if sent_any {
+                deadline = Instant::now() + self.timeout;
+            }
+            // Wait for the client.
+            let received = match self.channel.receive(&mut receive_buffer, deadline).await {
+                Ok(received) => received,
+                Err(err) => return End::Failed(format!("receiving: {err}")),
+            };
+            match received {
+                Received::Datagram(len) => match Packet::parse(&receive_buffer[..len]) {
+                    Ok(Packet::Ack { block }) => match self.window.on_ack(block) {
+                        AckEffect::Advanced => {
+                            self.blocks.release_before(self.window.first_unacknowledged());
+                        }
+                        AckEffect::Ignored => {}
+                        AckEffect::Complete => {
+                            self.blocks.finish();
+                            return End::Complete;
+                        }
+                    },
+                    Ok(Packet::Error { code, message }) => {
+                        return End::PeerError {
+                            code,
+                            message: String::from_utf8_lossy(message).into_owned(),
+                        };
+                    }
+                    // Anything else from the client (a stray DATA, garbage) changes nothing.
+                    Ok(_) | Err(_) => {}
+                },
+                Received::TimedOut => {
+                    if self.window.on_timeout() == TimeoutEffect::GiveUp {
+                        self.channel.send_error(ErrorCode::NotDefined, "timed out").await;
+                        return End::TimedOut;
+                    }
+                }
+                Received::Terminated => {
+                    self.channel.send_error(ErrorCode::NotDefined, "server shutting down").await;
+                    return End::ShuttingDown;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Speed against tftpd-hpa, same machine, same run, same clients (ignored by default):
+//!
+//! ```sh
+//! cargo test -p wharf-tftp --release --test bench -- --ignored --nocapture
+//! ```
+//!
+//! Downloads a 64 MiB file over loopback from tftpd-hpa (`in.tftpd`, started on a free port)
+//! and from Wharf with tftp-hpa's client at 512-byte blocks and atftp at larger blocks and
+//! windows, five times each with the servers alternating, and prints the median MB/s of each
+//! and their ratio.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, config, run_client};
+use wharf_testkit::{ChildGuard, pattern, require_tool};
+
+const SIZE: usize = 64 << 20;
+const RUNS: usize = 5;
+
+/// A client invocation: a name for the table and how to fetch `f64` into a local file.
+struct Case {
+    name: &'static str,
+    program: &'static str,
+    args: fn(port: u16, local: &Path) -> Vec<String>,
+}
+
+fn cases() -> Vec<Case> {
+    fn atftp(options: &[&str], port: u16, local: &Path) -> Vec<String> {
+        let mut args = Vec::new();
+        for option in options {
+            args.push("--option".to_owned());
+            args.push((*option).to_owned());
+        }
+        args.extend(
+            ["-g", "-r", "f64", "-l", &local.display().to_string(), "127.0.0.1", &port.to_string()]
+                .map(str::to_owned),
+        );
+        args
+    }
+    vec![
+        Case {
+            name: "tftp-hpa, 512-byte blocks",
+            program: "tftp",
+            args: |port, local| {
+                [
+                    "-m",
+                    "binary",
+                    "127.0.0.1",
+                    &port.to_string(),
+                    "-c",
+                    "get",
+                    "f64",
+                    &local.display().to_string(),
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            },
+        },
+        Case {
+            name: "atftp, blksize 1468",
+            program: "atftp",
+            args: |port, local| atftp(&["blksize 1468"], port, local),
+        },
+        Case {
+            name: "atftp, blksize 65464",
+            program: "atftp",
+            args: |port, local| atftp(&["blksize 65464"], port, local),
+        },
+        Case {
+            name: "atftp, blksize 1468, windowsize 16",
+            program: "atftp",
+            args: |port, local| atftp(&["blksize 1468", "windowsize 16"], port, local),
+        },
+        Case {
+            name: "atftp, blksize 1468, windowsize 64",
+            program: "atftp",
+            args: |port, local| atftp(&["blksize 1468", "windowsize 64"], port, local),
+        },
+    ]
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port()
+}
+
+/// MB/s of one download with `case` from the server on `port`, checked byte for byte.
+async fn measure_once(case: &Case, port: u16, expected: &[u8]) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("f64");
+    let mut command = Command::new(case.program);
+    command.args((case.args)(port, &local));
+    let started = Instant::now();
+    let output = run_client(command, 120).await;
+    let elapsed = started.elapsed();
+    assert!(output.status.success(), "{}: {output:?}", case.name);
+    assert!(
+        std::fs::read(&local).expect("downloaded") == expected,
+        "{}: content differs",
+        case.name
+    );
+    SIZE as f64 / 1e6 / elapsed.as_secs_f64()
+}
+
+fn median(mut speeds: Vec<f64>) -> f64 {
+    speeds.sort_by(f64::total_cmp);
+    speeds[speeds.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --release --ignored --nocapture"]
+async fn download_speed_against_tftpd_hpa() {
+    let (Some(_), Some(_), Some(in_tftpd)) =
+        (require_tool("tftp"), require_tool("atftp"), Some("/usr/sbin/in.tftpd"))
+    else {
+        return;
+    };
+    let content = pattern(SIZE);
+    let server = TestServer::start(
+        common::USERS,
+        wharf_tftp::TftpConfig { timeout: Duration::from_secs(1), ..config() },
+    )
+    .await;
+    server.put("f64", &content);
+    let hpa_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(hpa_dir.path().join("f64"), &content).expect("hpa file");
+    let hpa_port = free_udp_port();
+    let hpa = ChildGuard(
+        Command::new(in_tftpd)
+            .args(["-L", "-u", "root", "-a", &format!("127.0.0.1:{hpa_port}"), "-s"])
+            .arg(hpa_dir.path())
+            .spawn()
+            .expect("in.tftpd"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("\n{:<38} {:>12} {:>12} {:>7}", "64 MiB download", "tftpd-hpa", "wharf", "ratio");
+    for case in cases() {
+        // Alternate the servers so both see the same background load.
+        let (mut theirs, mut ours) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            theirs.push(measure_once(&case, hpa_port, &content).await);
+            ours.push(measure_once(&case, server.addr.port(), &content).await);
+        }
+        let (theirs, ours) = (median(theirs), median(ours));
+        println!(
+            "{:<38} {:>7.1} MB/s {:>7.1} MB/s {:>6.2}x",
+            case.name,
+            theirs,
+            ours,
+            ours / theirs
+        );
+    }
+    drop(hpa);
+    server.stop().await;
+}
