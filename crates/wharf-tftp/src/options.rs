@@ -75,7 +75,8 @@ fn parse_number(value: &str) -> Option<u64> {
 /// Negotiates `requested` for a transfer in `direction` and `mode`.
 ///
 /// `file_size` is the size of the file a read request sends; `tsize` is answered with it only
-/// in octet mode, since the netascii size is unknown before the whole file is converted.
+/// in octet mode, since the netascii size is unknown before the whole file is converted, and
+/// only when it is not zero (see below).
 pub fn negotiate(
     direction: Direction,
     mode: TransferMode,
@@ -117,7 +118,11 @@ pub fn negotiate(
                 value
             }
             "tsize" => match (direction, mode, file_size) {
-                (Direction::Read, TransferMode::Octet, Some(size)) if value == 0 => size,
+                // An empty file's size is not announced: curl (7.88 at least) takes
+                // `tsize 0` in an OACK for an illegal operation and aborts the download.
+                (Direction::Read, TransferMode::Octet, Some(size)) if value == 0 && size > 0 => {
+                    size
+                }
                 (Direction::Write, _, _) => {
                     settings.announced_size = Some(value);
                     value
@@ -231,6 +236,8 @@ mod tests {
         assert!(netascii.accepted.is_empty());
         let unknown_size = read(&[("tsize", "0")], None);
         assert!(unknown_size.accepted.is_empty());
+        let empty_file = read(&[("tsize", "0"), ("blksize", "1024")], Some(0));
+        assert_eq!(accepted(&empty_file), vec![("blksize", "1024")]);
         let write = negotiate(
             Direction::Write,
             TransferMode::Octet,

@@ -192,7 +192,7 @@ pub(crate) async fn serve(
             log_end(peer, kind, &end);
             // Lingering for a lost last ACK is no longer a running transfer.
             drop(ticket);
-            if matches!(end, End::Complete) {
+            if matches!(end, End::Complete) && !services.gateway.shutdown.is_draining() {
                 transfer.dally().await;
             }
         }

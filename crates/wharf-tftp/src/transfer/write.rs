@@ -62,6 +62,10 @@ impl UploadSink {
     }
 }
 
+/// Longest linger after an upload; the file is already published, so this only helps a
+/// client whose last ACK was lost, and must not hold up a shutdown.
+const MAX_DALLY: Duration = Duration::from_secs(2);
+
 /// A write request ready to run: the upload opened, the options negotiated.
 pub(crate) struct WriteTransfer {
     pub(crate) channel: Channel,
@@ -191,11 +195,12 @@ impl WriteTransfer {
         }
     }
 
-    /// After the last ACK, lingers one timeout to acknowledge the last block again if the
-    /// client repeats it (its copy of our ACK was lost), a bounded number of times.
+    /// After the last ACK, lingers one timeout (at most [`MAX_DALLY`]) to acknowledge the last
+    /// block again if the client repeats it (its copy of our ACK was lost), a bounded number
+    /// of times.
     pub(crate) async fn dally(&mut self) {
         let mut buffer = vec![0u8; DATA_HEADER_LEN + usize::from(self.block_size) + 1];
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.timeout.min(MAX_DALLY);
         let mut answers = 0;
         while answers < self.max_retries {
             match self.channel.receive(&mut buffer, deadline).await {

@@ -352,3 +352,77 @@ pub fn error_code(datagram: &[u8]) -> Option<u16> {
         _ => None,
     }
 }
+
+/// A client driven step by step by the test, for exchanges the other helpers cannot express.
+pub struct Manual {
+    /// The client's socket.
+    pub socket: UdpSocket,
+    /// The server's listening address.
+    pub server: SocketAddr,
+    /// The server's transfer ID, once a reply came.
+    pub tid: Option<SocketAddr>,
+}
+
+impl Manual {
+    /// A client sending from `source`.
+    pub async fn new(server: SocketAddr, source: &str) -> Manual {
+        let socket = UdpSocket::bind(format!("{source}:0")).await.expect("bind");
+        Manual { socket, server, tid: None }
+    }
+
+    /// Sends a read request for `name` to the listening port.
+    pub async fn read_request(&self, name: &str, options: &[(&str, &str)]) {
+        let options = options.iter().map(|(name, value)| WireOption { name, value }).collect();
+        let request =
+            Packet::Rrq(Request { filename: name.as_bytes(), mode: TransferMode::Octet, options });
+        self.socket.send_to(&request.to_bytes(), self.server).await.expect("RRQ");
+    }
+
+    /// Sends `datagram` to the transfer ID.
+    pub async fn send(&self, datagram: &[u8]) {
+        let tid = self.tid.expect("a transfer is running");
+        self.socket.send_to(datagram, tid).await.expect("send");
+    }
+
+    /// Acknowledges `block`.
+    pub async fn ack(&self, block: u16) {
+        self.send(&encode_ack(block)).await;
+    }
+
+    /// The next datagram within `wait`, with its sender; the first sender becomes the TID.
+    pub async fn receive(&mut self, wait: Duration) -> Option<(Vec<u8>, SocketAddr)> {
+        let mut buf = vec![0u8; 65_536];
+        let (len, from) =
+            tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await.ok()?.ok()?;
+        self.tid.get_or_insert(from);
+        buf.truncate(len);
+        Some((buf, from))
+    }
+
+    /// The next DATA within `wait`: its block number and payload. Panics on anything else.
+    pub async fn expect_data(&mut self, wait: Duration) -> (u16, Vec<u8>) {
+        let (datagram, _) = self.receive(wait).await.expect("DATA in time");
+        match Packet::parse(&datagram) {
+            Ok(Packet::Data { block, payload }) => (block, payload.to_vec()),
+            other => panic!("expected DATA, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges and collects blocks from `next` on until the short last one; returns the
+    /// bytes.
+    pub async fn finish_download(&mut self, mut next: u16, block_size: usize) -> Vec<u8> {
+        let mut data = Vec::new();
+        loop {
+            let (block, payload) = self.expect_data(Duration::from_secs(3)).await;
+            if block != next {
+                continue;
+            }
+            data.extend_from_slice(&payload);
+            self.ack(block).await;
+            if payload.len() < block_size {
+                return data;
+            }
+            next = next.wrapping_add(1);
+        }
+    }
+}
