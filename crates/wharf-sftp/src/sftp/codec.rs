@@ -54,6 +54,17 @@ impl FrameDecoder {
         self.buffer.len()
     }
 
+    /// Whether a whole packet (or a malformed length, which is an error to report) is there.
+    pub(crate) fn has_frame(&self) -> bool {
+        match self.buffer.get(..4) {
+            Some(header) => {
+                let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+                len == 0 || len > MAX_PACKET_LEN || self.buffer.len() >= 4 + len
+            }
+            None => false,
+        }
+    }
+
     /// The next whole packet (type byte and payload), if one has arrived completely.
     pub(crate) fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         let Some(header) = self.buffer.get(..4) else {
@@ -226,7 +237,9 @@ mod tests {
             decoder.push(&[*byte]);
             assert_eq!(decoder.next_frame(), Ok(None));
         }
+        assert!(!decoder.has_frame());
         decoder.push(&stream[5..]);
+        assert!(decoder.has_frame());
         assert_eq!(decoder.next_frame().expect("ok").as_deref(), Some(&a[4..]));
         assert_eq!(decoder.next_frame().expect("ok").as_deref(), Some(&b[4..]));
         assert_eq!(decoder.next_frame(), Ok(None));

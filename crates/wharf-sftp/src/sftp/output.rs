@@ -2,10 +2,11 @@
 //! channel writes.
 //!
 //! A 32 KiB `SSH_FXP_DATA` reply is 13 bytes longer than the client's 32 KiB SSH packets, so
-//! sent on its own it would take two SSH packets, the second nearly empty. Gathering whatever
-//! replies are ready into one buffer fills every SSH packet and hands russh a few large writes
-//! instead of many small ones. Replies are never held back waiting for more: whatever is ready
-//! when the channel can take it goes out at once.
+//! sent on its own it would take two SSH packets, the second nearly empty. Small replies and
+//! headers are therefore copied into one buffer that fills every SSH packet, while large read
+//! payloads (OpenSSH reads 255 KiB at a time) go to russh as they are, slices of the
+//! read-ahead blocks, without another copy. Replies are never held back waiting for more:
+//! whatever is ready when the channel can take it goes out at once.
 //!
 //! The request loop never waits for this side (a stalled client must not stop it from reading
 //! the channel, or russh's session would stall with it); it watches [`Replies::backlog`]
@@ -21,8 +22,15 @@ use tokio::sync::{Notify, mpsc};
 
 use super::codec::{DATA_HEADER_LEN, put_data_header};
 
-/// Replies gathered into one channel write, at most (eight 32 KiB SSH packets).
-const GATHER_LIMIT: usize = 256 * 1024;
+/// Bytes of replies gathered before they are handed to the channel, at most.
+const GATHER_LIMIT: usize = 512 * 1024;
+
+/// Payloads at least this large are passed on as they are; smaller ones are copied into the
+/// gathering buffer (a separate SSH packet for a few bytes would cost more than the copy).
+const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// Initial room of the gathering buffer: statuses, handles, headers, directory listings.
+const GATHER_BUFFER: usize = 16 * 1024;
 
 /// One reply.
 #[derive(Debug)]
@@ -49,16 +57,59 @@ impl Reply {
             Reply::Data { head, tail, .. } => DATA_HEADER_LEN + head.len() + tail.len(),
         }
     }
+}
 
-    fn encode_into(self, out: &mut BytesMut) {
-        match self {
-            Reply::Packet(bytes) => out.extend_from_slice(&bytes),
+/// Replies laid out for the channel: copied small parts and shared large payloads, in order.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// Parts ready to send, in order.
+    parts: Vec<Bytes>,
+    /// Small parts being gathered, to go after `parts`.
+    small: BytesMut,
+    /// Bytes gathered in all.
+    len: usize,
+}
+
+impl Gathered {
+    fn push(&mut self, reply: Reply) {
+        self.len += reply.wire_len();
+        match reply {
+            Reply::Packet(bytes) => self.push_small(&bytes),
             Reply::Data { id, head, tail } => {
-                put_data_header(out, id, head.len() + tail.len());
-                out.extend_from_slice(&head);
-                out.extend_from_slice(&tail);
+                if self.small.capacity() == 0 {
+                    self.small.reserve(GATHER_BUFFER);
+                }
+                put_data_header(&mut self.small, id, head.len() + tail.len());
+                self.push_payload(head);
+                self.push_payload(tail);
             }
         }
+    }
+
+    fn push_small(&mut self, bytes: &[u8]) {
+        if self.small.capacity() == 0 {
+            self.small.reserve(GATHER_BUFFER.max(bytes.len()));
+        }
+        self.small.extend_from_slice(bytes);
+    }
+
+    fn push_payload(&mut self, payload: Bytes) {
+        if payload.len() < ZERO_COPY_MIN {
+            self.push_small(&payload);
+            return;
+        }
+        if !self.small.is_empty() {
+            self.parts.push(self.small.split().freeze());
+        }
+        self.parts.push(payload);
+    }
+
+    /// Everything gathered, in order.
+    fn into_parts(mut self) -> Vec<Bytes> {
+        if !self.small.is_empty() {
+            self.parts.push(self.small.freeze());
+        }
+        self.parts
     }
 }
 
@@ -127,20 +178,22 @@ impl ReplyWriter {
         channel: &ChannelWriteHalf<Msg>,
     ) -> Result<(), ChannelClosed> {
         while let Some(first) = self.queue.recv().await {
-            let mut gathered = BytesMut::with_capacity(first.wire_len().min(GATHER_LIMIT));
-            first.encode_into(&mut gathered);
-            while gathered.len() < GATHER_LIMIT {
+            let mut gathered = Gathered::default();
+            gathered.push(first);
+            while gathered.len < GATHER_LIMIT {
                 match self.queue.try_recv() {
-                    Ok(reply) => reply.encode_into(&mut gathered),
+                    Ok(reply) => gathered.push(reply),
                     Err(_) => break,
                 }
             }
-            let len = gathered.len();
-            let sent = channel.data_bytes(gathered.freeze()).await;
-            self.backlog.bytes.fetch_sub(len, Ordering::Relaxed);
-            self.backlog.progressed.notify_one();
-            if sent.is_err() {
-                return Err(ChannelClosed);
+            for part in gathered.into_parts() {
+                let len = part.len();
+                let sent = channel.data_bytes(part).await;
+                self.backlog.bytes.fetch_sub(len, Ordering::Relaxed);
+                self.backlog.progressed.notify_one();
+                if sent.is_err() {
+                    return Err(ChannelClosed);
+                }
             }
         }
         Ok(())
@@ -165,11 +218,43 @@ mod tests {
         assert_eq!(replies.backlog(), 28 + DATA_HEADER_LEN + 120);
     }
 
+    fn wire(gathered: Gathered) -> (Vec<usize>, Vec<u8>) {
+        let parts = gathered.into_parts();
+        let sizes = parts.iter().map(Bytes::len).collect();
+        (sizes, parts.concat())
+    }
+
     #[test]
-    fn data_replies_are_header_then_both_parts() {
-        let mut out = BytesMut::new();
-        Reply::Data { id: 3, head: Bytes::from_static(b"ab"), tail: Bytes::from_static(b"cd") }
-            .encode_into(&mut out);
-        assert_eq!(&out[..], &[0, 0, 0, 13, 103, 0, 0, 0, 3, 0, 0, 0, 4, b'a', b'b', b'c', b'd']);
+    fn small_replies_share_one_buffer() {
+        let mut gathered = Gathered::default();
+        gathered.push(Reply::Packet(Bytes::from_static(b"status")));
+        gathered.push(Reply::Data {
+            id: 3,
+            head: Bytes::from_static(b"ab"),
+            tail: Bytes::from_static(b"cd"),
+        });
+        let (sizes, bytes) = wire(gathered);
+        assert_eq!(sizes, [6 + DATA_HEADER_LEN + 4]);
+        assert_eq!(
+            &bytes[6..],
+            &[0, 0, 0, 13, 103, 0, 0, 0, 3, 0, 0, 0, 4, b'a', b'b', b'c', b'd']
+        );
+    }
+
+    #[test]
+    fn large_payloads_are_passed_on_in_order() {
+        let big = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
+        let mut gathered = Gathered::default();
+        gathered.push(Reply::Packet(Bytes::from_static(b"ok")));
+        gathered.push(Reply::Data { id: 1, head: big.clone(), tail: Bytes::from_static(b"z") });
+        gathered.push(Reply::Packet(Bytes::from_static(b"end")));
+        assert_eq!(gathered.len, 2 + DATA_HEADER_LEN + ZERO_COPY_MIN + 1 + 3);
+        let (sizes, bytes) = wire(gathered);
+        assert_eq!(sizes, [2 + DATA_HEADER_LEN, ZERO_COPY_MIN, 1 + 3]);
+        let mut expected = b"ok".to_vec();
+        expected.extend_from_slice(&[0, 1, 0, 10, 103, 0, 0, 0, 1, 0, 1, 0, 1]);
+        expected.extend_from_slice(&big);
+        expected.extend_from_slice(b"zend");
+        assert_eq!(bytes, expected);
     }
 }

@@ -144,7 +144,8 @@ impl RequestLoop {
                     return end;
                 }
             }
-            if !input_open && self.reads.is_empty() {
+            if !input_open && self.reads.is_empty() && !self.frames.has_frame() {
+                // The client sent its last request and every one is answered.
                 return SessionEnd::ClientDone;
             }
             if self.stage == Stage::Draining && !self.ops.has_open_files() {
