@@ -240,18 +240,25 @@ fn name_lists(kexinit: &[u8]) -> Vec<Vec<String>> {
     lists
 }
 
+/// Connects, sends an identification and returns the server's identification line and the
+/// name-lists of its KEXINIT.
+async fn server_kexinit(addr: std::net::SocketAddr) -> (Vec<u8>, Vec<Vec<String>>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"SSH-2.0-probe\r\n").await.expect("ident");
+    let mut ident = Vec::new();
+    while !ident.ends_with(b"\r\n") {
+        ident.push(stream.read_u8().await.expect("ident byte"));
+    }
+    let lists = name_lists(&read_clear_packet(&mut stream).await);
+    (ident, lists)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_modern_algorithms_and_strict_kex_are_offered() {
     bounded(async {
         let server = Server::start(&simple_users()).await;
-        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-        stream.write_all(b"SSH-2.0-probe\r\n").await.expect("ident");
-        let mut ident = Vec::new();
-        while !ident.ends_with(b"\r\n") {
-            ident.push(stream.read_u8().await.expect("ident byte"));
-        }
+        let (ident, lists) = server_kexinit(server.addr).await;
         assert_eq!(ident, b"SSH-2.0-Wharf\r\n");
-        let lists = name_lists(&read_clear_packet(&mut stream).await);
         let (kex, host_keys, ciphers, macs) = (&lists[0], &lists[1], &lists[2], &lists[4]);
         assert!(kex.contains(&"kex-strict-s-v00@openssh.com".to_owned()), "{kex:?}");
         assert!(kex.contains(&"curve25519-sha256".to_owned()), "{kex:?}");
@@ -357,6 +364,41 @@ async fn draining_closes_idle_sessions_and_lets_uploads_finish() {
             b"first half second half"
         );
         assert!(stopping.await.expect("task"), "shutdown did not finish within its grace");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_host_keys_sign_with_sha2_only() {
+    bounded(async {
+        let server = Server::start_with(&simple_users(), |config| {
+            config.host_key_types = vec![HostKeyType::Rsa];
+        })
+        .await;
+        assert!(server.fingerprints[0].starts_with("RSA SHA256:"), "{:?}", server.fingerprints);
+        let (_, lists) = server_kexinit(server.addr).await;
+        assert_eq!(lists[1], ["rsa-sha2-512", "rsa-sha2-256"], "no ssh-rsa (SHA-1)");
+        // A client completes the key exchange with the RSA key and logs in.
+        let ssh = login_password(server.addr, "alice").await;
+        sftp(&ssh).await.canonicalize(".").await.expect("session");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_errors_name_the_address() {
+    bounded(async {
+        let server = Server::start(&simple_users()).await;
+        let share = TestShare::new("users: []");
+        let config = SftpConfig {
+            listen: vec![server.addr],
+            host_key_dir: share.tmp.path().join("keys"),
+            ..SftpConfig::default()
+        };
+        let err = SftpServer::bind(config, share.gateway.clone()).await.expect_err("in use");
+        assert!(err.to_string().contains(&server.addr.to_string()), "{err}");
+        server.stop().await;
     })
     .await;
 }

@@ -413,3 +413,57 @@ async fn openssh_extensions_work() {
     })
     .await;
 }
+
+/// Reads one SFTP packet (type and payload) from a raw channel stream.
+async fn read_packet(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+    let len = stream.read_u32().await.expect("length") as usize;
+    let mut packet = vec![0; len];
+    stream.read_exact(&mut packet).await.expect("packet");
+    packet
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut packet = (body.len() as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(body);
+    packet
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_answered_or_end_the_session() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        let ssh = login_password(server.addr, "alice").await;
+        let channel = ssh.channel_open_session().await.expect("channel");
+        channel.request_subsystem(true, "sftp").await.expect("subsystem");
+        let mut stream = channel.into_stream();
+        // INIT, version 6 asked: the answer is version 3.
+        stream.write_all(&framed(&[1, 0, 0, 0, 6])).await.expect("init");
+        let version = read_packet(&mut stream).await;
+        assert_eq!(version[..5], [2, 0, 0, 0, 3]);
+        // An unknown request type: OP_UNSUPPORTED for its id.
+        stream.write_all(&framed(&[99, 0, 0, 0, 42])).await.expect("unknown");
+        let status = read_packet(&mut stream).await;
+        assert_eq!(status[..9], [101, 0, 0, 0, 42, 0, 0, 0, 8], "{status:?}");
+        // A WRITE cut short: BAD_MESSAGE for its id.
+        stream.write_all(&framed(&[6, 0, 0, 0, 43, 0, 0, 0, 1, b'1', 0])).await.expect("write");
+        let status = read_packet(&mut stream).await;
+        assert_eq!(status[..9], [101, 0, 0, 0, 43, 0, 0, 0, 5], "{status:?}");
+        // A READ of a handle that was never opened: FAILURE.
+        let mut read = vec![5, 0, 0, 0, 44, 0, 0, 0, 2, b'7', b'7'];
+        read.extend_from_slice(&[0; 8]);
+        read.extend_from_slice(&32768u32.to_be_bytes());
+        stream.write_all(&framed(&read)).await.expect("read");
+        let status = read_packet(&mut stream).await;
+        assert_eq!(status[..9], [101, 0, 0, 0, 44, 0, 0, 0, 4], "{status:?}");
+        // A packet longer than the limit ends the session: the channel closes.
+        stream.write_all(&(10u32 << 20).to_be_bytes()).await.expect("length");
+        let mut rest = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("the session did not end")
+            .ok();
+        assert!(rest.is_empty(), "{rest:?}");
+        server.stop().await;
+    })
+    .await;
+}
