@@ -467,3 +467,35 @@ async fn malformed_requests_are_answered_or_end_the_session() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_abandons_a_whole_file_upload() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        let target = server.share.put("alice/report.csv", b"the good old version");
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = raw_sftp(&ssh).await;
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let handle = raw.open("report.csv", flags, FileAttributes::empty()).await.expect("open");
+        raw.write(handle.handle.as_str(), 0, pattern(200 * 1024)).await.expect("write");
+        // The client vanishes without closing the file.
+        drop(raw);
+        drop(ssh);
+        let home = server.share.root.join("alice");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let temporary = std::fs::read_dir(&home)
+                .expect("list")
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with(".wharf-tmp"));
+            if !temporary {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "temporary file left behind");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(std::fs::read(&target).expect("target"), b"the good old version");
+        server.stop().await;
+    })
+    .await;
+}

@@ -108,7 +108,7 @@ impl Operations {
                     // whole does not exist under its name yet).
                     Some(file) => file.path().parent().unwrap_or_else(VPath::root),
                     None => {
-                        return Err(Refusal::Status(StatusCode::Failure, "invalid handle".into()));
+                        return Err(Refusal::bad_handle());
                     }
                 };
                 self.statvfs(id, &path).await
@@ -119,7 +119,7 @@ impl Operations {
                     Some(OpenHandle::Write(write)) => write.upload.sync().await?,
                     Some(_) => {}
                     None => {
-                        return Err(Refusal::Status(StatusCode::Failure, "invalid handle".into()));
+                        return Err(Refusal::bad_handle());
                     }
                 }
                 Ok(ok(id))

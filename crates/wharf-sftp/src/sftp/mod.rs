@@ -19,8 +19,11 @@ use russh::server::Msg;
 use wharf_access::{Session, Shutdown};
 
 use self::ops::Operations;
-use self::output::reply_queue;
+use self::output::{ChannelClosed, reply_queue};
 use self::request_loop::{RequestLoop, SessionEnd};
+
+/// How long closing the channel may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// What an SFTP session needs besides its channel and login.
 #[derive(Debug, Clone)]
@@ -40,8 +43,29 @@ pub(crate) async fn serve(channel: Channel<Msg>, session: Session, settings: Sub
     let (input, output) = channel.split();
     let (replies, writer) = reply_queue();
     let ops = Operations::new(session, settings.max_open_handles);
+    let shutdown = settings.shutdown.clone();
     let requests = RequestLoop::new(ops, replies, settings.shutdown, settings.idle_timeout);
-    let (end, written) = tokio::join!(requests.run(input), writer.run(&output));
+    let requests = requests.run(input);
+    let writing = writer.run(&output);
+    tokio::pin!(requests, writing);
+    let mut written = None;
+    let end = loop {
+        tokio::select! {
+            end = &mut requests => break end,
+            result = &mut writing, if written.is_none() => written = Some(result),
+        }
+    };
+    // The last replies get as long to go out as a client may stay silent. russh never wakes a
+    // writer waiting for window space on a closed channel, so the wait must be bounded.
+    let written = match written {
+        Some(result) => result,
+        None => tokio::select! {
+            result = tokio::time::timeout(settings.idle_timeout, &mut writing) => {
+                result.unwrap_or(Err(ChannelClosed))
+            }
+            () = shutdown.terminated() => Err(ChannelClosed),
+        },
+    };
     match end {
         SessionEnd::ClientDone | SessionEnd::Shutdown => {
             tracing::debug!(%peer, reason = %end, "SFTP session ended");
@@ -51,8 +75,11 @@ pub(crate) async fn serve(channel: Channel<Msg>, session: Session, settings: Sub
         }
     }
     if written.is_ok() {
-        // Best effort: the client may already be gone.
-        let _ = output.eof().await;
-        let _ = output.close().await;
+        // Best effort, and bounded: the client may be gone or not reading.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            let _ = output.eof().await;
+            let _ = output.close().await;
+        })
+        .await;
     }
 }

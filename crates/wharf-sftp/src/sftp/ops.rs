@@ -61,7 +61,8 @@ impl Refusal {
         Refusal::Status(StatusCode::OpUnsupported, what.to_owned())
     }
 
-    fn bad_handle() -> Self {
+    /// The handle names nothing open.
+    pub(super) fn bad_handle() -> Self {
         Refusal::Status(StatusCode::Failure, "invalid handle".to_owned())
     }
 
