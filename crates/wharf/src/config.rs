@@ -44,6 +44,12 @@ pub struct WharfConfig {
     /// FTP (wharf-ftp); off when absent.
     #[serde(default)]
     pub ftp: Option<wharf_ftp::FtpConfig>,
+    /// SFTP over SSH (wharf-sftp); off when absent.
+    #[serde(default)]
+    pub sftp: Option<wharf_sftp::SftpConfig>,
+    /// TFTP (wharf-tftp); off when absent.
+    #[serde(default)]
+    pub tftp: Option<wharf_tftp::TftpConfig>,
 }
 
 /// The `metrics` section.

@@ -83,6 +83,14 @@ impl Server {
         if let Some(ftp) = server.loaded.config.ftp.clone() {
             server.add(crate::frontends::ftp::start(ftp, server.gateway.clone())?);
         }
+        if let Some(sftp) = server.loaded.config.sftp.clone() {
+            let data_dir = server.loaded.config.data_dir.clone();
+            server
+                .add(crate::frontends::sftp::start(sftp, &data_dir, server.gateway.clone()).await?);
+        }
+        if let Some(tftp) = server.loaded.config.tftp.clone() {
+            server.add(crate::frontends::tftp::start(tftp, server.gateway.clone()).await?);
+        }
         if let Some(metrics_config) = server.loaded.config.metrics.clone() {
             let addr = listen_addrs(&[metrics_config.listen])[0];
             let endpoint = MetricsEndpoint::bind(addr, metrics, server.gateway.clone())

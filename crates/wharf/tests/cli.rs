@@ -103,6 +103,9 @@ fn serve_without_arguments_creates_demo_account_once_and_stops_on_ctrl_c() {
     assert!(!users.contains(&password), "the password is stored only as a hash");
     assert!(tmp.path().join("wharf-data/share").is_dir());
     assert_greets(&banner, "FTP", "220");
+    assert_greets(&banner, "SFTP", "SSH-2.0-");
+    assert!(banner.contains("SSH host key: ED25519 SHA256:"), "{banner}");
+    listener(&banner, "TFTP");
     assert!(interrupt(server).success(), "clean exit on SIGINT");
 
     // A second start reuses what the first created and shows no password.

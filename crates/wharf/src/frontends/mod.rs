@@ -2,6 +2,8 @@
 //! turning its section into bound listeners, banner lines and a running task.
 
 pub mod ftp;
+pub mod sftp;
+pub mod tftp;
 
 use crate::server::ListenerInfo;
 
