@@ -47,52 +47,59 @@ fn idle_session(addr: std::net::SocketAddr) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_stay_small() {
-    let server = TestServer::start_with(
-        common::USERS,
-        |c| {
-            c.anonymous_user = Some("guest".into());
-            c.limits.max_sessions = 10_000;
-            c.limits.max_sessions_per_address = 10_000;
-        },
-        None,
-    )
-    .await;
-    let addr = server.addr;
-    let measured = tokio::task::spawn_blocking(move || {
-        // Warm up allocator arenas, the blocking pool and the login path first.
-        let warm: Vec<_> = (0..20).map(|_| idle_session(addr)).collect();
-        drop(warm);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let before = resident_bytes();
-        let sessions: Vec<_> = (0..SESSIONS).map(|_| idle_session(addr)).collect();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let after = resident_bytes();
-        drop(sessions);
-        after.saturating_sub(before) / SESSIONS
+    common::within_test_limit(async {
+        let server = TestServer::start_with(
+            common::USERS,
+            |c| {
+                c.anonymous_user = Some("guest".into());
+                c.limits.max_sessions = 10_000;
+                c.limits.max_sessions_per_address = 10_000;
+            },
+            None,
+        )
+        .await;
+        let addr = server.addr;
+        let measured = tokio::task::spawn_blocking(move || {
+            // Warm up allocator arenas, the blocking pool and the login path first.
+            let warm: Vec<_> = (0..20).map(|_| idle_session(addr)).collect();
+            drop(warm);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let before = resident_bytes();
+            let sessions: Vec<_> = (0..SESSIONS).map(|_| idle_session(addr)).collect();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let after = resident_bytes();
+            drop(sessions);
+            after.saturating_sub(before) / SESSIONS
+        })
+        .await
+        .expect("sessions");
+        eprintln!("resident memory per idle session: {measured} bytes");
+        assert!(measured <= BUDGET_PER_SESSION, "{measured} bytes per idle session");
     })
     .await
-    .expect("sessions");
-    eprintln!("resident memory per idle session: {measured} bytes");
-    assert!(measured <= BUDGET_PER_SESSION, "{measured} bytes per idle session");
 }
 
 #[tokio::test]
 async fn a_session_future_is_small() {
-    let share = wharf_testkit::TestShare::new(common::USERS);
-    let config = wharf_ftp::FtpConfig { listen: vec![], ..wharf_ftp::FtpConfig::default() };
-    let service = wharf_ftp::FtpService::new(config, share.gateway.clone(), None).expect("service");
-    let (stream, _client) = tokio::io::duplex(64);
-    let addr: std::net::SocketAddr = "127.0.0.1:2121".parse().expect("addr");
-    let connection = wharf_ftp::ControlConnection {
-        stream: Box::new(stream),
-        peer: addr,
-        local: addr,
-        tls: None,
-        policy: wharf_ftp::TlsPolicy::default(),
-    };
-    let session = service.serve(connection);
-    let size = std::mem::size_of_val(&session);
-    eprintln!("session future: {size} bytes");
-    // Every task of an idle session holds this much; transfers are boxed separately.
-    assert!(size <= 16 * 1024, "session future is {size} bytes");
+    common::within_test_limit(async {
+        let share = wharf_testkit::TestShare::new(common::USERS);
+        let config = wharf_ftp::FtpConfig { listen: vec![], ..wharf_ftp::FtpConfig::default() };
+        let service =
+            wharf_ftp::FtpService::new(config, share.gateway.clone(), None).expect("service");
+        let (stream, _client) = tokio::io::duplex(64);
+        let addr: std::net::SocketAddr = "127.0.0.1:2121".parse().expect("addr");
+        let connection = wharf_ftp::ControlConnection {
+            stream: Box::new(stream),
+            peer: addr,
+            local: addr,
+            tls: None,
+            policy: wharf_ftp::TlsPolicy::default(),
+        };
+        let session = service.serve(connection);
+        let size = std::mem::size_of_val(&session);
+        eprintln!("session future: {size} bytes");
+        // Every task of an idle session holds this much; transfers are boxed separately.
+        assert!(size <= 16 * 1024, "session future is {size} bytes");
+    })
+    .await
 }

@@ -12,167 +12,192 @@ use wharf_access::SessionLimits;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_timeout_closes_a_session_that_never_logs_in() {
-    let server = TestServer::start_with(
-        common::USERS,
-        |c| c.login_timeout = Duration::from_millis(500),
-        None,
-    )
-    .await;
-    let mut client = RawClient::connect(server.addr).await;
-    // Commands do not extend the time to log in.
-    for _ in 0..3 {
+    common::within_test_limit(async {
+        let server = TestServer::start_with(
+            common::USERS,
+            |c| c.login_timeout = Duration::from_millis(500),
+            None,
+        )
+        .await;
+        let mut client = RawClient::connect(server.addr).await;
+        // Commands do not extend the time to log in.
+        for _ in 0..3 {
+            client.expect("NOOP", 200).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reply = client.reply().await.expect("421");
+        assert_eq!(reply.code, 421, "{reply:?}");
+        assert!(reply.text().contains("Login timeout"), "{reply:?}");
+        assert!(client.reply().await.is_none());
+        // Logged in in time, the login timeout no longer applies.
+        let mut client = server.login("alice").await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         client.expect("NOOP", 200).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let reply = client.reply().await.expect("421");
-    assert_eq!(reply.code, 421, "{reply:?}");
-    assert!(reply.text().contains("Login timeout"), "{reply:?}");
-    assert!(client.reply().await.is_none());
-    // Logged in in time, the login timeout no longer applies.
-    let mut client = server.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    client.expect("NOOP", 200).await;
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_an_idle_session() {
-    let server = TestServer::start_with(
-        common::USERS,
-        |c| c.idle_timeout = Duration::from_millis(400),
-        None,
-    )
-    .await;
-    let mut client = server.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    client.expect("NOOP", 200).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    client.expect("NOOP", 200).await;
-    let reply = client.reply().await.expect("421");
-    assert_eq!(reply.code, 421);
-    assert!(reply.text().contains("Idle timeout"), "{reply:?}");
-    assert!(client.reply().await.is_none());
+    common::within_test_limit(async {
+        let server = TestServer::start_with(
+            common::USERS,
+            |c| c.idle_timeout = Duration::from_millis(400),
+            None,
+        )
+        .await;
+        let mut client = server.login("alice").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.expect("NOOP", 200).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client.expect("NOOP", 200).await;
+        let reply = client.reply().await.expect("421");
+        assert_eq!(reply.code, 421);
+        assert!(reply.text().contains("Idle timeout"), "{reply:?}");
+        assert!(client.reply().await.is_none());
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_is_not_an_idle_session() {
-    let server = TestServer::start_with(
-        common::USERS,
-        |c| c.idle_timeout = Duration::from_millis(300),
-        None,
-    )
-    .await;
-    let mut client = server.login("alice").await;
-    let data_addr = client.epsv().await;
-    let mut data = TcpStream::connect(data_addr).await.expect("data");
-    client.expect("STOR slow.bin", 150).await;
-    for _ in 0..6 {
-        data.write_all(b"tick").await.expect("write");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drop(data);
-    assert_eq!(client.reply().await.expect("226").code, 226);
+    common::within_test_limit(async {
+        let server = TestServer::start_with(
+            common::USERS,
+            |c| c.idle_timeout = Duration::from_millis(300),
+            None,
+        )
+        .await;
+        let mut client = server.login("alice").await;
+        let data_addr = client.epsv().await;
+        let mut data = TcpStream::connect(data_addr).await.expect("data");
+        client.expect("STOR slow.bin", 150).await;
+        for _ in 0..6 {
+            data.write_all(b"tick").await.expect("write");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(data);
+        assert_eq!(client.reply().await.expect("226").code, 226);
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_caps_per_address_and_in_total() {
-    let limits = SessionLimits { max_sessions: 3, max_sessions_per_address: 2 };
-    let server = TestServer::start_with(common::USERS, |c| c.limits = limits, None).await;
-    let first = RawClient::connect(server.addr).await;
-    let _second = RawClient::connect(server.addr).await;
-    let mut refused = TcpStream::connect(server.addr).await.expect("connect");
-    let mut text = String::new();
-    bounded("refusal", refused.read_to_string(&mut text)).await.expect("read");
-    assert!(text.starts_with("421 ") && text.contains("from your address"), "{text:?}");
-    // A session ending gives its place back.
-    drop(first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut again = RawClient::connect(server.addr).await;
-    assert_eq!(again.greeting.code, 220);
-    again.expect("NOOP", 200).await;
-    // The total cap counts every address (127.0.0.2 is another loopback address).
-    let other = tokio::net::TcpSocket::new_v4().expect("socket");
-    other.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
-    let other = other.connect(server.addr).await.expect("connect");
-    let mut other_reader = tokio::io::BufReader::new(other);
-    let mut line = String::new();
-    bounded("greeting", tokio::io::AsyncBufReadExt::read_line(&mut other_reader, &mut line))
-        .await
-        .expect("read");
-    assert!(line.starts_with("220"), "{line:?}");
-    let other2 = tokio::net::TcpSocket::new_v4().expect("socket");
-    other2.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
-    let mut other2 = other2.connect(server.addr).await.expect("connect");
-    let mut text = String::new();
-    bounded("refusal", other2.read_to_string(&mut text)).await.expect("read");
-    assert!(text.starts_with("421 ") && text.contains("too many sessions"), "{text:?}");
+    common::within_test_limit(async {
+        let limits = SessionLimits { max_sessions: 3, max_sessions_per_address: 2 };
+        let server = TestServer::start_with(common::USERS, |c| c.limits = limits, None).await;
+        let first = RawClient::connect(server.addr).await;
+        let _second = RawClient::connect(server.addr).await;
+        let mut refused = TcpStream::connect(server.addr).await.expect("connect");
+        let mut text = String::new();
+        bounded("refusal", refused.read_to_string(&mut text)).await.expect("read");
+        assert!(text.starts_with("421 ") && text.contains("from your address"), "{text:?}");
+        // A session ending gives its place back.
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut again = RawClient::connect(server.addr).await;
+        assert_eq!(again.greeting.code, 220);
+        again.expect("NOOP", 200).await;
+        // The total cap counts every address (127.0.0.2 is another loopback address).
+        let other = tokio::net::TcpSocket::new_v4().expect("socket");
+        other.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+        let other = other.connect(server.addr).await.expect("connect");
+        let mut other_reader = tokio::io::BufReader::new(other);
+        let mut line = String::new();
+        bounded("greeting", tokio::io::AsyncBufReadExt::read_line(&mut other_reader, &mut line))
+            .await
+            .expect("read");
+        assert!(line.starts_with("220"), "{line:?}");
+        let other2 = tokio::net::TcpSocket::new_v4().expect("socket");
+        other2.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+        let mut other2 = other2.connect(server.addr).await.expect("connect");
+        let mut text = String::new();
+        bounded("refusal", other2.read_to_string(&mut text)).await.expect("read");
+        assert!(text.starts_with("421 ") && text.contains("too many sessions"), "{text:?}");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_long_lines_are_refused_then_the_connection_closed() {
-    let server = TestServer::start().await;
-    let mut client = RawClient::connect(server.addr).await;
-    let long = format!("USER {}\r\n", "x".repeat(5000));
-    client.send_raw(long.as_bytes()).await;
-    assert_eq!(client.reply().await.expect("500").code, 500);
-    client.expect("NOOP", 200).await;
-    // A line that never ends is cut off too, without the server buffering it.
-    client.send_raw(&vec![b'y'; 20_000]).await;
-    assert_eq!(client.reply().await.expect("500").code, 500);
-    client.send_raw(b"\r\n").await;
-    client.expect("NOOP", 200).await;
-    client.send_raw(long.as_bytes()).await;
-    let reply = client.reply().await.expect("421");
-    assert_eq!(reply.code, 421, "third over-long line: {reply:?}");
-    assert!(client.reply().await.is_none());
+    common::within_test_limit(async {
+        let server = TestServer::start().await;
+        let mut client = RawClient::connect(server.addr).await;
+        let long = format!("USER {}\r\n", "x".repeat(5000));
+        client.send_raw(long.as_bytes()).await;
+        assert_eq!(client.reply().await.expect("500").code, 500);
+        client.expect("NOOP", 200).await;
+        // A line that never ends is cut off too, without the server buffering it.
+        client.send_raw(&vec![b'y'; 20_000]).await;
+        assert_eq!(client.reply().await.expect("500").code, 500);
+        client.send_raw(b"\r\n").await;
+        client.expect("NOOP", 200).await;
+        client.send_raw(long.as_bytes()).await;
+        let reply = client.reply().await.expect("421");
+        assert_eq!(reply.code, 421, "third over-long line: {reply:?}");
+        assert!(client.reply().await.is_none());
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_idle_sessions_and_lets_transfers_finish() {
-    let server = TestServer::start().await;
-    let mut idle = server.login("alice").await;
-    let mut busy = server.login("alice").await;
-    let data_addr = busy.epsv().await;
-    let mut data = TcpStream::connect(data_addr).await.expect("data");
-    busy.expect("STOR during-shutdown.bin", 150).await;
-    data.write_all(b"first half ").await.expect("write");
+    common::within_test_limit(async {
+        let server = TestServer::start().await;
+        let mut idle = server.login("alice").await;
+        let mut busy = server.login("alice").await;
+        let data_addr = busy.epsv().await;
+        let mut data = TcpStream::connect(data_addr).await.expect("data");
+        busy.expect("STOR during-shutdown.bin", 150).await;
+        data.write_all(b"first half ").await.expect("write");
 
-    let gateway = server.share.gateway.clone();
-    let shutdown =
-        tokio::spawn(async move { gateway.shutdown.shut_down(Duration::from_secs(20)).await });
-    let reply = idle.reply().await.expect("421");
-    assert_eq!(reply.code, 421, "{reply:?}");
-    assert!(idle.reply().await.is_none());
-    // No new sessions once draining.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = TcpStream::connect(server.addr).await;
-    if let Ok(mut stream) = refused {
-        let mut rest = Vec::new();
-        let _ = bounded("refused", stream.read_to_end(&mut rest)).await;
-        assert!(rest.is_empty(), "a new session was served while draining");
-    }
-    // The transfer goes on and completes, then the session closes.
-    data.write_all(b"second half").await.expect("write");
-    drop(data);
-    assert_eq!(busy.reply().await.expect("226").code, 226);
-    assert_eq!(busy.reply().await.expect("421").code, 421);
-    assert!(bounded("shutdown", shutdown).await.expect("joined"), "ended within the grace period");
-    let stored =
-        std::fs::read(server.share.root.join("alice/during-shutdown.bin")).expect("stored");
-    assert_eq!(stored, b"first half second half");
+        let gateway = server.share.gateway.clone();
+        let shutdown =
+            tokio::spawn(async move { gateway.shutdown.shut_down(Duration::from_secs(20)).await });
+        let reply = idle.reply().await.expect("421");
+        assert_eq!(reply.code, 421, "{reply:?}");
+        assert!(idle.reply().await.is_none());
+        // No new sessions once draining.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = TcpStream::connect(server.addr).await;
+        if let Ok(mut stream) = refused {
+            let mut rest = Vec::new();
+            let _ = bounded("refused", stream.read_to_end(&mut rest)).await;
+            assert!(rest.is_empty(), "a new session was served while draining");
+        }
+        // The transfer goes on and completes, then the session closes.
+        data.write_all(b"second half").await.expect("write");
+        drop(data);
+        assert_eq!(busy.reply().await.expect("226").code, 226);
+        assert_eq!(busy.reply().await.expect("421").code, 421);
+        assert!(
+            bounded("shutdown", shutdown).await.expect("joined"),
+            "ended within the grace period"
+        );
+        let stored =
+            std::fs::read(server.share.root.join("alice/during-shutdown.bin")).expect("stored");
+        assert_eq!(stored, b"first half second half");
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_ends_transfers_that_take_too_long() {
-    let server = TestServer::start().await;
-    let mut busy = server.login("alice").await;
-    let data_addr = busy.epsv().await;
-    let mut data = TcpStream::connect(data_addr).await.expect("data");
-    busy.expect("STOR never-finished.bin", 150).await;
-    data.write_all(b"partial").await.expect("write");
-    let gateway = server.share.gateway.clone();
-    let clean = bounded("shutdown", gateway.shutdown.shut_down(Duration::from_millis(300))).await;
-    assert!(!clean, "the transfer outlived the grace period");
-    assert_eq!(busy.reply().await.expect("426").code, 426);
-    assert_eq!(busy.reply().await.expect("421").code, 421);
-    assert!(!server.share.root.join("alice/never-finished.bin").exists());
+    common::within_test_limit(async {
+        let server = TestServer::start().await;
+        let mut busy = server.login("alice").await;
+        let data_addr = busy.epsv().await;
+        let mut data = TcpStream::connect(data_addr).await.expect("data");
+        busy.expect("STOR never-finished.bin", 150).await;
+        data.write_all(b"partial").await.expect("write");
+        let gateway = server.share.gateway.clone();
+        let clean =
+            bounded("shutdown", gateway.shutdown.shut_down(Duration::from_millis(300))).await;
+        assert!(!clean, "the transfer outlived the grace period");
+        assert_eq!(busy.reply().await.expect("426").code, 426);
+        assert_eq!(busy.reply().await.expect("421").code, 421);
+        assert!(!server.share.root.join("alice/never-finished.bin").exists());
+    })
+    .await
 }

@@ -18,99 +18,106 @@ fn curl(args: &[&str]) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_passive_and_active_uploads_and_downloads() {
-    if require_tool("curl").is_none() {
-        return;
-    }
-    let server = TestServer::start().await;
-    let local = tempfile::tempdir().expect("tempdir");
-    for (size, mode) in
-        [(0usize, "epsv"), (1, "pasv"), (1024 * 1024, "active"), (3 * 1024 * 1024 + 5, "epsv")]
-    {
-        let name = format!("{mode}-{size}.bin");
-        let content = pattern(size);
-        let source = local.path().join(&name);
-        std::fs::write(&source, &content).expect("source");
-        let mode_args: Vec<&str> = match mode {
-            "pasv" => vec!["--disable-epsv"],
-            "active" => vec!["-P", "-"],
-            _ => vec![],
-        };
-        let url = server.url("alice", &format!("/{name}"));
-        let mut upload = curl(&mode_args);
-        upload.args(["-T", source.to_str().expect("path"), &url]);
-        assert_success(&format!("curl upload ({mode})"), &run_client(upload).await);
-        let stored = std::fs::read(server.share.root.join("alice").join(&name)).expect("stored");
-        assert!(stored == content, "curl {mode} upload of {size} bytes is byte-exact");
+    common::within_test_limit(async {
+        if require_tool("curl").is_none() {
+            return;
+        }
+        let server = TestServer::start().await;
+        let local = tempfile::tempdir().expect("tempdir");
+        for (size, mode) in
+            [(0usize, "epsv"), (1, "pasv"), (1024 * 1024, "active"), (3 * 1024 * 1024 + 5, "epsv")]
+        {
+            let name = format!("{mode}-{size}.bin");
+            let content = pattern(size);
+            let source = local.path().join(&name);
+            std::fs::write(&source, &content).expect("source");
+            let mode_args: Vec<&str> = match mode {
+                "pasv" => vec!["--disable-epsv"],
+                "active" => vec!["-P", "-"],
+                _ => vec![],
+            };
+            let url = server.url("alice", &format!("/{name}"));
+            let mut upload = curl(&mode_args);
+            upload.args(["-T", source.to_str().expect("path"), &url]);
+            assert_success(&format!("curl upload ({mode})"), &run_client(upload).await);
+            let stored =
+                std::fs::read(server.share.root.join("alice").join(&name)).expect("stored");
+            assert!(stored == content, "curl {mode} upload of {size} bytes is byte-exact");
 
-        let target = local.path().join(format!("{name}.down"));
-        let mut download = curl(&mode_args);
-        download.args(["-o", target.to_str().expect("path"), &url]);
-        assert_success(&format!("curl download ({mode})"), &run_client(download).await);
-        assert!(
-            std::fs::read(&target).expect("downloaded") == content,
-            "curl {mode} download of {size} bytes"
-        );
-    }
+            let target = local.path().join(format!("{name}.down"));
+            let mut download = curl(&mode_args);
+            download.args(["-o", target.to_str().expect("path"), &url]);
+            assert_success(&format!("curl download ({mode})"), &run_client(download).await);
+            assert!(
+                std::fs::read(&target).expect("downloaded") == content,
+                "curl {mode} download of {size} bytes"
+            );
+        }
 
-    // Resumed download: curl asks for SIZE and sends REST.
-    let content = pattern(2 * 1024 * 1024);
-    server.share.put("alice/resume.bin", &content);
-    let partial = local.path().join("resume.part");
-    std::fs::write(&partial, &content[..777_777]).expect("partial");
-    let mut resume = curl(&["-C", "-", "-o", partial.to_str().expect("path")]);
-    resume.arg(server.url("alice", "/resume.bin"));
-    assert_success("curl resume", &run_client(resume).await);
-    assert!(std::fs::read(&partial).expect("resumed") == content, "curl resumed download");
+        // Resumed download: curl asks for SIZE and sends REST.
+        let content = pattern(2 * 1024 * 1024);
+        server.share.put("alice/resume.bin", &content);
+        let partial = local.path().join("resume.part");
+        std::fs::write(&partial, &content[..777_777]).expect("partial");
+        let mut resume = curl(&["-C", "-", "-o", partial.to_str().expect("path")]);
+        resume.arg(server.url("alice", "/resume.bin"));
+        assert_success("curl resume", &run_client(resume).await);
+        assert!(std::fs::read(&partial).expect("resumed") == content, "curl resumed download");
 
-    // Resumed upload: curl appends the rest of the local file.
-    server.share.put("alice/up-resume.bin", &content[..1_000_000]);
-    let whole = local.path().join("whole.bin");
-    std::fs::write(&whole, &content).expect("whole");
-    let mut resume_up = curl(&["-C", "-", "-T", whole.to_str().expect("path")]);
-    resume_up.arg(server.url("alice", "/up-resume.bin"));
-    assert_success("curl resumed upload", &run_client(resume_up).await);
-    let stored = std::fs::read(server.share.root.join("alice/up-resume.bin")).expect("stored");
-    assert!(stored == content, "curl resumed upload");
+        // Resumed upload: curl appends the rest of the local file.
+        server.share.put("alice/up-resume.bin", &content[..1_000_000]);
+        let whole = local.path().join("whole.bin");
+        std::fs::write(&whole, &content).expect("whole");
+        let mut resume_up = curl(&["-C", "-", "-T", whole.to_str().expect("path")]);
+        resume_up.arg(server.url("alice", "/up-resume.bin"));
+        assert_success("curl resumed upload", &run_client(resume_up).await);
+        let stored = std::fs::read(server.share.root.join("alice/up-resume.bin")).expect("stored");
+        assert!(stored == content, "curl resumed upload");
 
-    // ASCII mode (-B): the server converts, curl converts back (the wire form is checked
-    // byte for byte by the protocol tests).
-    server.share.put("alice/notes.txt", b"a\nb\n");
-    let mut ascii = curl(&["-B", "-v"]);
-    ascii.arg(server.url("alice", "/notes.txt"));
-    let output = run_client(ascii).await;
-    assert_success("curl ASCII download", &output);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("200 Switching to ASCII mode."));
-    assert_eq!(output.stdout, b"a\nb\n");
+        // ASCII mode (-B): the server converts, curl converts back (the wire form is checked
+        // byte for byte by the protocol tests).
+        server.share.put("alice/notes.txt", b"a\nb\n");
+        let mut ascii = curl(&["-B", "-v"]);
+        ascii.arg(server.url("alice", "/notes.txt"));
+        let output = run_client(ascii).await;
+        assert_success("curl ASCII download", &output);
+        assert!(String::from_utf8_lossy(&output.stderr).contains("200 Switching to ASCII mode."));
+        assert_eq!(output.stdout, b"a\nb\n");
 
-    // Directory listing, names only, and quoted commands.
-    let mut list = curl(&["--list-only"]);
-    list.arg(server.url("alice", "/"));
-    let output = run_client(list).await;
-    assert_success("curl NLST", &output);
-    assert!(String::from_utf8_lossy(&output.stdout).lines().any(|l| l == "notes.txt"));
-    let mut quote = curl(&["-Q", "MKD made by curl", "-Q", "DELE notes.txt", "--list-only"]);
-    quote.arg(server.url("alice", "/"));
-    assert_success("curl -Q", &run_client(quote).await);
-    assert!(server.share.root.join("alice/made by curl").is_dir());
-    assert!(!server.share.root.join("alice/notes.txt").exists());
+        // Directory listing, names only, and quoted commands.
+        let mut list = curl(&["--list-only"]);
+        list.arg(server.url("alice", "/"));
+        let output = run_client(list).await;
+        assert_success("curl NLST", &output);
+        assert!(String::from_utf8_lossy(&output.stdout).lines().any(|l| l == "notes.txt"));
+        let mut quote = curl(&["-Q", "MKD made by curl", "-Q", "DELE notes.txt", "--list-only"]);
+        quote.arg(server.url("alice", "/"));
+        assert_success("curl -Q", &run_client(quote).await);
+        assert!(server.share.root.join("alice/made by curl").is_dir());
+        assert!(!server.share.root.join("alice/notes.txt").exists());
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_as_the_read_only_user_changes_nothing() {
-    if require_tool("curl").is_none() {
-        return;
-    }
-    let server = TestServer::start().await;
-    server.share.put("alice/keep.txt", b"keep");
-    let before = tree_digest(&server.share.root);
-    let local = tempfile::tempdir().expect("tempdir");
-    let source = local.path().join("x.txt");
-    std::fs::write(&source, b"intruder").expect("source");
-    let mut upload = curl(&["-T", source.to_str().expect("path")]);
-    upload.arg(server.url("reader", "/keep.txt"));
-    let output = run_client(upload).await;
-    assert!(!output.status.success(), "the upload must be refused");
-    assert_eq!(tree_digest(&server.share.root), before);
+    common::within_test_limit(async {
+        if require_tool("curl").is_none() {
+            return;
+        }
+        let server = TestServer::start().await;
+        server.share.put("alice/keep.txt", b"keep");
+        let before = tree_digest(&server.share.root);
+        let local = tempfile::tempdir().expect("tempdir");
+        let source = local.path().join("x.txt");
+        std::fs::write(&source, b"intruder").expect("source");
+        let mut upload = curl(&["-T", source.to_str().expect("path")]);
+        upload.arg(server.url("reader", "/keep.txt"));
+        let output = run_client(upload).await;
+        assert!(!output.status.success(), "the upload must be refused");
+        assert_eq!(tree_digest(&server.share.root), before);
+    })
+    .await
 }
 
 fn lftp_script(server: &TestServer, commands: &str) -> Command {
@@ -143,32 +150,40 @@ fn make_tree(root: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lftp_mirrors_a_tree_up_and_down() {
-    if require_tool("lftp").is_none() {
-        return;
-    }
-    let server = TestServer::start().await;
-    let local = tempfile::tempdir().expect("tempdir");
-    let source = local.path().join("source");
-    make_tree(&source);
-    let expected = tree_digest(&source);
+    common::within_test_limit(async {
+        if require_tool("lftp").is_none() {
+            return;
+        }
+        let server = TestServer::start().await;
+        let local = tempfile::tempdir().expect("tempdir");
+        let source = local.path().join("source");
+        make_tree(&source);
+        let expected = tree_digest(&source);
 
-    let up = lftp_script(&server, &format!("mirror -R --no-perms {} /mirrored", source.display()));
-    assert_success("lftp mirror -R", &run_client(up).await);
-    assert_eq!(tree_digest(&server.share.root.join("alice/mirrored")), expected, "uploaded tree");
+        let up =
+            lftp_script(&server, &format!("mirror -R --no-perms {} /mirrored", source.display()));
+        assert_success("lftp mirror -R", &run_client(up).await);
+        assert_eq!(
+            tree_digest(&server.share.root.join("alice/mirrored")),
+            expected,
+            "uploaded tree"
+        );
 
-    let back = local.path().join("back");
-    let down = lftp_script(&server, &format!("mirror /mirrored {}", back.display()));
-    assert_success("lftp mirror", &run_client(down).await);
-    assert_eq!(tree_digest(&back), expected, "downloaded tree");
+        let back = local.path().join("back");
+        let down = lftp_script(&server, &format!("mirror /mirrored {}", back.display()));
+        assert_success("lftp mirror", &run_client(down).await);
+        assert_eq!(tree_digest(&back), expected, "downloaded tree");
 
-    // The same in active mode.
-    let active_back = local.path().join("active");
-    let active = lftp_script(
-        &server,
-        &format!("set ftp:passive-mode off; mirror /mirrored {}", active_back.display()),
-    );
-    assert_success("lftp mirror (active)", &run_client(active).await);
-    assert_eq!(tree_digest(&active_back), expected, "downloaded tree, active mode");
+        // The same in active mode.
+        let active_back = local.path().join("active");
+        let active = lftp_script(
+            &server,
+            &format!("set ftp:passive-mode off; mirror /mirrored {}", active_back.display()),
+        );
+        assert_success("lftp mirror (active)", &run_client(active).await);
+        assert_eq!(tree_digest(&active_back), expected, "downloaded tree, active mode");
+    })
+    .await
 }
 
 const FTPLIB_SCRIPT: &str = r#"
@@ -222,20 +237,23 @@ print("ok")
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_ftplib_session() {
-    if require_tool("python3").is_none() {
-        return;
-    }
-    let server = TestServer::start().await;
-    let mut python = Command::new("python3");
-    python
-        .arg("-c")
-        .arg(FTPLIB_SCRIPT)
-        .arg(server.addr.ip().to_string())
-        .arg(server.addr.port().to_string())
-        .args(["alice", TEST_PASSWORD]);
-    let output = run_client(python).await;
-    assert_success("python ftplib", &output);
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
-    let stored = std::fs::read(server.share.root.join("alice/lines.txt")).expect("stored");
-    assert_eq!(stored, b"alpha\nbeta\n", "storlines sent CRLF, stored LF");
+    common::within_test_limit(async {
+        if require_tool("python3").is_none() {
+            return;
+        }
+        let server = TestServer::start().await;
+        let mut python = Command::new("python3");
+        python
+            .arg("-c")
+            .arg(FTPLIB_SCRIPT)
+            .arg(server.addr.ip().to_string())
+            .arg(server.addr.port().to_string())
+            .args(["alice", TEST_PASSWORD]);
+        let output = run_client(python).await;
+        assert_success("python ftplib", &output);
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+        let stored = std::fs::read(server.share.root.join("alice/lines.txt")).expect("stored");
+        assert_eq!(stored, b"alpha\nbeta\n", "storlines sent CRLF, stored LF");
+    })
+    .await
 }

@@ -16,6 +16,8 @@ impl FtpSession {
             // RFC 959 lets USER change the user: the old login ends here.
             self.reinitialize();
         }
+        // A refused USER must not leave an earlier one waiting for its password.
+        self.login = LoginState::AwaitingUser;
         if !self.tls.control_secure() {
             if self.policy.require_control {
                 return Reply::new(530, "This server requires TLS: send AUTH TLS before USER.");

@@ -45,6 +45,17 @@ pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
     }
 }
 
+/// A whole test is bounded too, whatever it awaits.
+pub const TEST_LIMIT: Duration = Duration::from_secs(180);
+
+/// Runs a test's body with [`TEST_LIMIT`].
+pub async fn within_test_limit<T>(test: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(TEST_LIMIT, test).await {
+        Ok(value) => value,
+        Err(_) => panic!("the test took longer than {TEST_LIMIT:?}"),
+    }
+}
+
 /// A running FTP server over a scratch share; stopped when dropped.
 pub struct TestServer {
     pub share: TestShare,
