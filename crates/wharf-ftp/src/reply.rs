@@ -75,11 +75,6 @@ impl Reply {
         &self.lines
     }
 
-    /// Whether the code says the command succeeded or is in progress (1yz, 2yz or 3yz).
-    pub fn is_positive(&self) -> bool {
-        self.code < 400
-    }
-
     /// Appends the wire form of the reply to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let count = self.lines.len();

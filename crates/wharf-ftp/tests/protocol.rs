@@ -547,3 +547,47 @@ async fn rein_user_change_help_opts_and_status() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_on_both_families_and_a_bind_error_that_names_the_address() {
+    common::within_test_limit(async {
+        let share = wharf_testkit::TestShare::new(common::USERS);
+        let mut listen = vec!["127.0.0.1:0".parse().expect("v4")];
+        let has_ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        if has_ipv6 {
+            listen.push("[::1]:0".parse().expect("v6"));
+        }
+        let config = FtpConfig { listen: listen.clone(), ..FtpConfig::default() };
+        let server = wharf_ftp::FtpServer::bind(config, share.gateway.clone()).expect("bind");
+        let addrs = server.local_addrs();
+        assert_eq!(addrs.len(), listen.len());
+        let task = tokio::spawn(server.run());
+        for addr in &addrs {
+            let mut client = common::RawClient::connect(*addr).await;
+            client.login("alice").await;
+            client.expect("QUIT", 221).await;
+        }
+        // Both families on one port: IPv6 listeners are IPv6-only, so `0.0.0.0:P` and
+        // `[::]:P` do not collide. (Bound only, never served.)
+        if has_ipv6 {
+            let probe = std::net::TcpListener::bind("0.0.0.0:0").expect("probe");
+            let port = probe.local_addr().expect("addr").port();
+            drop(probe);
+            let both = vec![
+                format!("0.0.0.0:{port}").parse().expect("v4"),
+                format!("[::]:{port}").parse().expect("v6"),
+            ];
+            let config = FtpConfig { listen: both, ..FtpConfig::default() };
+            let server = wharf_ftp::FtpServer::bind(config, share.gateway.clone())
+                .expect("IPv4 and IPv6 wildcards on one port");
+            assert_eq!(server.local_addrs().len(), 2);
+        }
+        // An address in use: the error names it.
+        let taken = addrs[0];
+        let config = FtpConfig { listen: vec![taken], ..FtpConfig::default() };
+        let err = wharf_ftp::FtpServer::bind(config, share.gateway.clone()).expect_err("in use");
+        assert!(err.to_string().contains(&taken.to_string()), "{err}");
+        task.abort();
+    })
+    .await
+}

@@ -191,3 +191,40 @@ async fn implicit_tls_connections_start_secure() {
     })
     .await
 }
+
+/// A provider whose control handshake never completes.
+struct Stuck;
+
+impl FtpTls for Stuck {
+    fn connection(&self) -> Arc<dyn FtpTlsConnection> {
+        Arc::new(Stuck)
+    }
+}
+
+#[async_trait]
+impl FtpTlsConnection for Stuck {
+    async fn secure_control(&self, _stream: BoxedStream) -> io::Result<BoxedStream> {
+        std::future::pending().await
+    }
+
+    async fn secure_data(&self, stream: TcpStream) -> io::Result<BoxedStream> {
+        Ok(Box::new(stream))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_handshake_that_never_ends_is_cut_off() {
+    common::within_test_limit(async {
+        let tls = TlsSetup { provider: Arc::new(Stuck), policy: TlsPolicy::default() };
+        let server = TestServer::start_with(
+            common::USERS,
+            |c| c.login_timeout = std::time::Duration::from_millis(300),
+            Some(tls),
+        )
+        .await;
+        let mut client = RawClient::connect(server.addr).await;
+        client.expect("AUTH TLS", 234).await;
+        assert!(client.reply().await.is_none(), "the connection is closed");
+    })
+    .await
+}

@@ -1,6 +1,7 @@
 //! TLS negotiation (RFC 4217): `AUTH`, `PBSZ`, `PROT`, `CCC`. The TLS itself belongs to the
 //! provider behind [`crate::tls::FtpTls`]; without one these commands are refused.
 
+use std::io;
 use std::sync::Arc;
 
 use super::{Answer, FtpSession, LoginState};
@@ -33,7 +34,11 @@ impl FtpSession {
         if self.control.send(&Reply::new(234, "Proceed with TLS negotiation.")).await.is_err() {
             return Answer::Close;
         }
-        match self.control.secure(connection.as_ref()).await {
+        // The handshake is bounded like a login: a client that never finishes it cannot hold
+        // the session.
+        let limit = self.context.config.login_timeout;
+        let handshake = tokio::time::timeout(limit, self.control.secure(connection.as_ref()));
+        match handshake.await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())) {
             Ok(discarded) => {
                 if discarded {
                     tracing::warn!(peer = %self.peer, "discarded plaintext sent after AUTH");
