@@ -22,7 +22,8 @@ pub struct AccessConfig {
     /// How long a failed password login waits before it is answered.
     #[serde(default = "default_failure_delay", with = "humantime_serde")]
     pub login_failure_delay: Duration,
-    /// Password verifications run at once (each argon2 check takes ~19 MiB).
+    /// Password verifications run at once, each on its own thread (an argon2 check takes
+    /// ~19 MiB, which the thread keeps for its next check).
     #[serde(default = "default_concurrent_checks")]
     pub max_concurrent_password_checks: usize,
 }

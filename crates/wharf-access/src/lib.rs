@@ -22,6 +22,7 @@ pub mod size;
 pub mod throttle;
 pub mod transfer;
 pub mod user;
+mod verifier;
 
 pub use audit::{AUDIT_TARGET, Actor, Operation, Outcome};
 pub use config::{AccessConfig, UsersLoadError};

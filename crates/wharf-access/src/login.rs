@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use wharf_vfs::{LocalStorage, Mount, Storage, Tree, VPath};
 
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
@@ -22,6 +22,7 @@ use crate::quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
 use crate::session::{ResourceLimits, Session};
 use crate::throttle::RateLimiter;
 use crate::user::{SshAuthMethod, TlsRequirement, User, UserDb};
+use crate::verifier::PasswordChecker;
 
 /// What the client offers as proof.
 #[derive(Debug, Clone)]
@@ -111,14 +112,15 @@ impl DenyReason {
 pub struct LoginSettings {
     /// How long a failed password login waits before answering (slows guessing).
     pub failure_delay: Duration,
-    /// Password hashes verified at once; each argon2 check takes ~19 MiB and a core for tens
-    /// of milliseconds, so a flood of logins must queue rather than exhaust the machine.
+    /// Password hashes verified at once, each on its own thread; an argon2 check takes ~19 MiB
+    /// and a core for tens of milliseconds, so a flood of logins must queue rather than
+    /// exhaust the machine, and each thread keeps one check's memory.
     pub max_concurrent_checks: usize,
 }
 
 impl Default for LoginSettings {
     fn default() -> Self {
-        LoginSettings { failure_delay: Duration::from_secs(1), max_concurrent_checks: 4 }
+        LoginSettings { failure_delay: Duration::from_secs(1), max_concurrent_checks: 2 }
     }
 }
 
@@ -127,7 +129,7 @@ pub struct Authenticator {
     users: RwLock<Arc<UserDb>>,
     share: LocalStorage,
     settings: LoginSettings,
-    checks: Semaphore,
+    checks: PasswordChecker,
     next_session: AtomicU64,
     defender: Arc<Defender>,
     /// Per-user resources shared by the user's sessions, made at first login.
@@ -158,7 +160,7 @@ impl Authenticator {
             users: RwLock::new(Arc::new(users)),
             share,
             settings,
-            checks: Semaphore::new(permits),
+            checks: PasswordChecker::new(permits),
             next_session: AtomicU64::new(1),
             defender: Arc::new(Defender::disabled()),
             runtimes: Mutex::new(HashMap::new()),
@@ -340,15 +342,12 @@ impl Authenticator {
         .emit();
     }
 
-    /// Verifies `password` against `hash` (the decoy for unknown users) off the async threads,
-    /// with a bounded number of checks at once.
+    /// Verifies `password` against `hash` (the decoy for unknown users) on the verifier
+    /// threads, a bounded number at once.
     async fn verify_password(&self, hash: Option<&StoredHash>, password: &Password) -> bool {
         let is_real = hash.is_some();
         let hash = hash.unwrap_or_else(|| StoredHash::decoy()).clone();
-        let password = password.clone();
-        let Ok(_permit) = self.checks.acquire().await else { return false };
-        let verified =
-            tokio::task::spawn_blocking(move || hash.verify(&password)).await.unwrap_or(false);
+        let verified = self.checks.verify(hash, password.clone()).await;
         verified && is_real
     }
 
