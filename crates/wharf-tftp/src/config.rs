@@ -46,13 +46,15 @@ pub struct TftpConfig {
     /// paths that cannot carry fragmented datagrams (1468 fits an Ethernet MTU).
     #[serde(default = "default_max_block_size")]
     pub max_block_size: u16,
-    /// Largest `windowsize` granted (1-1024); larger requests are lowered to it.
+    /// Largest `windowsize` granted (1-1024); larger requests are lowered to it, and further so
+    /// that a window holds at most 4 MiB (`windowsize × blksize`).
     #[serde(default = "default_max_window_size")]
     pub max_window_size: u16,
 }
 
-/// The largest `max_window_size` accepted. A window's blocks are kept until acknowledged,
-/// so the window bounds the memory of a transfer (1024 × 64 KiB = 64 MiB at most).
+/// The largest `max_window_size` accepted. Whatever the setting, a window is also lowered to
+/// hold at most [`crate::options::MAX_WINDOW_BYTES`], since its blocks are kept until
+/// acknowledged.
 pub const WINDOW_SIZE_LIMIT: u16 = 1024;
 
 fn default_timeout() -> Duration {

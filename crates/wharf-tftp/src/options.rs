@@ -18,6 +18,10 @@ pub const DEFAULT_BLOCK_SIZE: u16 = 512;
 /// Smallest block size RFC 2348 allows.
 pub const MIN_BLOCK_SIZE: u16 = 8;
 
+/// Most bytes one window may hold: `windowsize` is lowered so that `windowsize × blksize`
+/// stays within it (64 blocks of 65464 bytes, or 2857 of 1468).
+pub const MAX_WINDOW_BYTES: usize = 4 * 1024 * 1024;
+
 /// Largest `timeout` RFC 2349 allows, in seconds.
 pub const MAX_TIMEOUT_SECS: u64 = 255;
 
@@ -133,6 +137,17 @@ pub fn negotiate(
         };
         accepted.push((name, granted.to_string()));
     }
+    // Unacknowledged blocks are kept for retransmission: bound the memory of one window.
+    let window_cap = MAX_WINDOW_BYTES / usize::from(settings.block_size);
+    let window_cap = u16::try_from(window_cap).unwrap_or(u16::MAX).max(1);
+    if settings.window_size > window_cap {
+        settings.window_size = window_cap;
+        for (name, value) in &mut accepted {
+            if *name == "windowsize" {
+                *value = window_cap.to_string();
+            }
+        }
+    }
     Negotiation { settings, accepted }
 }
 
@@ -193,6 +208,28 @@ mod tests {
         assert_eq!(accepted(&n), vec![("blksize", "1024"), ("windowsize", "4")]);
         let n = read(&[("blksize", "99999999")], None);
         assert_eq!(accepted(&n), vec![("blksize", "65464")]);
+    }
+
+    #[test]
+    fn windows_are_bounded_in_bytes() {
+        let limits = OptionLimits { max_block_size: 65_464, max_window_size: 1024 };
+        let n = negotiate(
+            Direction::Read,
+            TransferMode::Octet,
+            &opts(&[("windowsize", "1000"), ("blksize", "65464")]),
+            limits,
+            None,
+        );
+        assert_eq!(accepted(&n), vec![("windowsize", "64"), ("blksize", "65464")]);
+        assert_eq!(n.settings.window_size, 64);
+        let n = negotiate(
+            Direction::Read,
+            TransferMode::Octet,
+            &opts(&[("windowsize", "1000"), ("blksize", "1468")]),
+            limits,
+            None,
+        );
+        assert_eq!(n.settings.window_size, 1000);
     }
 
     #[test]
@@ -266,6 +303,10 @@ mod tests {
             prop_assert!(n.settings.block_size >= MIN_BLOCK_SIZE.min(512));
             prop_assert!(n.settings.block_size <= max_block.max(512));
             prop_assert!(n.settings.window_size >= 1 && n.settings.window_size <= max_window.max(1));
+            prop_assert!(
+                usize::from(n.settings.window_size) * usize::from(n.settings.block_size)
+                    <= MAX_WINDOW_BYTES
+            );
             if let Some(t) = n.settings.timeout {
                 prop_assert!(t >= Duration::from_secs(1) && t <= Duration::from_secs(255));
             }

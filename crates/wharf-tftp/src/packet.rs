@@ -344,13 +344,18 @@ fn push_options(out: &mut Vec<u8>, options: &[WireOption<'_>]) {
     }
 }
 
-/// Writes a DATA packet into `out` (cleared first): the hot path of every download, without
-/// building a [`Packet`].
+/// The header of a DATA packet for `block`; the payload follows it.
+pub fn data_header(block: u16) -> [u8; DATA_HEADER_LEN] {
+    let [op_high, op_low] = (Opcode::Data as u16).to_be_bytes();
+    let [high, low] = block.to_be_bytes();
+    [op_high, op_low, high, low]
+}
+
+/// Writes a DATA packet into `out` (cleared first), without building a [`Packet`].
 pub fn encode_data(out: &mut Vec<u8>, block: u16, payload: &[u8]) {
     out.clear();
     out.reserve(DATA_HEADER_LEN + payload.len());
-    out.extend_from_slice(&(Opcode::Data as u16).to_be_bytes());
-    out.extend_from_slice(&block.to_be_bytes());
+    out.extend_from_slice(&data_header(block));
     out.extend_from_slice(payload);
 }
 

@@ -166,11 +166,15 @@ async fn netascii_downloads_carry_cr_lf_line_ends() {
         };
         let got = download(server.addr, "notes.txt", &behaviour).await.expect("download");
         assert_eq!(got.oack, None);
-        // A file whose conversion crosses many blocks stays exact.
+        // A file whose conversion crosses many blocks and read chunks (256 KiB) stays exact,
+        // with blocks that straddle chunk boundaries.
         let text: Vec<u8> =
-            (0..20_000).map(|i| if i % 7 == 0 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
+            (0..700_000).map(|i| if i % 7 == 0 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
         server.put("long.txt", &text);
-        let behaviour = Behaviour { mode: TransferMode::Netascii, ..Behaviour::default() };
+        let behaviour = Behaviour {
+            mode: TransferMode::Netascii,
+            ..Behaviour::with_options(&[("blksize", "1000"), ("windowsize", "4")])
+        };
         let got = download(server.addr, "long.txt", &behaviour).await.expect("download");
         let mut decoder = wharf_tftp::netascii::Decoder::new();
         let mut local = bytes::BytesMut::new();

@@ -1,15 +1,40 @@
 //! Blocks of a download: the file arrives in large chunks (read ahead on the blocking pool,
 //! never a thread hop per block), is converted to netascii if asked, and is cut into blocks.
-//! Blocks are slices of the chunks, not copies, except one per chunk boundary. Blocks not yet
-//! acknowledged are kept for retransmission; there are never more than a window of them.
+//! A block is a slice of a chunk, or slices of two when it straddles a chunk boundary: the
+//! bytes are never copied on their way to the socket. Blocks not yet acknowledged are kept for
+//! retransmission; there are never more than a window of them.
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use wharf_access::DownloadStream;
 use wharf_vfs::{Error, Result};
 
 use crate::netascii;
+
+/// One block's bytes, as slices of the file's chunks.
+#[derive(Debug, Clone)]
+pub(crate) enum Block {
+    /// Inside one chunk (the common case).
+    Whole(Bytes),
+    /// Across chunk boundaries, in order.
+    Pieces(Vec<Bytes>),
+}
+
+impl Block {
+    /// The slices, in order.
+    pub(crate) fn parts(&self) -> &[Bytes] {
+        match self {
+            Block::Whole(bytes) => std::slice::from_ref(bytes),
+            Block::Pieces(pieces) => pieces,
+        }
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.parts().iter().map(Bytes::len).sum()
+    }
+}
 
 /// The file as a sequence of numbered blocks.
 pub(crate) struct BlockStore {
@@ -22,7 +47,7 @@ pub(crate) struct BlockStore {
     /// Number of the first retained block.
     first: u64,
     /// Blocks `first..` kept until acknowledged.
-    retained: VecDeque<Bytes>,
+    retained: VecDeque<Block>,
 }
 
 impl BlockStore {
@@ -41,7 +66,7 @@ impl BlockStore {
 
     /// Block `n`: a retained one, or the next one cut from the file. A block shorter than the
     /// block size (possibly empty) is the last.
-    pub(crate) async fn block(&mut self, n: u64) -> Result<Bytes> {
+    pub(crate) async fn block(&mut self, n: u64) -> Result<Block> {
         let produced = self.first + self.retained.len() as u64;
         if n < produced {
             let index = usize::try_from(n.saturating_sub(self.first)).unwrap_or(usize::MAX);
@@ -85,23 +110,31 @@ impl BlockStore {
         }
     }
 
-    async fn cut(&mut self) -> Result<Bytes> {
+    async fn cut(&mut self) -> Result<Block> {
         if self.pending.len() >= self.block_size {
-            return Ok(self.pending.split_to(self.block_size));
+            return Ok(Block::Whole(self.pending.split_to(self.block_size)));
         }
-        // The block straddles chunks (or ends the file): gather it.
-        let mut block = BytesMut::with_capacity(self.block_size);
-        block.extend_from_slice(&std::mem::take(&mut self.pending));
-        while block.len() < self.block_size {
+        // The block straddles chunks (or ends the file): gather its pieces.
+        let mut pieces = Vec::with_capacity(2);
+        let mut len = self.pending.len();
+        if len > 0 {
+            pieces.push(std::mem::take(&mut self.pending));
+        }
+        while len < self.block_size {
             let Some(mut chunk) = self.next_chunk().await? else { break };
-            let needed = self.block_size - block.len();
+            let needed = self.block_size - len;
             if chunk.len() > needed {
-                block.extend_from_slice(&chunk.split_to(needed));
+                pieces.push(chunk.split_to(needed));
                 self.pending = chunk;
-            } else {
-                block.extend_from_slice(&chunk);
+                break;
             }
+            len += chunk.len();
+            pieces.push(chunk);
         }
-        Ok(block.freeze())
+        Ok(match pieces.len() {
+            0 => Block::Whole(Bytes::new()),
+            1 => Block::Whole(pieces.swap_remove(0)),
+            _ => Block::Pieces(pieces),
+        })
     }
 }

@@ -6,17 +6,20 @@
 //! its timer is not touched and nothing of it is read.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::pin::Pin;
 
+use bytes::Bytes;
+use rustix::net::{SendAncillaryBuffer, SendFlags};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use wharf_access::Shutdown;
 
 use crate::errors::ErrorCode;
-use crate::packet::{Opcode, encode_error};
+use crate::packet::{Opcode, data_header, encode_error};
 
 /// What waiting for the peer produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +77,40 @@ impl Channel {
     /// Sends one datagram to the peer.
     pub(crate) async fn send(&self, datagram: &[u8]) -> io::Result<()> {
         self.socket.send_to(datagram, self.peer).await.map(|_| ())
+    }
+
+    /// Sends DATA `block` whose payload is `pieces`, in order, to the peer. The header and the
+    /// pieces go out as one datagram gathered from their buffers (`sendmsg`), so the payload,
+    /// slices of file chunks, is not copied into a packet first.
+    pub(crate) async fn send_data(&self, block: u16, pieces: &[Bytes]) -> io::Result<()> {
+        let header = data_header(block);
+        match pieces {
+            [whole] => self.send_gathered(&[IoSlice::new(&header), IoSlice::new(whole)]).await,
+            _ => {
+                let parts: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&header))
+                    .chain(pieces.iter().map(|piece| IoSlice::new(piece)))
+                    .collect();
+                self.send_gathered(&parts).await
+            }
+        }
+    }
+
+    /// Sends one datagram made of `parts` to the peer.
+    async fn send_gathered(&self, parts: &[IoSlice<'_>]) -> io::Result<()> {
+        self.socket
+            .async_io(Interest::WRITABLE, || {
+                let mut no_control = SendAncillaryBuffer::default();
+                rustix::net::sendmsg_addr(
+                    &self.socket,
+                    &self.peer,
+                    parts,
+                    &mut no_control,
+                    SendFlags::empty(),
+                )
+                .map_err(io::Error::from)
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Sends an ERROR to the peer; a failure to send is only logged, since the transfer ends

@@ -10,7 +10,7 @@ use super::channel::{Channel, Received};
 use super::numbering::wire;
 use super::send_window::{AckEffect, SendWindow, TimeoutEffect, Transmission};
 use crate::errors::{self, ErrorCode};
-use crate::packet::{DATA_HEADER_LEN, Packet, encode_data};
+use crate::packet::Packet;
 
 /// A read request ready to run: the file opened, the options negotiated.
 pub(crate) struct ReadTransfer {
@@ -30,15 +30,16 @@ const RECEIVE_BUFFER: usize = 1024;
 impl ReadTransfer {
     /// Runs the transfer to its end.
     pub(crate) async fn run(mut self) -> End {
-        let mut packet = Vec::with_capacity(DATA_HEADER_LEN + usize::from(self.block_size));
         let mut receive_buffer = vec![0u8; RECEIVE_BUFFER];
         let mut deadline = Instant::now() + self.timeout;
         loop {
             // Send whatever the window allows now.
             let mut sent_any = false;
             while let Some(transmission) = self.window.next_transmission() {
-                let datagram: &[u8] = match transmission {
-                    Transmission::OptionAck => self.option_ack.as_deref().unwrap_or_default(),
+                let sent = match transmission {
+                    Transmission::OptionAck => {
+                        self.channel.send(self.option_ack.as_deref().unwrap_or_default()).await
+                    }
                     Transmission::Block(n) => {
                         let block = match self.blocks.block(n).await {
                             Ok(block) => block,
@@ -51,11 +52,10 @@ impl ReadTransfer {
                         if block.len() < usize::from(self.block_size) {
                             self.window.mark_last(n);
                         }
-                        encode_data(&mut packet, wire(n), &block);
-                        &packet
+                        self.channel.send_data(wire(n), block.parts()).await
                     }
                 };
-                if let Err(err) = self.channel.send(datagram).await {
+                if let Err(err) = sent {
                     return End::Failed(format!("sending: {err}"));
                 }
                 sent_any = true;

@@ -425,4 +425,12 @@ impl Manual {
             next = next.wrapping_add(1);
         }
     }
+
+    /// Acknowledges block 1 (whose payload was `first`) and downloads the rest of a file of
+    /// 512-byte blocks; returns the whole file.
+    pub async fn finish_after_first_block(&mut self, first: Vec<u8>) -> Vec<u8> {
+        self.ack(1).await;
+        let rest = self.finish_download(2, 512).await;
+        [first, rest].concat()
+    }
 }
