@@ -40,26 +40,50 @@ pub fn limit_for(bytes: u64) -> Duration {
 
 /// curl for FTP, or FTPS with explicit TLS required on control and data (`--ssl-reqd` makes
 /// curl send `AUTH TLS`, `PBSZ 0`, `PROT P`; it resumes the TLS session on data connections).
-pub fn curl_ftp(endpoint: &Endpoint, tls: bool, transfer: &Transfer) -> Command {
+/// Its timing line goes to stderr, so stdout can carry a download.
+fn curl_base(endpoint: &Endpoint, tls: bool) -> Command {
     let mut command = Command::new("curl");
     command
         .args(["--silent", "--show-error", "--fail", "--user"])
         .arg(format!("{}:{}", endpoint.user, endpoint.password))
-        .args(["--write-out", "%{time_pretransfer} %{time_total}\\n"]);
+        .args(["--write-out", "%{stderr}%{time_pretransfer} %{time_total}\\n"]);
     if tls {
         command.args(["--ssl-reqd", "--insecure"]);
     }
-    let url = |remote: &str| format!("ftp://{}/{}", endpoint.addr, remote.trim_start_matches('/'));
+    command
+}
+
+fn ftp_url(endpoint: &Endpoint, remote: &str) -> String {
+    format!("ftp://{}/{}", endpoint.addr, remote.trim_start_matches('/'))
+}
+
+/// curl moving one file to or from a local file (see [`curl_base`]).
+pub fn curl_ftp(endpoint: &Endpoint, tls: bool, transfer: &Transfer) -> Command {
+    let mut command = curl_base(endpoint, tls);
     match transfer {
-        Transfer::Get { remote, local } => command.arg("--output").arg(local).arg(url(remote)),
-        Transfer::Put { local, remote } => command.arg("--upload-file").arg(local).arg(url(remote)),
+        Transfer::Get { remote, local } => {
+            command.arg("--output").arg(local).arg(ftp_url(endpoint, remote))
+        }
+        Transfer::Put { local, remote } => {
+            command.arg("--upload-file").arg(local).arg(ftp_url(endpoint, remote))
+        }
     };
     command
 }
 
-/// Seconds curl spent transferring: total minus the time until the transfer began.
-pub fn curl_transfer_seconds(stdout: &str) -> anyhow::Result<f64> {
-    let line = stdout.lines().last().context("curl printed no timing")?;
+/// curl downloading `remote` to its stdout. Large downloads are checked as they stream
+/// instead of being written to a file: writing 1 GiB into the page cache costs the client
+/// about as much as receiving it, and would cap both servers at the client's speed.
+pub fn curl_ftp_to_stdout(endpoint: &Endpoint, tls: bool, remote: &str) -> Command {
+    let mut command = curl_base(endpoint, tls);
+    command.args(["--output", "-"]).arg(ftp_url(endpoint, remote));
+    command
+}
+
+/// Seconds curl spent transferring (from its stderr): total minus the time until the
+/// transfer began.
+pub fn curl_transfer_seconds(stderr: &str) -> anyhow::Result<f64> {
+    let line = stderr.lines().last().context("curl printed no timing")?;
     let mut numbers = line.split_whitespace().map(str::parse::<f64>);
     match (numbers.next(), numbers.next()) {
         (Some(Ok(pretransfer)), Some(Ok(total))) if total >= pretransfer => {

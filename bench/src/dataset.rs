@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::hash::Hasher as _;
-use std::io::{BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{self, BufWriter, Read, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail, ensure};
@@ -38,13 +38,12 @@ pub fn fingerprint(path: &Path) -> anyhow::Result<Fingerprint> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata()?.len();
     let mut hasher = std::hash::DefaultHasher::new();
-    let mut window = vec![0u8; WINDOW.min(size.max(1)) as usize];
+    // A small file is read whole: its one window is the file.
+    let want = if size <= WINDOW * WINDOWS { size } else { WINDOW } as usize;
+    let mut window = vec![0u8; want];
     for offset in window_offsets(size) {
         file.seek(SeekFrom::Start(offset))?;
         let mut filled = 0;
-        // A small file is read whole: its one window is the file.
-        let want = if size <= WINDOW * WINDOWS { size as usize } else { window.len() };
-        window.resize(want, 0);
         while filled < want {
             let n = file.read(&mut window[filled..])?;
             if n == 0 {
@@ -57,14 +56,61 @@ pub fn fingerprint(path: &Path) -> anyhow::Result<Fingerprint> {
     Ok(Fingerprint { size, sample_hash: hasher.finish() })
 }
 
+/// Computes the fingerprint of a stream expected to hold `expected_size` bytes (windows are
+/// placed for that size; a stream of another length fails [`check`] on its size anyway).
+/// Reads to the end, keeping only the sampled windows.
+pub fn fingerprint_stream(mut stream: impl Read, expected_size: u64) -> io::Result<Fingerprint> {
+    let whole_file = expected_size <= WINDOW * WINDOWS;
+    let windows: Vec<(u64, u64)> = window_offsets(expected_size)
+        .into_iter()
+        .map(|start| (start, start + if whole_file { expected_size } else { WINDOW }))
+        .collect();
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut current = Vec::new();
+    let mut next_window = 0;
+    let mut position = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = stream.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        let (chunk_start, chunk_end) = (position, position + read as u64);
+        while let Some(&(start, end)) = windows.get(next_window) {
+            if start >= chunk_end {
+                break;
+            }
+            let from = start.max(chunk_start) - chunk_start;
+            let to = end.min(chunk_end) - chunk_start;
+            current.extend_from_slice(&buffer[from as usize..to as usize]);
+            if end > chunk_end {
+                break;
+            }
+            // Each window is hashed in one write, exactly as `fingerprint` does.
+            hasher.write(&current);
+            current.clear();
+            next_window += 1;
+        }
+        position = chunk_end;
+    }
+    if !current.is_empty() {
+        hasher.write(&current);
+    }
+    Ok(Fingerprint { size: position, sample_hash: hasher.finish() })
+}
+
+/// Fails unless `actual` (of the copy described by `what`) equals `expected`.
+pub fn check(what: &str, actual: Fingerprint, expected: Fingerprint) -> anyhow::Result<()> {
+    if actual.size != expected.size {
+        bail!("{what} has {} bytes, expected {}", actual.size, expected.size);
+    }
+    ensure!(actual == expected, "{what} differs from the original (sampled hash)");
+    Ok(())
+}
+
 /// Fails unless the file at `path` has the expected fingerprint.
 pub fn verify(path: &Path, expected: Fingerprint) -> anyhow::Result<()> {
-    let actual = fingerprint(path)?;
-    if actual.size != expected.size {
-        bail!("{} has {} bytes, expected {}", path.display(), actual.size, expected.size);
-    }
-    ensure!(actual == expected, "{} differs from the original (sampled hash)", path.display());
-    Ok(())
+    check(&path.display().to_string(), fingerprint(path)?, expected)
 }
 
 /// A deterministic pseudo-random byte stream (xorshift64*).
@@ -197,6 +243,26 @@ mod tests {
         bytes.pop();
         std::fs::write(dir.path().join("b"), &bytes).expect("write");
         assert!(verify(&dir.path().join("b"), original).is_err(), "one byte short");
+    }
+
+    #[test]
+    fn a_stream_has_the_fingerprint_of_the_same_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for size in [0, 4096, 17 * 64 * 1024, 17 * 64 * 1024 + 1, 5 * 1024 * 1024 + 3] {
+            let path = dir.path().join(format!("f{size}"));
+            let original = create_file(&path, size, 9).expect("create");
+            let file = File::open(&path).expect("open");
+            // A reader that returns odd-sized pieces, as a pipe does.
+            let streamed =
+                fingerprint_stream(io::BufReader::with_capacity(7919, file), size).expect("stream");
+            assert_eq!(streamed, original, "size {size}");
+        }
+        let bytes = vec![1u8; 100_000];
+        let short = fingerprint_stream(&bytes[..99_999], 100_000).expect("stream");
+        assert!(
+            check("short copy", short, fingerprint_stream(&bytes[..], 100_000).expect("s"))
+                .is_err()
+        );
     }
 
     #[test]

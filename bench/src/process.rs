@@ -7,12 +7,15 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rustix::process::{Pid, Signal, kill_process};
+
+/// Capacity asked for the pipe a client streams its output through.
+const STREAM_PIPE_SIZE: usize = 1 << 20;
 
 /// Pids of processes started by the bench and not yet stopped (roots of their trees).
 static LIVE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
@@ -147,65 +150,76 @@ pub fn spawn_server(command: &mut Command, log: &Path, label: &str) -> anyhow::R
     ChildGuard::spawn(command, label)
 }
 
-/// What a finished client command produced.
+/// What a finished client command produced. `T` is what became of its standard output:
+/// the text (the default), or whatever a consumer made of the stream.
 #[derive(Debug)]
-pub struct Finished {
+pub struct Finished<T = String> {
     /// Exit status.
     pub status: ExitStatus,
-    /// Standard output.
-    pub stdout: String,
+    /// Standard output, as captured or consumed.
+    pub stdout: T,
     /// Standard error.
     pub stderr: String,
     /// Wall time from start to exit.
     pub elapsed: Duration,
 }
 
-impl Finished {
-    /// The output as `Ok` on success, else an error quoting stderr (and stdout).
-    pub fn ok(self, what: &str) -> anyhow::Result<Finished> {
+impl<T> Finished<T> {
+    /// Itself on success, else an error quoting stderr.
+    pub fn ok(self, what: &str) -> anyhow::Result<Finished<T>> {
         if self.status.success() {
             return Ok(self);
         }
-        bail!(
-            "{what} failed ({}): {} {}",
-            self.status,
-            self.stderr.trim(),
-            self.stdout.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
-        )
+        bail!("{what} failed ({}): {}", self.status, self.stderr.trim())
     }
 }
 
-/// A client command started with piped output, drained on threads so it never blocks.
-pub struct RunningCommand {
+/// A client command started with piped output, read on threads so it never blocks.
+pub struct RunningCommand<T = String> {
     guard: ChildGuard,
     started: Instant,
-    stdout: std::thread::JoinHandle<String>,
+    stdout: std::thread::JoinHandle<T>,
     stderr: std::thread::JoinHandle<String>,
 }
 
-fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> String {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
-impl RunningCommand {
+impl RunningCommand<String> {
     /// Starts `command` with stdin closed and stdout/stderr captured.
-    pub fn start(command: &mut Command, label: &str) -> anyhow::Result<RunningCommand> {
+    pub fn start(command: &mut Command, label: &str) -> anyhow::Result<RunningCommand<String>> {
+        RunningCommand::start_consuming(command, label, |stdout| drain(Some(stdout)))
+    }
+}
+
+impl<T: Send + 'static> RunningCommand<T> {
+    /// Starts `command` with stdin closed, stderr captured and stdout handed to `consume`
+    /// on its own thread (e.g. to check a download streamed to stdout without storing it).
+    pub fn start_consuming(
+        command: &mut Command,
+        label: &str,
+        consume: impl FnOnce(ChildStdout) -> T + Send + 'static,
+    ) -> anyhow::Result<RunningCommand<T>> {
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut guard = ChildGuard::spawn(command, label)?;
-        let stdout = drain(guard.child_mut().stdout.take());
-        let stderr = drain(guard.child_mut().stderr.take());
+        let stdout_pipe = guard.child_mut().stdout.take().context("no stdout pipe")?;
+        // A download streamed through the default 64 KiB pipe costs a context switch per
+        // 64 KiB; 1 MiB (the usual unprivileged maximum) lets the client write in big steps.
+        let _ = rustix::pipe::fcntl_setpipe_size(&stdout_pipe, STREAM_PIPE_SIZE);
+        let stderr_pipe = guard.child_mut().stderr.take();
+        let stdout = std::thread::spawn(move || consume(stdout_pipe));
+        let stderr = std::thread::spawn(move || drain(stderr_pipe));
         Ok(RunningCommand { guard, started, stdout, stderr })
     }
 
     /// Waits for it to exit; kills it (and fails) when `limit` passes first.
-    pub fn finish(mut self, limit: Duration) -> anyhow::Result<Finished> {
+    pub fn finish(mut self, limit: Duration) -> anyhow::Result<Finished<T>> {
         let status = loop {
             if let Some(status) = self.guard.try_wait() {
                 break status;
@@ -219,7 +233,7 @@ impl RunningCommand {
         };
         let elapsed = self.started.elapsed();
         drop(self.guard);
-        let stdout = self.stdout.join().unwrap_or_default();
+        let stdout = self.stdout.join().map_err(|_| anyhow::anyhow!("stdout reader panicked"))?;
         let stderr = self.stderr.join().unwrap_or_default();
         Ok(Finished { status, stdout, stderr, elapsed })
     }

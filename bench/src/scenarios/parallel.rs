@@ -9,8 +9,8 @@ use anyhow::Context as _;
 
 use super::{Bench, measure_row, megabytes_per_second};
 use crate::cli::Protocol;
-use crate::clients::{Transfer, curl_ftp, limit_for, sftp, sftp_quote, tftp_hpa};
-use crate::dataset::verify;
+use crate::clients::{Transfer, curl_ftp_to_stdout, limit_for, sftp, sftp_quote, tftp_hpa};
+use crate::dataset::{check, fingerprint_stream, verify};
 use crate::endpoint::{Endpoint, Side};
 use crate::lineup::{DEFAULT_CIPHER, Lineup};
 use crate::process::RunningCommand;
@@ -30,38 +30,47 @@ fn download_all(
     let limit = limit_for(total_bytes);
     let locals: Vec<_> =
         (0..count).map(|i| bench.scratch.download_path(&format!("{tag}-{i}"))).collect();
+    let size = source.print.size;
     let started = Instant::now();
     let mut running = Vec::with_capacity(count);
     for (index, local) in locals.iter().enumerate() {
         let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
         let label = format!("{tag} client {index}");
-        let mut command = match protocol {
-            Protocol::Ftp => curl_ftp(endpoint, false, &transfer),
-            Protocol::Ftps => curl_ftp(endpoint, true, &transfer),
+        // curl streams its download to us and it is checked on the fly (see
+        // `curl_ftp_to_stdout`); the other clients write files, checked afterwards.
+        let (mut command, streams) = match protocol {
+            Protocol::Ftp => (curl_ftp_to_stdout(endpoint, false, &source.name), true),
+            Protocol::Ftps => (curl_ftp_to_stdout(endpoint, true, &source.name), true),
             Protocol::Sftp => {
                 let batch = local.with_extension("batch");
                 let get = format!("get {} {}", source.name, sftp_quote(local));
-                sftp(endpoint, DEFAULT_CIPHER, &batch, &[get])?
+                (sftp(endpoint, DEFAULT_CIPHER, &batch, &[get])?, false)
             }
-            Protocol::Tftp => tftp_hpa(endpoint, &transfer),
+            Protocol::Tftp => (tftp_hpa(endpoint, &transfer), false),
         };
-        running.push(RunningCommand::start(&mut command, &label)?);
+        running.push(RunningCommand::start_consuming(&mut command, &label, move |mut stdout| {
+            if streams {
+                Some(fingerprint_stream(stdout, size))
+            } else {
+                let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+                None
+            }
+        })?);
     }
-    let mut failure = None;
+    let mut outcomes = Vec::with_capacity(count);
     for (index, client) in running.into_iter().enumerate() {
-        let outcome = client.finish(limit).and_then(|done| done.ok(&format!("client {index}")));
-        if let Err(err) = outcome {
-            failure.get_or_insert(err);
-        }
+        outcomes.push(client.finish(limit).and_then(|done| done.ok(&format!("client {index}"))));
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut checked = match failure {
-        Some(err) => Err(err),
-        None => Ok(()),
-    };
-    for (index, local) in locals.iter().enumerate() {
+    let mut checked = Ok(());
+    for (index, (local, outcome)) in locals.iter().zip(outcomes).enumerate() {
         if checked.is_ok() {
-            checked = verify(local, source.print).with_context(|| format!("download {index}"));
+            checked = outcome
+                .and_then(|done| match done.stdout {
+                    Some(streamed) => check(&format!("download {index}"), streamed?, source.print),
+                    None => verify(local, source.print),
+                })
+                .with_context(|| format!("download {index}"));
         }
         let _ = std::fs::remove_file(local.with_extension("batch"));
         discard(local);

@@ -10,13 +10,13 @@ use anyhow::Context as _;
 use super::{Bench, measure_row, megabytes_per_second, wait_for_upload};
 use crate::cli::Protocol;
 use crate::clients::{
-    Transfer, atftp, curl_ftp, curl_transfer_seconds, limit_for, marked_seconds, sftp, sftp_quote,
-    tftp_hpa,
+    Transfer, atftp, curl_ftp, curl_ftp_to_stdout, curl_transfer_seconds, limit_for,
+    marked_seconds, sftp, sftp_quote, tftp_hpa,
 };
-use crate::dataset::{SourceFile, verify};
+use crate::dataset::{Fingerprint, SourceFile, check, fingerprint_stream, verify};
 use crate::endpoint::{Endpoint, Side};
 use crate::lineup::Lineup;
-use crate::process::run_ok;
+use crate::process::{RunningCommand, run_ok};
 use crate::results::{Row, RowHead, Target, Unit};
 use crate::scratch::discard;
 
@@ -60,7 +60,8 @@ fn size_label(bytes: u64) -> String {
     }
 }
 
-/// Runs one transfer and returns its seconds (the caller verifies the bytes).
+/// Runs one transfer and returns its seconds, with the fingerprint of the download when
+/// it was checked as it streamed (curl); otherwise the caller verifies the copy.
 fn timed_transfer(
     client: Client<'_>,
     endpoint: &Endpoint,
@@ -68,13 +69,26 @@ fn timed_transfer(
     bytes: u64,
     label: &str,
     batch_file: &Path,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Option<Fingerprint>)> {
     let limit = limit_for(bytes);
-    match client {
-        Client::Curl { tls } => {
-            let done = run_ok(&mut curl_ftp(endpoint, tls, transfer), label, limit)?;
-            curl_transfer_seconds(&done.stdout)
-        }
+    let seconds = match client {
+        Client::Curl { tls } => match transfer {
+            Transfer::Get { remote, .. } => {
+                let streamed = RunningCommand::start_consuming(
+                    &mut curl_ftp_to_stdout(endpoint, tls, remote),
+                    label,
+                    move |stdout| fingerprint_stream(stdout, bytes),
+                )?
+                .finish(limit)?
+                .ok(label)?;
+                let seconds = curl_transfer_seconds(&streamed.stderr)?;
+                return Ok((seconds, Some(streamed.stdout?)));
+            }
+            Transfer::Put { .. } => {
+                let done = run_ok(&mut curl_ftp(endpoint, tls, transfer), label, limit)?;
+                curl_transfer_seconds(&done.stderr)?
+            }
+        },
         Client::Sftp { cipher } => {
             let command = match transfer {
                 Transfer::Get { remote, local } => format!("get {remote} {}", sftp_quote(local)),
@@ -83,17 +97,18 @@ fn timed_transfer(
             let mut sftp_command: Command = sftp(endpoint, cipher, batch_file, &[command])?;
             let done = run_ok(&mut sftp_command, label, limit);
             let _ = std::fs::remove_file(batch_file);
-            marked_seconds(&done?.stdout)
+            marked_seconds(&done?.stdout)?
         }
         Client::TftpHpa => {
             let done = run_ok(&mut tftp_hpa(endpoint, transfer), label, limit)?;
-            Ok(done.elapsed.as_secs_f64())
+            done.elapsed.as_secs_f64()
         }
         Client::Atftp { options } => {
             let done = run_ok(&mut atftp(endpoint, options, transfer), label, limit)?;
-            Ok(done.elapsed.as_secs_f64())
+            done.elapsed.as_secs_f64()
         }
-    }
+    };
+    Ok((seconds, None))
 }
 
 /// Measures one file's download or upload on both sides.
@@ -126,8 +141,14 @@ fn file_row(
             Direction::Download => {
                 let local = bench.scratch.download_path(&tag);
                 let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
-                let seconds = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
-                let checked = seconds.and_then(|s| verify(&local, source.print).map(|()| s));
+                let timed = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
+                let checked = timed.and_then(|(seconds, streamed)| {
+                    match streamed {
+                        Some(print) => check(&format!("{id} download"), print, source.print),
+                        None => verify(&local, source.print),
+                    }
+                    .map(|()| seconds)
+                });
                 discard(&local);
                 Ok(megabytes_per_second(bytes, checked?))
             }
@@ -136,9 +157,9 @@ fn file_row(
                 let remote = format!("{}/{name}", crate::scratch::UPLOAD_DIR);
                 let transfer = Transfer::Put { local: source.path.clone(), remote };
                 let uploaded = bench.scratch.uploaded(&name);
-                let seconds = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
-                let checked = seconds
-                    .and_then(|s| wait_for_upload(&uploaded, source.print).map(|()| s))
+                let timed = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
+                let checked = timed
+                    .and_then(|(s, _)| wait_for_upload(&uploaded, source.print).map(|()| s))
                     .with_context(|| format!("upload to {}", side.name()));
                 discard(&uploaded);
                 Ok(megabytes_per_second(bytes, checked?))
