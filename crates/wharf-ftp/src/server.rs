@@ -139,6 +139,12 @@ impl FtpService {
         let context = self.context.clone();
         let span = tracing::info_span!("ftp", peer = %connection.peer);
         async move {
+            let verdict = context.gateway.defender().verdict(connection.peer.ip());
+            if !verdict.is_allowed() {
+                // A banned or deny-listed address learns nothing: the connection just closes.
+                tracing::info!(?verdict, "connection refused by the defender");
+                return;
+            }
             let permit = match context.limiter.try_admit(connection.peer.ip()) {
                 Ok(permit) => permit,
                 Err(limit) => {
@@ -202,6 +208,13 @@ impl FtpServer {
     /// session caps.
     pub fn service(&self) -> FtpService {
         self.service.clone()
+    }
+
+    /// Binds one control listener as [`FtpServer::bind`] binds its own (IPv6 listeners are
+    /// IPv6-only, addresses are reused, a deep backlog), for other listeners serving the same
+    /// sessions (implicit FTPS). Works outside a Tokio runtime.
+    pub fn bind_control_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+        bind_listener(addr)
     }
 
     /// Accepts control connections until `gateway.shutdown` starts draining. Sessions run on

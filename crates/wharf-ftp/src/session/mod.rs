@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use wharf_access::Session;
+use wharf_access::{Offense, Session};
 use wharf_vfs::VPath;
 
 use crate::codec::Decoded;
@@ -304,6 +304,7 @@ impl FtpSession {
                 }
             }
             Ok(Some(Decoded::TooLong)) => {
+                self.report(Offense::ProtocolError);
                 self.oversized_lines += 1;
                 if self.oversized_lines >= MAX_OVERSIZED_LINES {
                     let reply = Reply::new(421, "Too many over-long command lines; closing.");
@@ -327,6 +328,7 @@ impl FtpSession {
                 self.dispatch(command).await
             }
             Err(err) => {
+                self.report(Offense::ProtocolError);
                 self.pending.rename_from = None;
                 self.answer(err.reply().into()).await
             }
@@ -470,9 +472,16 @@ impl FtpSession {
     /// above the user's `/` and an absolute host path is just a path in the user's tree.
     fn resolve(&self, arg: &PathArg) -> Result<(Session, VPath), Reply> {
         let user = self.logged_in()?;
-        let path = VPath::resolve_bytes(&user.cwd, arg.as_bytes())
-            .map_err(|err| reply_for_error(&err.into()))?;
+        let path = VPath::resolve_bytes(&user.cwd, arg.as_bytes()).map_err(|err| {
+            self.report(Offense::HostilePath);
+            reply_for_error(&err.into())
+        })?;
         Ok((user.session.clone(), path))
+    }
+
+    /// Counts `offense` against the client's address on every protocol.
+    pub(crate) fn report(&self, offense: Offense) {
+        self.context.gateway.defender().report(self.peer.ip(), offense);
     }
 
     /// Like [`FtpSession::resolve`], with the working directory when there is no argument.

@@ -97,6 +97,7 @@ impl FtpSession {
         }
         let target = check_active_target(target, self.peer.ip()).map_err(|refusal| {
             tracing::warn!(peer = %self.peer, %target, %refusal, "refused active data target");
+            self.report(wharf_access::Offense::BounceAttempt);
             Reply::new(504, format!("Refused: {refusal}."))
         })?;
         self.data = Some(DataSetup::Active(target));
