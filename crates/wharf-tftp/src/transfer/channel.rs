@@ -10,12 +10,13 @@ use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use wharf_access::Shutdown;
 
 use crate::errors::ErrorCode;
@@ -39,7 +40,16 @@ pub(crate) struct Channel {
     terminated: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
     /// Whether `terminated` has completed (a finished future must not be polled again).
     is_terminated: bool,
+    /// The retransmission timer, armed lazily: a later deadline does not re-arm it (in
+    /// lock-step that would be once per block); when it fires early it is re-armed for the
+    /// deadline then current.
+    timer: Pin<Box<Sleep>>,
+    /// When `timer` fires.
+    timer_at: Instant,
 }
+
+/// Where the timer rests before the first deadline.
+const IDLE_TIMER: Duration = Duration::from_secs(3600);
 
 /// Largest socket buffer asked of the kernel (it may grant less).
 const MAX_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
@@ -62,7 +72,15 @@ impl Channel {
         let socket = UdpSocket::from_std(socket)?;
         let shutdown = shutdown.clone();
         let terminated = Box::pin(async move { shutdown.terminated().await });
-        Ok(Channel { socket, peer, terminated, is_terminated: false })
+        let timer_at = Instant::now() + IDLE_TIMER;
+        Ok(Channel {
+            socket,
+            peer,
+            terminated,
+            is_terminated: false,
+            timer: Box::pin(tokio::time::sleep_until(timer_at)),
+            timer_at,
+        })
     }
 
     /// Sizes the kernel's buffers for windows of `window_bytes`, so a window in flight does not
@@ -131,10 +149,19 @@ impl Channel {
             if self.is_terminated {
                 return Ok(Received::Terminated);
             }
+            if self.timer_at > deadline {
+                self.arm_timer(deadline);
+            }
             let received = tokio::select! {
                 biased;
                 received = self.socket.recv_from(buf) => received,
-                () = tokio::time::sleep_until(deadline) => return Ok(Received::TimedOut),
+                () = self.timer.as_mut() => {
+                    if Instant::now() >= deadline {
+                        return Ok(Received::TimedOut);
+                    }
+                    self.arm_timer(deadline);
+                    continue;
+                }
                 () = self.terminated.as_mut() => {
                     self.is_terminated = true;
                     return Ok(Received::Terminated);
@@ -148,6 +175,11 @@ impl Channel {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    fn arm_timer(&mut self, at: Instant) {
+        self.timer.as_mut().reset(at);
+        self.timer_at = at;
     }
 
     fn answer_stranger(&self, datagram: &[u8], from: SocketAddr) {

@@ -158,14 +158,15 @@ pub(crate) async fn serve(
         Opened::Read(download, negotiation) => {
             let settings = negotiation.settings;
             channel.size_buffers(window_bytes(&negotiation));
+            let option_ack = option_ack(&negotiation);
             let transfer = ReadTransfer {
                 blocks: BlockStore::new(download.stream(0), netascii, settings.block_size),
                 window: SendWindow::new(
                     settings.window_size,
-                    !negotiation.accepted.is_empty(),
+                    option_ack.is_some(),
                     services.max_retries,
                 ),
-                option_ack: option_ack(&negotiation),
+                option_ack,
                 block_size: settings.block_size,
                 timeout: timeout_of(&negotiation),
                 channel,
