@@ -249,3 +249,31 @@ async fn wildcard_listeners_serve_loopback_clients() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_transfers_run_at_once() {
+    bounded(60, async {
+        let server = TestServer::usual().await;
+        let content = pattern(300_000);
+        server.put("shared.bin", &content);
+        let clients: Vec<_> = (0..24u8)
+            .map(|i| {
+                let addr = server.addr;
+                let behaviour = Behaviour {
+                    source: format!("127.0.0.{}", 1 + i % 6).parse().expect("ip"),
+                    ..Behaviour::with_options(&[(
+                        "blksize",
+                        ["512", "1468", "8192"][usize::from(i % 3)],
+                    )])
+                };
+                tokio::spawn(async move { download(addr, "shared.bin", &behaviour).await })
+            })
+            .collect();
+        for client in clients {
+            let got = client.await.expect("client task").expect("download");
+            assert!(got.data == content);
+        }
+        server.stop().await;
+    })
+    .await;
+}

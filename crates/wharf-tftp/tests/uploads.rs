@@ -18,7 +18,9 @@ async fn sizes_around_block_boundaries_are_stored_byte_exact() {
         for size in [0usize, 1, 511, 512, 513, 1 << 20] {
             let content = pattern(size);
             let name = format!("incoming/up-{size}.bin");
-            upload(server.addr, &name, &content, &Behaviour::default()).await.expect("upload");
+            let sent =
+                upload(server.addr, &name, &content, &Behaviour::default()).await.expect("upload");
+            assert_eq!(sent.acks, sent.blocks, "lock-step: one ACK per block");
             assert!(server.read(&format!("incoming/up-{size}.bin")) == content, "{size} bytes");
         }
         server.stop().await;
@@ -153,6 +155,14 @@ async fn windowed_uploads_with_large_blocks() {
                 ("blksize".to_owned(), "8192".to_owned()),
                 ("windowsize".to_owned(), "8".to_owned())
             ])
+        );
+        // One ACK per window of eight blocks, not one per block.
+        assert_eq!(
+            sent.acks,
+            sent.blocks.div_ceil(8),
+            "{} ACKs for {} blocks",
+            sent.acks,
+            sent.blocks
         );
         assert!(server.read("incoming/w.bin") == content);
         server.stop().await;

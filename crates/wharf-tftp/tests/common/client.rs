@@ -96,6 +96,10 @@ pub struct Received {
 pub struct Sent {
     /// The server's OACK, if any.
     pub oack: Option<Vec<(String, String)>>,
+    /// ACKs received after the first answer, duplicates included.
+    pub acks: u64,
+    /// DATA blocks the file took.
+    pub blocks: u64,
 }
 
 fn owned_options(options: &[WireOption<'_>]) -> Vec<(String, String)> {
@@ -280,6 +284,7 @@ pub async fn upload(
     let block_size = option_value(&sent.oack, "blksize").map_or(512, |v| v as usize);
     let window = option_value(&sent.oack, "windowsize").unwrap_or(1);
     let last = content.len() as u64 / block_size as u64 + 1;
+    sent.blocks = last;
     let block_bytes = |n: u64| {
         let start = ((n - 1) as usize * block_size).min(content.len());
         let end = (start + block_size).min(content.len());
@@ -312,6 +317,7 @@ pub async fn upload(
                 }
                 match Packet::parse(&buf[..len]) {
                     Ok(Packet::Ack { block }) => {
+                        sent.acks += 1;
                         let ahead = u64::from(block.wrapping_sub((acked & 0xffff) as u16));
                         if ahead == 0 || acked + ahead >= next {
                             continue;
