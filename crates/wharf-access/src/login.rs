@@ -449,7 +449,7 @@ impl Authenticator {
             _ => Permissions::all(),
         };
         let resources = self.resources(&user, &tree).await?;
-        Ok(Session::new(actor, user, tree, mask, resources))
+        Ok(Session::new(actor, user, tree, mask, resources, self.defender.clone()))
     }
 }
 

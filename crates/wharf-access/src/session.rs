@@ -12,6 +12,7 @@ use wharf_vfs::{
 };
 
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
+use crate::defender::{Defender, Offense};
 use crate::permissions::Permissions;
 use crate::protocol::Protocol;
 use crate::quota::QuotaAccount;
@@ -44,6 +45,7 @@ struct SessionInner {
     /// Permissions the login method allows at most (anonymous logins read only).
     mask: Permissions,
     limits: ResourceLimits,
+    defender: Arc<Defender>,
     started: Instant,
 }
 
@@ -76,9 +78,18 @@ impl Session {
         tree: Tree,
         mask: Permissions,
         limits: ResourceLimits,
+        defender: Arc<Defender>,
     ) -> Session {
         let started = Instant::now();
-        Session { inner: Arc::new(SessionInner { actor, user, tree, mask, limits, started }) }
+        Session {
+            inner: Arc::new(SessionInner { actor, user, tree, mask, limits, defender, started }),
+        }
+    }
+
+    /// Counts `offense` (a hostile path, a malformed request) against the client's address,
+    /// on every protocol.
+    pub fn report(&self, offense: Offense) {
+        self.inner.defender.report(self.inner.actor.peer.ip(), offense);
     }
 
     /// The quota that `path` counts against: the home's, for paths in the home.

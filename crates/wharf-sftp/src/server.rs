@@ -182,6 +182,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn admit(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let verdict = shared.gateway.defender().verdict(peer.ip());
+    if !verdict.is_allowed() {
+        // A banned or deny-listed address learns nothing: the connection just closes.
+        tracing::info!(%peer, ?verdict, "SFTP connection refused by the defender");
+        return;
+    }
     if let Err(err) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
     }

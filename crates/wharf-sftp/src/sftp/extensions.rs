@@ -20,7 +20,7 @@ use wharf_vfs::VPath;
 
 use super::codec::{MAX_PACKET_LEN, encode, ok};
 use super::handles::OpenHandle;
-use super::ops::{Operations, Refusal, resolve, single_name};
+use super::ops::{Operations, Refusal, single_name};
 use super::read_ahead::MAX_READ_LEN;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
@@ -93,12 +93,12 @@ impl Operations {
         match request {
             POSIX_RENAME => {
                 let TwoPaths { from, to } = arguments(data)?;
-                self.session.rename(&resolve(&from)?, &resolve(&to)?).await?;
+                self.session.rename(&self.resolve(&from)?, &self.resolve(&to)?).await?;
                 Ok(ok(id))
             }
             STATVFS => {
                 let OnePath { path } = arguments(data)?;
-                self.statvfs(id, &resolve(&path)?).await
+                self.statvfs(id, &self.resolve(&path)?).await
             }
             FSTATVFS => {
                 let OneHandle { handle } = arguments(data)?;
@@ -136,7 +136,7 @@ impl Operations {
             EXPAND_PATH => {
                 let OnePath { path } = arguments(data)?;
                 let expanded = self.expand_home(&path)?;
-                Ok(single_name(id, resolve(&expanded)?.as_str().to_owned()))
+                Ok(single_name(id, self.resolve(&expanded)?.as_str().to_owned()))
             }
             HARDLINK => Err(Refusal::Status(
                 StatusCode::OpUnsupported,

@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 use russh_sftp::protocol::{
     Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, StatusCode,
 };
-use wharf_access::{Permissions, Session};
+use wharf_access::{Offense, Permissions, Session};
 use wharf_vfs::{Error, FileKind, Metadata, VPath, WriteMode};
 
 use super::attrs::{file_attributes, longname, system_time};
@@ -101,11 +101,6 @@ fn packet_or_status(id: u32, result: Result<Bytes, Refusal>) -> Answer {
     Answer::Now(Reply::Packet(result.unwrap_or_else(|refusal| refusal.into_status(id))))
 }
 
-/// Resolves a client path against the user's root.
-pub(crate) fn resolve(path: &str) -> Result<VPath, Refusal> {
-    VPath::resolve(&VPath::root(), path).map_err(|err| Refusal::Storage(Error::InvalidPath(err)))
-}
-
 /// One name in an `SSH_FXP_NAME` reply, for realpath and readlink.
 pub(crate) fn single_name(id: u32, name: String) -> Bytes {
     encode(Packet::Name(Name {
@@ -129,6 +124,20 @@ pub(crate) struct Operations {
 }
 
 impl Operations {
+    /// Counts `offense` against the client's address in the shared defender.
+    pub(crate) fn report(&self, offense: Offense) {
+        self.session.report(offense);
+    }
+
+    /// Resolves a client path against the user's root; a malformed path counts against the
+    /// client's address in the shared defender.
+    pub(crate) fn resolve(&self, path: &str) -> Result<VPath, Refusal> {
+        VPath::resolve(&VPath::root(), path).map_err(|err| {
+            self.session.report(Offense::HostilePath);
+            Refusal::Storage(Error::InvalidPath(err))
+        })
+    }
+
     /// Operations for `session`, allowing `max_open_handles` handles.
     pub(crate) fn new(session: Session, max_open_handles: usize) -> Self {
         Operations { session, handles: HandleTable::new(max_open_handles) }
@@ -188,7 +197,7 @@ impl Operations {
 
     async fn open(&mut self, id: u32, filename: &str, flags: OpenFlags) -> Result<Bytes, Refusal> {
         self.handles.check_room()?;
-        let path = resolve(filename)?;
+        let path = self.resolve(filename)?;
         let handle = if !flags.contains(OpenFlags::WRITE) {
             let download = self.session.open_read(&path).await?;
             OpenHandle::Read(ReadHandle { path, reader: ReadAhead::new(download) })
@@ -299,7 +308,7 @@ impl Operations {
     }
 
     async fn stat(&mut self, id: u32, path: &str, follow: bool) -> Result<Bytes, Refusal> {
-        let path = resolve(path)?;
+        let path = self.resolve(path)?;
         let meta = if follow {
             self.session.stat(&path).await?
         } else {
@@ -343,7 +352,7 @@ impl Operations {
         path: &str,
         attrs: &FileAttributes,
     ) -> Result<Bytes, Refusal> {
-        let path = resolve(path)?;
+        let path = self.resolve(path)?;
         self.set_attributes(&path, attrs).await?;
         Ok(ok(id))
     }
@@ -404,7 +413,7 @@ impl Operations {
 
     async fn opendir(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
         self.handles.check_room()?;
-        let path = resolve(path)?;
+        let path = self.resolve(path)?;
         let listing = self.session.list(&path).await?;
         let handle =
             self.handles.insert(OpenHandle::Dir(DirHandle { path, listing, exhausted: false }))?;
@@ -436,30 +445,30 @@ impl Operations {
     }
 
     async fn remove(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
-        self.session.remove_file(&resolve(path)?).await?;
+        self.session.remove_file(&self.resolve(path)?).await?;
         Ok(ok(id))
     }
 
     /// Creates a directory. Its attributes are not applied: clients send their umask-less
     /// default (0777), and changing modes is the separate `setattr` permission.
     async fn mkdir(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
-        self.session.make_dir(&resolve(path)?).await?;
+        self.session.make_dir(&self.resolve(path)?).await?;
         Ok(ok(id))
     }
 
     async fn rmdir(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
-        self.session.remove_dir(&resolve(path)?).await?;
+        self.session.remove_dir(&self.resolve(path)?).await?;
         Ok(ok(id))
     }
 
     /// The canonical form of a path; `.` (and the empty path) is `/`, the user's root.
     fn realpath(&self, id: u32, path: &str) -> Result<Bytes, Refusal> {
-        Ok(single_name(id, resolve(path)?.as_str().to_owned()))
+        Ok(single_name(id, self.resolve(path)?.as_str().to_owned()))
     }
 
     /// SFTP version 3 `rename`: refuses to replace an existing target (posix-rename does).
     async fn rename_no_replace(&mut self, id: u32, from: &str, to: &str) -> Result<Bytes, Refusal> {
-        let (from, to) = (resolve(from)?, resolve(to)?);
+        let (from, to) = (self.resolve(from)?, self.resolve(to)?);
         match self.session.lstat(&to).await {
             Ok(_) => return Err(Error::AlreadyExists.into()),
             Err(Error::NotFound) => {}
@@ -470,7 +479,7 @@ impl Operations {
     }
 
     async fn readlink(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
-        let target = self.session.read_link(&resolve(path)?).await?;
+        let target = self.session.read_link(&self.resolve(path)?).await?;
         Ok(single_name(id, target))
     }
 

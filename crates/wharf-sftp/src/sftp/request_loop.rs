@@ -24,13 +24,14 @@ use futures_util::stream::FuturesUnordered;
 use russh::{ChannelMsg, ChannelReadHalf};
 use russh_sftp::protocol::StatusCode;
 use tokio::time::Instant;
-use wharf_access::Shutdown;
+use wharf_access::{Offense, Shutdown};
 
 use super::codec::{
     FXP_INIT, FrameDecoder, FrameError, MAX_PACKET_LEN, decode_request, is_request_type,
     request_id, status,
 };
 use super::extensions::version;
+
 use super::ops::{Answer, Operations};
 use super::output::{ChannelClosed, Replies, Reply};
 
@@ -206,6 +207,11 @@ impl RequestLoop {
         let request = match decode_request(frame) {
             Ok(request) => request,
             Err(err) => {
+                // A request of a known type that does not decode is malformed; an unknown
+                // type is only a client trying an extension.
+                if known || id.is_none() {
+                    self.ops.report(Offense::ProtocolError);
+                }
                 let Some(id) = id else { return Err(SessionEnd::Protocol(err.to_string())) };
                 // Version 3 answers requests it does not know with OP_UNSUPPORTED.
                 let code = if known { StatusCode::BadMessage } else { StatusCode::OpUnsupported };
