@@ -139,6 +139,9 @@ impl TftpServer {
         config.validate()?;
         let rules = AccessRules::new(config.rules.clone());
         check_rules(&rules, &gateway)?;
+        if config.rules.is_empty() && !config.listen.is_empty() {
+            tracing::warn!(target: "wharf::tftp", "tftp.rules is empty: every request will be refused");
+        }
         let mapper = FilenameMapper::new(config.dos_paths, &config.remap)?;
         let mut listeners = Vec::with_capacity(config.listen.len());
         for &addr in &config.listen {

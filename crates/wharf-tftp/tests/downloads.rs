@@ -277,3 +277,26 @@ async fn many_transfers_run_at_once() {
     })
     .await;
 }
+
+/// An IPv6 wildcard listener is IPv6-only, so `0.0.0.0:P` and `[::]:P` can both be listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_wildcard_leaves_the_ipv4_port_free() {
+    bounded(30, async {
+        let server = TestServer::with_config(wharf_tftp::TftpConfig {
+            listen: vec!["[::]:0".parse().expect("addr")],
+            ..config()
+        })
+        .await;
+        let port = server.addr.port();
+        let ipv4 = std::net::UdpSocket::bind(("0.0.0.0", port));
+        assert!(ipv4.is_ok(), "IPv4 port {port} taken by the IPv6 wildcard: {ipv4:?}");
+        let content = pattern(2000);
+        server.put("v6.bin", &content);
+        let behaviour = Behaviour { source: "::1".parse().expect("ip"), ..Behaviour::default() };
+        let to: SocketAddr = ("::1".parse::<std::net::IpAddr>().expect("ip"), port).into();
+        let got = download(to, "v6.bin", &behaviour).await.expect("download over IPv6");
+        assert!(got.data == content);
+        server.stop().await;
+    })
+    .await;
+}
