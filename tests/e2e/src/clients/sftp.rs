@@ -1,0 +1,164 @@
+//! SFTP client: russh for SSH, russh-sftp for SFTP. Each client holds two channels on one
+//! connection: the high-level session (streams, pipelined transfers) and the raw one (exact
+//! status codes, any request).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh_sftp::client::{RawSftpSession, SftpSession, error::Error as SftpError};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use wharf_testkit::TEST_PASSWORD;
+
+use super::{Entry, Refusal};
+use crate::server::Wharf;
+use crate::step;
+
+/// Seconds russh-sftp waits for any one reply.
+const REQUEST_TIMEOUT_SECS: u64 = 60;
+
+/// Accepts the server's host key (the tests check the server, not host key pinning).
+pub struct AnyHostKey;
+
+impl client::Handler for AnyHostKey {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// An SSH connection, not yet authenticated.
+pub async fn connect(server: SocketAddr) -> Handle<AnyHostKey> {
+    let config = client::Config {
+        inactivity_timeout: Some(Duration::from_secs(120)),
+        ..client::Config::default()
+    };
+    step("SSH connect", client::connect(Arc::new(config), server, AnyHostKey))
+        .await
+        .expect("SSH connection")
+}
+
+/// The status of a refused SFTP request as a [`Refusal`].
+pub fn refusal(err: SftpError) -> Refusal {
+    match err {
+        SftpError::Status(status) => {
+            Refusal::Sftp { status: status.status_code as u32, message: status.error_message }
+        }
+        other => Refusal::Failed(other.to_string()),
+    }
+}
+
+/// A logged-in SFTP client.
+pub struct SftpClient {
+    ssh: Handle<AnyHostKey>,
+    /// The high-level session.
+    pub sftp: SftpSession,
+    /// The raw session, for exact status codes.
+    pub raw: RawSftpSession,
+}
+
+impl SftpClient {
+    /// Logs `user` in with the suite's client key.
+    pub async fn login_key(wharf: &Wharf, user: &str) -> SftpClient {
+        SftpClient::login_with_key(wharf.sftp, user, wharf.key.clone()).await
+    }
+
+    /// Logs `user` in with `key`.
+    pub async fn login_with_key(
+        server: SocketAddr,
+        user: &str,
+        key: Arc<PrivateKey>,
+    ) -> SftpClient {
+        let mut ssh = connect(server).await;
+        let result = step(
+            "SSH publickey",
+            ssh.authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, None)),
+        )
+        .await
+        .expect("SSH authentication");
+        assert!(result.success(), "key login of {user}: {result:?}");
+        SftpClient::on(ssh).await
+    }
+
+    /// Logs `user` in with the test password.
+    pub async fn login_password(server: SocketAddr, user: &str) -> SftpClient {
+        let mut ssh = connect(server).await;
+        let result = step("SSH password", ssh.authenticate_password(user, TEST_PASSWORD))
+            .await
+            .expect("SSH authentication");
+        assert!(result.success(), "password login of {user}: {result:?}");
+        SftpClient::on(ssh).await
+    }
+
+    async fn on(ssh: Handle<AnyHostKey>) -> SftpClient {
+        let channel = step("SSH channel", ssh.channel_open_session()).await.expect("channel");
+        step("sftp subsystem", channel.request_subsystem(true, "sftp")).await.expect("subsystem");
+        let sftp =
+            step("sftp init", SftpSession::new(channel.into_stream())).await.expect("sftp init");
+        sftp.set_timeout(REQUEST_TIMEOUT_SECS);
+        let channel = step("SSH channel", ssh.channel_open_session()).await.expect("channel");
+        step("sftp subsystem", channel.request_subsystem(true, "sftp")).await.expect("subsystem");
+        let raw = RawSftpSession::new(channel.into_stream());
+        raw.set_timeout(REQUEST_TIMEOUT_SECS);
+        step("raw sftp init", raw.init()).await.expect("raw sftp init");
+        SftpClient { ssh, sftp, raw }
+    }
+
+    /// Opens `path` for writing (create, truncate: a whole-file upload) and writes `data`.
+    pub async fn upload(&mut self, path: &str, data: &[u8]) -> Result<(), Refusal> {
+        let mut file = step("sftp create", self.sftp.create(path)).await.map_err(refusal)?;
+        let io = |err: std::io::Error| Refusal::Failed(err.to_string());
+        step("sftp write", file.write_all(data)).await.map_err(io)?;
+        step("sftp close", file.shutdown()).await.map_err(io)?;
+        Ok(())
+    }
+
+    /// Reads `path` to its end.
+    pub async fn download(&mut self, path: &str) -> Result<Vec<u8>, Refusal> {
+        let mut file = step("sftp open", self.sftp.open(path)).await.map_err(refusal)?;
+        let mut content = Vec::new();
+        step("sftp read", file.read_to_end(&mut content))
+            .await
+            .map_err(|err| Refusal::Failed(err.to_string()))?;
+        step("sftp close", file.shutdown())
+            .await
+            .map_err(|err| Refusal::Failed(err.to_string()))?;
+        Ok(content)
+    }
+
+    /// Lists `dir`.
+    pub async fn list(&mut self, dir: &str) -> Result<Vec<Entry>, Refusal> {
+        let entries = step("sftp readdir", self.sftp.read_dir(dir)).await.map_err(refusal)?;
+        Ok(entries
+            .map(|entry| {
+                let meta = entry.metadata();
+                Entry { name: entry.file_name(), size: meta.size, is_dir: meta.is_dir() }
+            })
+            .filter(|entry| entry.name != "." && entry.name != "..")
+            .collect())
+    }
+
+    /// The names a listing of `dir` shows.
+    pub async fn names(&mut self, dir: &str) -> Result<Vec<String>, Refusal> {
+        Ok(self.list(dir).await?.into_iter().map(|entry| entry.name).collect())
+    }
+
+    /// The SSH connection, to drop it abruptly or open more channels.
+    pub fn ssh(&self) -> &Handle<AnyHostKey> {
+        &self.ssh
+    }
+
+    /// Ends the SFTP sessions and disconnects.
+    pub async fn close(self) {
+        let _ = step("sftp close", self.sftp.close()).await;
+        let _ =
+            step("SSH disconnect", self.ssh.disconnect(russh::Disconnect::ByApplication, "", "en"))
+                .await;
+    }
+}

@@ -1,0 +1,283 @@
+//! The real Wharf server, started in-process the way the binary starts it
+//! (`LoadedConfig::parse` + `wharf::Server::start`), over one temporary directory:
+//!
+//! ```text
+//! <tmp>/                 data_dir
+//!   share/               the storage root every protocol serves
+//!     firmware/          shared, read-only for partners, what TFTP devices read
+//!     uploads/           where TFTP devices may create files (never replace them)
+//!     lab/               the TFTP lab's own folder (create and replace)
+//!     partners/acme/     the home of partner `acme`
+//!     partners/globex/   the home of partner `globex`
+//!     quota/             the home of `tight`, limited to QUOTA_BYTES
+//!   host-keys/           the SSH host keys (outside the share)
+//!   outside/sentinel.txt never to be read or changed by any client
+//!   client/id_ed25519    the client key OpenSSH's `sftp` uses
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::{Algorithm, PrivateKey};
+use wharf::config::ConfigSource;
+use wharf::observe::metrics::Metrics;
+use wharf::{LoadedConfig, Server};
+use wharf_testkit::{SENTINEL, TEST_PASSWORD};
+
+use crate::clients::Protocol;
+
+/// A user with every right over the whole share.
+pub const RW: &str = "rw";
+/// A user who may list and download the whole share, and nothing else.
+pub const RO: &str = "ro";
+/// A partner: its own home, plus `/firmware` read-only.
+pub const ACME: &str = "acme";
+/// Another partner, whose files `acme` must never reach.
+pub const GLOBEX: &str = "globex";
+/// A user whose home holds at most [`QUOTA_BYTES`].
+pub const TIGHT: &str = "tight";
+/// Bytes `tight`'s home may hold.
+pub const QUOTA_BYTES: usize = 4096;
+/// The TFTP identity of 127.0.0.0/8: reads `/firmware`, creates files in `/uploads`.
+pub const DEVICES: &str = "devices";
+/// The TFTP identity of 127.0.0.2 alone: reads `/uploads`, reads and replaces in `/lab`.
+/// It lets a file uploaded over TFTP be read back over TFTP.
+pub const LAB: &str = "lab";
+/// The source address TFTP clients of [`DEVICES`] send from.
+pub const DEVICES_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+/// The source address TFTP clients of [`LAB`] send from.
+pub const LAB_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+/// Marks every file in globex's home: it must never appear in what `acme` receives.
+pub const GLOBEX_MARK: &[u8] = b"GLOBEX-PRIVATE-CONTENT";
+/// How long the server waits for a TFTP answer before retransmitting, and how often.
+pub const TFTP_TIMEOUT: Duration = Duration::from_millis(500);
+/// Retransmissions before the server abandons a TFTP transfer.
+pub const TFTP_RETRIES: u32 = 4;
+
+/// A running Wharf over a temporary directory; [`Wharf::stop`] shuts it down.
+pub struct Wharf {
+    tmp: tempfile::TempDir,
+    /// The storage root every protocol serves.
+    pub root: PathBuf,
+    /// The directory beside the share that holds `sentinel.txt`.
+    pub outside: PathBuf,
+    /// The SSH host key directory (outside the share).
+    pub host_keys: PathBuf,
+    /// The client's private key (every user accepts it), in memory.
+    pub key: Arc<PrivateKey>,
+    /// The same key as an OpenSSH file (mode 0600), for the `sftp` command.
+    pub key_file: PathBuf,
+    server: Server,
+    /// FTP control listener.
+    pub ftp: SocketAddr,
+    /// SFTP listener.
+    pub sftp: SocketAddr,
+    /// TFTP listener.
+    pub tftp: SocketAddr,
+    /// FTPS listener, once the binary serves one.
+    pub ftps: Option<SocketAddr>,
+}
+
+/// The users, all inline in the configuration. `{hash}` is the password hash and `{key}` the
+/// client's public key.
+const USERS: &str = r#"
+    - name: rw
+      password: "{hash}"
+      authorized_keys: ["{key}"]
+      home: /
+    - name: ro
+      password: "{hash}"
+      authorized_keys: ["{key}"]
+      home: /
+      permissions: { /: [read] }
+    - name: acme
+      password: "{hash}"
+      authorized_keys: ["{key}"]
+      home: partners/acme
+      mounts: { /firmware: firmware }
+      permissions: { /: ["*"], /firmware: [read] }
+    - name: globex
+      password: "{hash}"
+      authorized_keys: ["{key}"]
+      home: partners/globex
+      mounts: { /firmware: firmware }
+      permissions: { /: ["*"], /firmware: [read] }
+    - name: tight
+      password: "{hash}"
+      authorized_keys: ["{key}"]
+      home: quota
+      quota: { bytes: {quota} }
+    - name: devices
+      passwordless: true
+      protocols: [tftp]
+      mounts: { /firmware: firmware, /uploads: uploads }
+      permissions: { /firmware: [read], /uploads: [upload] }
+    - name: lab
+      passwordless: true
+      protocols: [tftp]
+      mounts: { /uploads: uploads, /lab: lab }
+      permissions: { /uploads: [read], /lab: [read, upload, overwrite] }
+"#;
+
+/// The configuration: every protocol on loopback port 0, session caps raised for the
+/// concurrency test (loopback is one address), short failure delays.
+const CONFIG: &str = r#"
+data_dir: .
+shutdown_grace: 2s
+storage:
+  root: share
+access:
+  login_failure_delay: 10ms
+  max_concurrent_password_checks: 2
+  users:
+{users}
+defender:
+  allow: [127.0.0.0/8]
+ftp:
+  listen: ["127.0.0.1:0"]
+  data_connect_timeout: 20s
+  data_stall_timeout: 60s
+  limits: { max_sessions: 1000, max_sessions_per_address: 400 }
+sftp:
+  listen: ["127.0.0.1:0"]
+  host_key_dir: host-keys
+  host_key_types: [ed25519]
+  limits: { max_sessions: 500, max_sessions_per_address: 200 }
+tftp:
+  listen: ["127.0.0.1:0"]
+  rules:
+    - { network: 127.0.0.2/32, identity: lab }
+    - { network: 127.0.0.0/8, identity: devices }
+  timeout: {tftp_timeout}ms
+  max_retries: {tftp_retries}
+  max_transfers: 400
+  max_transfers_per_address: 200
+"#;
+
+impl Wharf {
+    /// Creates the directory tree and starts the server with every protocol.
+    pub async fn start() -> Wharf {
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let base = tmp.path().to_path_buf();
+        let root = base.join("share");
+        for dir in ["firmware", "uploads", "lab", "partners/acme", "partners/globex", "quota"] {
+            std::fs::create_dir_all(root.join(dir)).expect("share folders");
+        }
+        std::fs::write(root.join("partners/globex/plans.txt"), GLOBEX_MARK).expect("globex file");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&outside).expect("outside folder");
+        std::fs::write(outside.join("sentinel.txt"), SENTINEL).expect("sentinel");
+
+        let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
+            .expect("client key");
+        let key_file = write_private_key(&base.join("client"), &key);
+        let public = key.public_key().to_openssh().expect("public key line");
+        // bcrypt at cost 4 keeps a hundred logins at once cheap; the login is the same code.
+        let hash = bcrypt::hash(TEST_PASSWORD, 4).expect("bcrypt");
+        let users = USERS
+            .replace("{hash}", &hash)
+            .replace("{key}", &public)
+            .replace("{quota}", &QUOTA_BYTES.to_string());
+        let text = CONFIG
+            .replace("{users}", users.trim_end_matches('\n'))
+            .replace("{tftp_timeout}", &TFTP_TIMEOUT.as_millis().to_string())
+            .replace("{tftp_retries}", &TFTP_RETRIES.to_string());
+        let loaded =
+            LoadedConfig::parse(&text, ConfigSource::Embedded, &base).expect("configuration");
+        let server =
+            Server::start(loaded, Arc::new(Metrics::default())).await.expect("wharf starts");
+        let address = |name: &str| {
+            server.listener(name).unwrap_or_else(|| panic!("no {name} listener: {text}"))
+        };
+        let (ftp, sftp, tftp) = (address("FTP"), address("SFTP"), address("TFTP"));
+        let ftps = Protocol::Ftps.listener_names().iter().find_map(|name| server.listener(name));
+        for addr in [ftp, sftp, tftp].into_iter().chain(ftps) {
+            assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+        }
+        Wharf {
+            root,
+            outside,
+            host_keys: base.join("host-keys"),
+            key: Arc::new(key),
+            key_file,
+            server,
+            ftp,
+            sftp,
+            tftp,
+            ftps,
+            tmp,
+        }
+    }
+
+    /// The protocols this server serves, in matrix order (FTPS once the binary serves it).
+    pub fn protocols(&self) -> Vec<Protocol> {
+        Protocol::ALL.into_iter().filter(|p| self.serves(*p)).collect()
+    }
+
+    /// Whether `protocol` has a listener.
+    pub fn serves(&self, protocol: Protocol) -> bool {
+        match protocol {
+            Protocol::Ftps => self.ftps.is_some(),
+            _ => true,
+        }
+    }
+
+    /// The temporary directory everything lives in.
+    pub fn base(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Writes `content` at `relative` under the share (parents created), as an operator would.
+    pub fn put(&self, relative: &str, content: &[u8]) -> PathBuf {
+        let path = self.root.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("parent folders");
+        }
+        std::fs::write(&path, content).expect("write into the share");
+        path
+    }
+
+    /// The content of `relative` under the share.
+    pub fn read(&self, relative: &str) -> Vec<u8> {
+        std::fs::read(self.root.join(relative))
+            .unwrap_or_else(|err| panic!("reading {relative} from the share: {err}"))
+    }
+
+    /// The TFTP source address of a TFTP identity ([`DEVICES`] or [`LAB`]).
+    pub fn tftp_source(identity: &str) -> IpAddr {
+        match identity {
+            DEVICES => DEVICES_SOURCE,
+            LAB => LAB_SOURCE,
+            other => panic!("{other} is not a TFTP identity"),
+        }
+    }
+
+    /// Shuts the server down (stop accepting, let transfers end, close the rest) within a
+    /// bounded time.
+    pub async fn stop(self) {
+        let Wharf { server, tmp, .. } = self;
+        let clean =
+            crate::within(Duration::from_secs(30), "server shutdown", server.shutdown()).await;
+        if !clean {
+            eprintln!("note: some sessions were still open when the grace period ended");
+        }
+        drop(tmp);
+    }
+}
+
+fn write_private_key(dir: &Path, key: &PrivateKey) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("client key folder");
+    let path = dir.join("id_ed25519");
+    let text = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).expect("encode key");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("client key file");
+    std::io::Write::write_all(&mut file, text.as_bytes()).expect("write client key");
+    path
+}
