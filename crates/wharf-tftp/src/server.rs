@@ -223,6 +223,13 @@ fn on_datagram(
     datagram: &[u8],
     peer: SocketAddr,
 ) {
+    // A banned or deny-listed address learns nothing, not even that a server is here. The
+    // listener reports no offenses itself: a UDP source address is not proven, and a forged
+    // one would get a bystander banned from every protocol.
+    if !services.gateway.defender().verdict(peer.ip()).is_allowed() {
+        tracing::debug!(target: "wharf::tftp", %peer, "request from a refused address ignored");
+        return;
+    }
     let reply = |code: ErrorCode, message: &str| {
         // Without waiting: the listener never blocks on one client.
         let _ = listener.socket.try_send_to(&encode_error(code.wire(), message), peer);

@@ -284,3 +284,41 @@ async fn the_end_of_the_grace_period_cuts_transfers_with_an_error() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banned_and_denied_addresses_are_ignored_and_forged_garbage_bans_no_one() {
+    bounded(30, async {
+        let server = TestServer::usual().await;
+        let content = pattern(1000);
+        server.put("d.bin", &content);
+        let defender = server.share.gateway.defender();
+        defender.reconfigure(wharf_access::DefenderConfig {
+            threshold: 4,
+            deny: vec!["127.0.0.3/32".parse().expect("net")],
+            ..wharf_access::DefenderConfig::default()
+        });
+        // Garbage from an address whose source nobody verified does not count against it.
+        for _ in 0..20 {
+            let socket = UdpSocket::bind("127.0.0.4:0").await.expect("bind");
+            socket.send_to(b"\x00\x09garbage", server.addr).await.expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(defender.verdict("127.0.0.4".parse().expect("ip")).is_allowed());
+
+        // An address banned through another protocol, and a deny-listed one, get no answer.
+        let banned: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+        defender.report(banned, wharf_access::Offense::LoginFailed);
+        defender.report(banned, wharf_access::Offense::LoginFailed);
+        assert!(!defender.verdict(banned).is_allowed());
+        for source in ["127.0.0.2", "127.0.0.3"] {
+            let mut client = Manual::new(server.addr, source).await;
+            client.read_request("d.bin", &[]).await;
+            assert!(client.receive(SHORT).await.is_none(), "{source} was answered");
+        }
+        let got =
+            download(server.addr, "d.bin", &Behaviour::default()).await.expect("others served");
+        assert!(got.data == content);
+        server.stop().await;
+    })
+    .await;
+}
