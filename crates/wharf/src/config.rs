@@ -44,6 +44,10 @@ pub struct WharfConfig {
     /// FTP (wharf-ftp); off when absent.
     #[serde(default)]
     pub ftp: Option<wharf_ftp::FtpConfig>,
+    /// FTPS (wharf-ftps): TLS on the FTP listeners and implicit FTPS listeners; off when
+    /// absent.
+    #[serde(default)]
+    pub ftps: Option<wharf_ftps::FtpsConfig>,
     /// SFTP over SSH (wharf-sftp); off when absent.
     #[serde(default)]
     pub sftp: Option<wharf_sftp::SftpConfig>,

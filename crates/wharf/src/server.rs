@@ -36,6 +36,8 @@ pub struct Server {
     notes: Vec<String>,
     demo: Option<DemoAccount>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The FTPS certificate holder, reloaded on SIGHUP.
+    ftps_tls: Option<Arc<wharf_ftps::FtpsTls>>,
 }
 
 /// Whether listeners should ignore their configured ports (see [`EPHEMERAL_PORTS_ENV`]).
@@ -79,9 +81,15 @@ impl Server {
             notes: Vec::new(),
             demo,
             tasks: Vec::new(),
+            ftps_tls: None,
         };
-        if let Some(ftp) = server.loaded.config.ftp.clone() {
-            server.add(crate::frontends::ftp::start(ftp, server.gateway.clone())?);
+        let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
+        if ftp.is_some() || ftps.is_some() {
+            let data_dir = server.loaded.config.data_dir.clone();
+            let started =
+                crate::frontends::ftp::start(ftp, ftps, &data_dir, server.gateway.clone())?;
+            server.ftps_tls = started.tls;
+            server.add(started.started);
         }
         if let Some(sftp) = server.loaded.config.sftp.clone() {
             let data_dir = server.loaded.config.data_dir.clone();
@@ -172,7 +180,8 @@ impl Server {
     }
 
     /// Re-reads the configuration and the users file and applies what can change while
-    /// running: users and their rules, defender settings. Sessions already open keep the rules
+    /// running: users and their rules, defender settings, the FTPS certificate (for new
+    /// connections). Sessions already open keep the rules
     /// they logged in with; listeners and storage need a restart. Nothing is applied unless
     /// everything loads.
     pub fn reload(&self) -> anyhow::Result<()> {
@@ -180,6 +189,11 @@ impl Server {
         let config = &fresh.config;
         let users = config.access.load_users(&config.data_dir)?;
         let count = users.len();
+        // The certificate is the last thing that can fail; it swaps itself only once loaded.
+        if let Some(tls) = &self.ftps_tls {
+            let fingerprint = tls.reload().context("reloading the FTPS certificate")?;
+            tracing::info!(%fingerprint, "FTPS certificate reloaded for new connections");
+        }
         self.gateway.authenticator.replace_users(users);
         self.gateway.defender().reconfigure(config.defender.clone());
         tracing::info!(users = count, "configuration reloaded");

@@ -104,6 +104,8 @@ fn serve_without_arguments_creates_demo_account_once_and_stops_on_ctrl_c() {
     assert!(tmp.path().join("wharf-data/share").is_dir());
     assert_greets(&banner, "FTP", "220");
     assert_greets(&banner, "SFTP", "SSH-2.0-");
+    listener(&banner, "FTPS");
+    assert!(banner.contains("FTPS certificate SHA-256: "), "{banner}");
     assert!(banner.contains("SSH host key: ED25519 SHA256:"), "{banner}");
     listener(&banner, "TFTP");
     assert!(interrupt(server).success(), "clean exit on SIGINT");
