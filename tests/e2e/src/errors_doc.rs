@@ -94,3 +94,35 @@ pub fn documented(kind: ErrorKind) -> ErrorRow {
         .find(|row| row.kind == kind)
         .unwrap_or_else(|| panic!("docs/ERRORS.md has no row for {kind:?}"))
 }
+
+/// Panics unless `refusal` is exactly what `docs/ERRORS.md` documents for `kind` on the
+/// refusal's protocol: the FTP code and text (a reason may follow), the SFTP status, the TFTP
+/// code and message.
+pub fn assert_refused_as(refusal: &crate::clients::Refusal, kind: ErrorKind, what: &str) {
+    use crate::clients::Refusal;
+    let row = documented(kind);
+    match refusal {
+        Refusal::Ftp { code, text } => {
+            let first = text.lines().next().unwrap_or("");
+            let shown = first.get(4..).unwrap_or(first);
+            assert!(
+                *code == row.ftp_code && shown.starts_with(&row.ftp_text),
+                "{what}: FTP answered `{text}`, documented for {kind:?}: {} {}",
+                row.ftp_code,
+                row.ftp_text
+            );
+        }
+        Refusal::Sftp { status, message } => assert_eq!(
+            *status, row.sftp_status,
+            "{what}: SFTP status {status} ({message}), documented for {kind:?}: {}",
+            row.sftp_name
+        ),
+        Refusal::Tftp { code, message } => assert!(
+            *code == row.tftp_code && *message == row.tftp_message,
+            "{what}: TFTP error {code} `{message}`, documented for {kind:?}: {} {}",
+            row.tftp_code,
+            row.tftp_message
+        ),
+        Refusal::Failed(why) => panic!("{what}: no protocol answer ({why}), expected {kind:?}"),
+    }
+}

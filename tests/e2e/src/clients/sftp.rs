@@ -9,6 +9,7 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::{RawSftpSession, SftpSession, error::Error as SftpError};
+use russh_sftp::protocol::{Packet, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wharf_testkit::TEST_PASSWORD;
 
@@ -111,7 +112,7 @@ impl SftpClient {
     }
 
     /// Opens `path` for writing (create, truncate: a whole-file upload) and writes `data`.
-    pub async fn upload(&mut self, path: &str, data: &[u8]) -> Result<(), Refusal> {
+    pub async fn upload(&self, path: &str, data: &[u8]) -> Result<(), Refusal> {
         let mut file = step("sftp create", self.sftp.create(path)).await.map_err(refusal)?;
         let io = |err: std::io::Error| Refusal::Failed(err.to_string());
         step("sftp write", file.write_all(data)).await.map_err(io)?;
@@ -120,7 +121,7 @@ impl SftpClient {
     }
 
     /// Reads `path` to its end.
-    pub async fn download(&mut self, path: &str) -> Result<Vec<u8>, Refusal> {
+    pub async fn download(&self, path: &str) -> Result<Vec<u8>, Refusal> {
         let mut file = step("sftp open", self.sftp.open(path)).await.map_err(refusal)?;
         let mut content = Vec::new();
         step("sftp read", file.read_to_end(&mut content))
@@ -133,7 +134,7 @@ impl SftpClient {
     }
 
     /// Lists `dir`.
-    pub async fn list(&mut self, dir: &str) -> Result<Vec<Entry>, Refusal> {
+    pub async fn list(&self, dir: &str) -> Result<Vec<Entry>, Refusal> {
         let entries = step("sftp readdir", self.sftp.read_dir(dir)).await.map_err(refusal)?;
         Ok(entries
             .map(|entry| {
@@ -145,8 +146,28 @@ impl SftpClient {
     }
 
     /// The names a listing of `dir` shows.
-    pub async fn names(&mut self, dir: &str) -> Result<Vec<String>, Refusal> {
+    pub async fn names(&self, dir: &str) -> Result<Vec<String>, Refusal> {
         Ok(self.list(dir).await?.into_iter().map(|entry| entry.name).collect())
+    }
+
+    /// `posix-rename@openssh.com`: a rename that replaces the target.
+    pub async fn posix_rename(&self, from: &str, to: &str) -> Result<(), Refusal> {
+        let mut data = Vec::new();
+        for path in [from, to] {
+            data.extend_from_slice(&(path.len() as u32).to_be_bytes());
+            data.extend_from_slice(path.as_bytes());
+        }
+        let answer = step("posix-rename", self.raw.extended("posix-rename@openssh.com", data))
+            .await
+            .map_err(refusal)?;
+        match answer {
+            Packet::Status(status) if status.status_code == StatusCode::Ok => Ok(()),
+            Packet::Status(status) => Err(Refusal::Sftp {
+                status: status.status_code as u32,
+                message: status.error_message,
+            }),
+            other => Err(Refusal::Failed(format!("unexpected answer {other:?}"))),
+        }
     }
 
     /// The SSH connection, to drop it abruptly or open more channels.
