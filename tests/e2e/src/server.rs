@@ -29,7 +29,8 @@ use wharf_testkit::{SENTINEL, TEST_PASSWORD};
 
 use crate::clients::Protocol;
 
-/// A user with every right over the whole share.
+/// A user with every right over the whole share, which also sees the `lab` folder as
+/// `/second-mount` (a rename between two mounts is `Unsupported`).
 pub const RW: &str = "rw";
 /// A user who may list and download the whole share, and nothing else.
 pub const RO: &str = "ro";
@@ -88,6 +89,7 @@ const USERS: &str = r#"
       password: "{hash}"
       authorized_keys: ["{key}"]
       home: /
+      mounts: { /second-mount: lab }
     - name: ro
       password: "{hash}"
       authorized_keys: ["{key}"]
