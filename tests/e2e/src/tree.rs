@@ -73,6 +73,22 @@ pub async fn wait_for_no_temporary_files(dir: &Path, limit: Duration) {
     }
 }
 
+/// Waits until an upload in progress shows on disk under `dir`: a temporary upload file that
+/// has received at least `bytes`. Panics after `limit`.
+pub async fn wait_for_upload_in_progress(dir: &Path, bytes: u64, limit: Duration) -> PathBuf {
+    let started = Instant::now();
+    loop {
+        let grown = temporary_files(dir)
+            .into_iter()
+            .find(|path| std::fs::metadata(path).is_ok_and(|meta| meta.len() >= bytes));
+        if let Some(path) = grown {
+            return path;
+        }
+        assert!(started.elapsed() < limit, "no upload of {bytes} bytes under way after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Whether a name is a temporary upload file's.
 pub fn is_temporary_name(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX) || name.contains(".wharf-tmp")

@@ -69,10 +69,18 @@ impl RealClients {
     }
 
     /// OpenSSH's `sftp` in batch mode (`-b`, stops at the first failing command) logged in as
-    /// `user` with the suite's key; `batch` is the batch file.
-    pub fn openssh_sftp(&self, wharf: &Wharf, user: &str, batch: &Path) -> Command {
+    /// `user` with the suite's key; `batch` is the batch file, `options` more options (such
+    /// as `-l` to limit its rate).
+    pub fn openssh_sftp(
+        &self,
+        wharf: &Wharf,
+        user: &str,
+        batch: &Path,
+        options: &[&str],
+    ) -> Command {
         let mut command = Command::new(&self.sftp);
         command
+            .args(options)
             .arg("-b")
             .arg(batch)
             .arg("-i")

@@ -45,6 +45,33 @@ pub async fn connect(server: SocketAddr) -> Handle<AnyHostKey> {
         .expect("SSH connection")
 }
 
+/// A way to cut a connection at the TCP level, as a killed client or a pulled cable would:
+/// no SSH disconnect, no SFTP close.
+pub struct Cut(std::net::TcpStream);
+
+impl Cut {
+    /// Shuts the connection down in both directions.
+    pub fn cut(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// An SSH connection that [`Cut`] can cut, not yet authenticated.
+pub async fn connect_cuttable(server: SocketAddr) -> (Handle<AnyHostKey>, Cut) {
+    let tcp = step("TCP connect", tokio::net::TcpStream::connect(server)).await.expect("connect");
+    let std_stream = tcp.into_std().expect("std stream");
+    let cut = Cut(std_stream.try_clone().expect("clone the socket"));
+    let tcp = tokio::net::TcpStream::from_std(std_stream).expect("tokio stream");
+    let config = client::Config {
+        inactivity_timeout: Some(Duration::from_secs(120)),
+        ..client::Config::default()
+    };
+    let handle = step("SSH handshake", client::connect_stream(Arc::new(config), tcp, AnyHostKey))
+        .await
+        .expect("SSH connection");
+    (handle, cut)
+}
+
 /// The status of a refused SFTP request as a [`Refusal`].
 pub fn refusal(err: SftpError) -> Refusal {
     match err {
@@ -76,7 +103,20 @@ impl SftpClient {
         user: &str,
         key: Arc<PrivateKey>,
     ) -> SftpClient {
-        let mut ssh = connect(server).await;
+        SftpClient::authenticate_key(connect(server).await, user, key).await
+    }
+
+    /// Logs `user` in with the suite's key over a connection the returned [`Cut`] cuts.
+    pub async fn login_key_cuttable(wharf: &Wharf, user: &str) -> (SftpClient, Cut) {
+        let (ssh, cut) = connect_cuttable(wharf.sftp).await;
+        (SftpClient::authenticate_key(ssh, user, wharf.key.clone()).await, cut)
+    }
+
+    async fn authenticate_key(
+        mut ssh: Handle<AnyHostKey>,
+        user: &str,
+        key: Arc<PrivateKey>,
+    ) -> SftpClient {
         let result = step(
             "SSH publickey",
             ssh.authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, None)),

@@ -1,0 +1,201 @@
+//! Interrupted uploads: a client that disappears in the middle of replacing a file, on each
+//! protocol, leaves the previous file byte-identical and no temporary file, neither on disk
+//! once the server noticed nor in any listing at any time. Rust clients drop their
+//! connections; real clients (curl, OpenSSH's sftp, tftp-hpa) are killed.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use tokio::io::AsyncWriteExt as _;
+use wharf_e2e::clients::ftp::FtpControl;
+use wharf_e2e::clients::real::RealClients;
+use wharf_e2e::clients::sftp::SftpClient;
+use wharf_e2e::clients::tftp::TftpClient;
+use wharf_e2e::server::{DEVICES, LAB, RW, TFTP_RETRIES, TFTP_TIMEOUT};
+use wharf_e2e::tree::{
+    is_temporary_name, temporary_files, wait_for_no_temporary_files, wait_for_upload_in_progress,
+};
+use wharf_e2e::{MIB, Protocol, Wharf, step};
+use wharf_testkit::{ChildGuard, pattern};
+
+/// How long the server may take to notice a vanished client and drop its upload: at once
+/// for a closed connection, after its retransmissions for TFTP.
+fn notice_limit() -> Duration {
+    TFTP_TIMEOUT * (TFTP_RETRIES + 2) + Duration::from_secs(10)
+}
+
+fn old_content() -> Vec<u8> {
+    pattern(MIB + 11)
+}
+
+fn new_content(size: usize) -> Vec<u8> {
+    pattern(size).into_iter().map(|byte| !byte).collect()
+}
+
+/// The folder's listing over FTP and SFTP shows `name` with the old size and no temporary
+/// file.
+async fn assert_listings_clean(wharf: &Wharf, folder: &str, name: &str, size: usize) {
+    let mut ftp = FtpControl::login(wharf.ftp, RW).await;
+    let listing = ftp.listing("MLSD", Some(folder.as_bytes())).await.expect("MLSD");
+    let entries = wharf_e2e::clients::ftp::parse_mlsd(&listing);
+    assert!(!entries.iter().any(|e| is_temporary_name(&e.name)), "FTP lists a temporary file");
+    let entry = entries.iter().find(|e| e.name == name);
+    assert_eq!(entry.and_then(|e| e.size), Some(size as u64), "FTP listing of {name}: {listing}");
+    for verb in ["LIST -a", "NLST -a"] {
+        let listing = ftp.listing(verb, Some(folder.as_bytes())).await.expect("listing");
+        assert!(!listing.contains(".wharf-tmp"), "FTP {verb}: {listing}");
+    }
+    let sftp = SftpClient::login_key(wharf, RW).await;
+    let entries = sftp.list(folder).await.expect("SFTP readdir");
+    assert!(!entries.iter().any(|e| is_temporary_name(&e.name)), "SFTP lists a temporary file");
+    let entry = entries.iter().find(|e| e.name == name);
+    assert_eq!(entry.and_then(|e| e.size), Some(size as u64), "SFTP listing of {name}");
+    sftp.close().await;
+}
+
+/// After the client vanished: the old file is intact and listed, nothing temporary remains.
+async fn assert_previous_file_intact(wharf: &Wharf, relative: &str, old: &[u8]) {
+    let (folder, name) = relative.rsplit_once('/').expect("folder/name");
+    assert_listings_clean(wharf, &format!("/{folder}"), name, old.len()).await;
+    wait_for_no_temporary_files(&wharf.root, notice_limit()).await;
+    assert!(wharf.read(relative) == old, "{relative}: the previous file changed");
+    assert_listings_clean(wharf, &format!("/{folder}"), name, old.len()).await;
+}
+
+/// How an FTP client goes away in the middle of `STOR`.
+#[derive(Debug, Clone, Copy)]
+enum FtpExit {
+    /// The control connection closes, then the data connection (a killed process closes its
+    /// descriptors in order, and the control connection was opened first).
+    ControlThenData,
+    /// The data connection is reset (unsent data, or SO_LINGER 0), then the control one.
+    DataResetThenControl,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftp_client_gone_mid_upload_leaves_the_previous_file() {
+    let wharf = Wharf::start().await;
+    assert!(!wharf.serves(Protocol::Ftps), "FTPS is served: interrupt an FTPS upload too");
+    for exit in [FtpExit::ControlThenData, FtpExit::DataResetThenControl] {
+        let relative = format!("exchange/ftp-{exit:?}.bin");
+        let old = old_content();
+        wharf.put(&relative, &old);
+        let new = new_content(4 * MIB);
+        let mut ftp = FtpControl::login(wharf.ftp, RW).await;
+        let command = format!("STOR /{relative}");
+        let mut data = ftp.start_transfer(command.as_bytes()).await.expect("150");
+        step("half", data.write_all(&new[..new.len() / 2])).await.expect("send half");
+        wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
+        match exit {
+            FtpExit::ControlThenData => {
+                drop(ftp);
+                drop(data);
+            }
+            FtpExit::DataResetThenControl => {
+                data.set_zero_linger().expect("SO_LINGER 0");
+                drop(data);
+                drop(ftp);
+            }
+        }
+        assert_previous_file_intact(&wharf, &relative, &old).await;
+    }
+    wharf.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_client_gone_mid_upload_leaves_the_previous_file() {
+    let wharf = Wharf::start().await;
+    let relative = "exchange/sftp.bin";
+    let old = old_content();
+    wharf.put(relative, &old);
+    let (sftp, cut) = SftpClient::login_key_cuttable(&wharf, RW).await;
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let handle = sftp.raw.open(format!("/{relative}"), flags, FileAttributes::empty()).await;
+    let handle = handle.expect("open for replacement").handle;
+    let new = new_content(2 * MIB);
+    for (index, chunk) in new[..MIB].chunks(32 * 1024).enumerate() {
+        let offset = (index * 32 * 1024) as u64;
+        sftp.raw.write(handle.as_str(), offset, chunk.to_vec()).await.expect("write");
+    }
+    wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
+    // The connection is cut before CLOSE: the server must not publish what it has.
+    cut.cut();
+    drop(sftp);
+    assert_previous_file_intact(&wharf, relative, &old).await;
+    wharf.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tftp_client_gone_mid_upload_leaves_the_previous_file() {
+    let wharf = Wharf::start().await;
+    // The lab may replace files in /lab: an abandoned replacement keeps the old one.
+    let relative = "lab/tftp.bin";
+    let old = old_content();
+    wharf.put(relative, &old);
+    let lab = TftpClient::new(wharf.tftp, Wharf::tftp_source(LAB));
+    lab.upload_and_vanish(&format!("/{relative}"), &new_content(2 * MIB), 40)
+        .await
+        .expect("upload started");
+    assert!(!temporary_files(&wharf.root).is_empty(), "the upload was in progress");
+    assert_previous_file_intact(&wharf, relative, &old).await;
+
+    // Devices only create: an abandoned upload creates nothing.
+    let devices = TftpClient::new(wharf.tftp, Wharf::tftp_source(DEVICES)).lockstep();
+    devices.upload_and_vanish("/uploads/never.bin", &new_content(MIB), 100).await.expect("started");
+    wait_for_no_temporary_files(&wharf.root, notice_limit()).await;
+    assert!(!wharf.root.join("uploads/never.bin").exists(), "an abandoned upload was published");
+    // A client that vanished does not block the name: the next upload creates it.
+    devices.upload("/uploads/never.bin", b"complete").await.expect("a new upload");
+    assert_eq!(wharf.read("uploads/never.bin"), b"complete");
+    wharf.stop().await;
+}
+
+/// Starts `command` (a real client uploading), waits until its upload is under way on the
+/// server, and kills it.
+async fn kill_mid_upload(wharf: &Wharf, mut command: Command) {
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let child = ChildGuard(command.spawn().expect("start the client"));
+    wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
+    drop(child); // SIGKILL, then reaped
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_killed_mid_upload_leave_the_previous_file() {
+    let Some(clients) = RealClients::find() else { return };
+    let wharf = Wharf::start().await;
+    let local = wharf.base().join("client");
+    let big = local.join("new.bin");
+    std::fs::write(&big, new_content(8 * MIB)).expect("local file");
+    let old = old_content();
+
+    // curl over FTP, slowed down so that it is surely killed mid-way.
+    let relative = "exchange/curl.bin";
+    wharf.put(relative, &old);
+    let mut curl = clients.curl(&RealClients::ftp_url(&wharf, RW, relative));
+    curl.args(["--limit-rate", "512k", "-T"]).arg(&big);
+    kill_mid_upload(&wharf, curl).await;
+    assert_previous_file_intact(&wharf, relative, &old).await;
+
+    // OpenSSH's sftp, limited to 4 Mbit/s.
+    let relative = "exchange/openssh.bin";
+    wharf.put(relative, &old);
+    let batch = write_batch(&local, &format!("put {} /{relative}\n", big.display()));
+    kill_mid_upload(&wharf, clients.openssh_sftp(&wharf, RW, &batch, &["-l", "4096"])).await;
+    assert_previous_file_intact(&wharf, relative, &old).await;
+
+    // tftp-hpa (lock-step, 512-byte blocks: 8 MiB take a while), as a device creating a file.
+    let mut tftp = clients.tftp(&wharf, &["put", &big.display().to_string(), "/uploads/hpa.bin"]);
+    tftp.current_dir(&local);
+    kill_mid_upload(&wharf, tftp).await;
+    wait_for_no_temporary_files(&wharf.root, notice_limit()).await;
+    assert!(!wharf.root.join("uploads/hpa.bin").exists(), "a killed TFTP upload was published");
+    wharf.stop().await;
+}
+
+fn write_batch(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("batch.txt");
+    std::fs::write(&path, text).expect("batch file");
+    path
+}
