@@ -157,7 +157,7 @@ async fn real_clients_get_the_same_refusals() {
         "rename /area/keep.txt /area/moved.txt".to_owned(),
         "chmod 600 /area/keep.txt".to_owned(),
     ] {
-        let batch = local.batch(&[command.clone()]);
+        let batch = local.batch(std::slice::from_ref(&command));
         let out = run(clients.openssh_sftp(&wharf, RO, &batch, &[])).await;
         assert!(!out.status.success(), "sftp as ro: `{command}` succeeded");
     }
