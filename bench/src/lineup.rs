@@ -69,6 +69,11 @@ impl Lineup {
         }
     }
 
+    /// Why Wharf cannot be measured any more, when it has stopped.
+    pub fn wharf_diagnosis(&self) -> Option<String> {
+        self.wharf.as_ref().and_then(WharfServer::diagnosis)
+    }
+
     /// Wharf's listeners as its banner named them (for the record).
     pub fn wharf_listeners(&self) -> Vec<String> {
         self.wharf

@@ -115,7 +115,7 @@ fn signal(pid: u32, signal: Signal) {
 }
 
 /// Running and not a zombie.
-fn is_running(pid: u32) -> bool {
+pub fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rfind(')')

@@ -40,9 +40,24 @@ pub struct Listener {
 
 /// A running Wharf; dropping it stops it.
 pub struct WharfServer {
-    _process: ChildGuard,
+    process: ChildGuard,
+    log: PathBuf,
     /// Its listeners.
     pub listeners: Vec<Listener>,
+}
+
+impl WharfServer {
+    /// When Wharf is no longer running: that, with the end of its log (a failed Wharf-side
+    /// measurement is then explained by the server, not by the client's error).
+    pub fn diagnosis(&self) -> Option<String> {
+        if crate::process::is_running(self.process.pid()) {
+            return None;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Some(format!("wharf has exited; the end of its log: {}", tail.join(" | ")))
+    }
 }
 
 /// Reads listeners from banner lines such as `    FTP            127.0.0.1:40123    curl ...`:
@@ -167,7 +182,8 @@ pub fn start(
 
     let config_path = dir.join("wharf.yaml");
     write_config(&config_path, &config)?;
-    let log = std::fs::File::create(dir.join("wharf.log"))?;
+    let log_path = dir.join("wharf.log");
+    let log = std::fs::File::create(&log_path)?;
     let mut process = ChildGuard::spawn(
         Command::new(&setup.binary)
             .arg("serve")
@@ -214,7 +230,7 @@ pub fn start(
             }),
         };
     }
-    Ok((Some(WharfServer { _process: process, listeners }), endpoints))
+    Ok((Some(WharfServer { process, log: log_path, listeners }), endpoints))
 }
 
 /// Collects the banner: stdout lines until it has been quiet for half a second after the

@@ -187,7 +187,7 @@ pub fn run(bench: &Bench<'_>, wharf: &WharfSetup, protocols: &[Protocol]) -> Vec
                     Err(why) => recorder.unavailable(side, why.clone()),
                     Ok(endpoint) if recorder.wants(side) => {
                         let outcome = per_session_kib(*protocol, endpoint, *count);
-                        recorder.record(side, run, outcome);
+                        recorder.record(side, run, super::explain(&lineup, side, outcome));
                     }
                     Ok(_) => {}
                 }

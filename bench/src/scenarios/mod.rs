@@ -137,11 +137,22 @@ pub fn measure_row(
                 (recorder.wants(side), lineup.endpoints(side).get(protocol))
             {
                 let outcome = measure(side, endpoint, run);
-                recorder.record(side, run, outcome);
+                recorder.record(side, run, explain(lineup, side, outcome));
             }
         }
     }
     recorder.finish()
+}
+
+/// A failed Wharf measurement, with the reason when Wharf itself has stopped.
+pub fn explain(lineup: &Lineup, side: Side, outcome: anyhow::Result<f64>) -> anyhow::Result<f64> {
+    match (outcome, side) {
+        (Err(err), Side::Wharf) => match lineup.wharf_diagnosis() {
+            Some(diagnosis) => Err(err.context(diagnosis)),
+            None => Err(err),
+        },
+        (outcome, _) => outcome,
+    }
 }
 
 /// Megabytes per second for `bytes` in `seconds`.
