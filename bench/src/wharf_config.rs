@@ -179,6 +179,8 @@ fn known_section(section: &str) -> Option<Value> {
     );
     let text = match section {
         "ftp" | "sftp" => format!("listen: [\"127.0.0.1:0\"]\n{limits}\n"),
+        // AUTH TLS on the `ftp` listener with a generated certificate; no implicit listener.
+        "ftps" => "implicit_listen: []\n".to_owned(),
         "tftp" => format!(
             "listen: [\"127.0.0.1:0\"]\n\
              rules: [{{ network: 127.0.0.0/8, identity: {TFTP_IDENTITY} }}]\n\
@@ -301,7 +303,7 @@ tftp:
 
     #[test]
     fn a_section_unknown_to_the_bench_and_the_example_is_tried_bare() {
-        let list = candidates(Some(&example()), "ftps", "bench");
+        let list = candidates(Some(&example()), "webdav", "bench");
         assert_eq!(list[list.len() - 2]["listen"][0], Value::from("127.0.0.1:0"));
         assert_eq!(list.last(), Some(&Value::Mapping(Mapping::new())));
     }

@@ -79,7 +79,8 @@ pub fn parse_listeners(banner: &str) -> Vec<Listener> {
 }
 
 /// The listener serving `protocol`, by banner name. Explicit FTPS is `AUTH TLS` on the FTP
-/// port unless the banner names a separate explicit-TLS listener.
+/// port unless the banner names an explicit-TLS listener; a listener named just `FTPS` is
+/// implicit TLS (TLS from the first byte), which explicit clients cannot use.
 fn listener_for(listeners: &[Listener], protocol: Protocol) -> Option<SocketAddr> {
     let upper = |l: &Listener| l.protocol.to_uppercase();
     let plain_ftp = || {
@@ -94,7 +95,7 @@ fn listener_for(listeners: &[Listener], protocol: Protocol) -> Option<SocketAddr
             .iter()
             .find(|l| {
                 let name = upper(l);
-                name.starts_with("FTPS") && !name.contains("IMPLICIT")
+                name.starts_with("FTP") && name.contains("EXPLICIT")
             })
             .or_else(plain_ftp),
         Protocol::Sftp => listeners.iter().find(|l| upper(l).contains("SFTP")),
@@ -283,7 +284,7 @@ mod tests {
 
   Listening:
     FTP            127.0.0.1:40001          curl ftp://{user}@127.0.0.1:40001/
-    FTPS implicit  127.0.0.1:40002          curl --ssl-reqd ftps://127.0.0.1:40002/
+    FTPS           127.0.0.1:40002          curl -k ftps://{user}@127.0.0.1:40002/
     SFTP           127.0.0.1:40003          sftp -P 40003 {user}@127.0.0.1
     TFTP           127.0.0.1:40004          tftp 127.0.0.1 40004
 ";
@@ -292,9 +293,9 @@ mod tests {
     fn listeners_are_read_from_the_banner() {
         let listeners = parse_listeners(BANNER);
         assert_eq!(listeners.len(), 4);
-        assert_eq!(listeners[1].protocol, "FTPS implicit");
+        assert_eq!(listeners[1].protocol, "FTPS");
         assert_eq!(listener_for(&listeners, Protocol::Ftp), Some(listeners[0].addr));
-        // Explicit FTPS is AUTH TLS on the FTP port when no explicit listener is named.
+        // Explicit FTPS is AUTH TLS on the FTP port; the `FTPS` listener is implicit TLS.
         assert_eq!(listener_for(&listeners, Protocol::Ftps), Some(listeners[0].addr));
         assert_eq!(listener_for(&listeners, Protocol::Sftp), Some(listeners[2].addr));
         assert_eq!(listener_for(&listeners, Protocol::Tftp), Some(listeners[3].addr));
