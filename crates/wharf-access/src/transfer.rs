@@ -247,7 +247,9 @@ impl Upload {
             None => 0,
         };
         self.admit(start + len, len).await?;
-        self.file.write(data).await?;
+        let written = self.file.write(data).await;
+        self.note_failure(&written);
+        written?;
         self.position += len;
         self.record.add(len);
         Ok(())
@@ -257,14 +259,25 @@ impl Upload {
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         let len = data.len() as u64;
         self.admit(offset + len, len).await?;
-        self.file.write_at(offset, data).await?;
+        let written = self.file.write_at(offset, data).await;
+        self.note_failure(&written);
+        written?;
         self.record.add(len);
         Ok(())
     }
 
     /// Waits until everything written is on stable storage.
     pub async fn sync(&mut self) -> Result<()> {
-        self.file.sync().await
+        let synced = self.file.sync().await;
+        self.note_failure(&synced);
+        synced
+    }
+
+    /// Records why the upload failed, so its audit event says so rather than "aborted".
+    fn note_failure(&self, result: &Result<()>) {
+        if let Err(err) = result {
+            self.record.set_outcome(Outcome::of_error(err));
+        }
     }
 
     /// Bytes accepted so far.

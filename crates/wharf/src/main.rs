@@ -49,6 +49,13 @@ fn serve(
     raise_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        // A write past the process's file-size limit raises SIGXFSZ, whose default action kills
+        // the server. Catching it turns it into a failed write (EFBIG), which the upload
+        // reports as "no space" and cleans up after.
+        let _file_size_limit = tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()),
+        )
+        .context("installing the SIGXFSZ handler")?;
         let server = Server::start(loaded, metrics).await?;
         print!("{}", server.banner());
         use std::io::Write as _;

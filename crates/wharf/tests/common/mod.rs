@@ -1,0 +1,132 @@
+//! Running the real `wharf` binary in tests: start it, read its banner, signal it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use wharf_testkit::ChildGuard;
+
+/// The binary under test.
+pub const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// `wharf` run in `cwd`, every listener on a free port.
+pub fn wharf(cwd: &Path) -> Command {
+    let mut cmd = Command::new(WHARF);
+    cmd.current_dir(cwd).env("WHARF_EPHEMERAL_PORTS", "1").env_remove("RUST_LOG");
+    cmd
+}
+
+/// A running server.
+pub struct Running {
+    /// The process (killed when dropped).
+    pub process: ChildGuard,
+    /// What it printed at start.
+    pub banner: String,
+}
+
+/// Starts `command` (a `wharf serve`), returns it with its banner once printed.
+pub fn start(mut command: Command) -> Running {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wharf serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let process = ChildGuard(child);
+    let mut banner = String::new();
+    // The banner is printed at once after start-up; collect it until it goes quiet.
+    let mut wait = Duration::from_secs(60);
+    while let Ok(line) = rx.recv_timeout(wait) {
+        banner.push_str(&line);
+        banner.push('\n');
+        wait = Duration::from_millis(500);
+    }
+    assert!(banner.contains("is serving"), "no banner within 60 s: {banner}");
+    Running { process, banner }
+}
+
+/// Starts `wharf serve --config <config>` in `dir`.
+pub fn serve(dir: &Path, config: &Path) -> Running {
+    let mut command = wharf(dir);
+    command.arg("serve").arg("--config").arg(config);
+    start(command)
+}
+
+impl Running {
+    /// The address the banner lists for `protocol` (`FTP`, `FTPS`, `SFTP`, `TFTP`).
+    pub fn listener(&self, protocol: &str) -> SocketAddr {
+        listener(&self.banner, protocol)
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.process.0.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("signal");
+    }
+
+    /// Waits (at most `limit`) for the server to exit.
+    pub fn wait_exit(mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.process.0.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("wharf did not exit within {limit:?}");
+    }
+
+    /// SIGINT, then waits (at most 10 s) for a clean exit.
+    pub fn stop(self) -> ExitStatus {
+        self.signal(rustix::process::Signal::INT);
+        self.wait_exit(Duration::from_secs(10))
+    }
+}
+
+/// The address `banner` lists for `protocol`.
+pub fn listener(banner: &str, protocol: &str) -> SocketAddr {
+    banner
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(protocol)).then(|| words.next()).flatten()
+        })
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no {protocol} listener in the banner:\n{banner}"))
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// The first line a TCP server sends on `addr`, or `None` if it closes without a word.
+pub fn greeting(addr: SocketAddr) -> Option<String> {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut buf = [0u8; 128];
+    match stream.read(&mut buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+    }
+}

@@ -1,0 +1,361 @@
+//! Running it in production: drain on SIGTERM, reload on SIGHUP, the audit and transfer logs,
+//! a full disk, quotas and bandwidth limits — on the real binary, driven by curl.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Running, WHARF, serve, wharf, write};
+use wharf_testkit::{TEST_PASSWORD, pattern, require_tool, run_bounded};
+
+/// A scratch directory with a configuration serving FTP, SFTP and TFTP and a users file.
+struct Setup {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+    users_file: PathBuf,
+    hash: String,
+}
+
+/// Users every test starts with; `$HASH` is the hash of the test password.
+const USERS: &str = r#"users:
+  - name: alice
+    password: "$HASH"
+    home: alice
+  - name: carol
+    password: "$HASH"
+    home: carol
+    bandwidth: { download: 1MiB }
+  - name: small
+    password: "$HASH"
+    home: small
+    quota: { bytes: 64KiB }
+  - name: devices
+    passwordless: true
+    home: devices
+    protocols: [tftp]
+    quota: { bytes: 64KiB }
+"#;
+
+impl Setup {
+    fn new(extra: &str) -> Setup {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let hash =
+            wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+        let users_file = write(tmp.path(), "data/users.yaml", &USERS.replace("$HASH", &hash));
+        let config = write(
+            tmp.path(),
+            "wharf.yaml",
+            &format!(
+                "data_dir: data\nshutdown_grace: 30s\n\
+                 access: {{ users_file: users.yaml, login_failure_delay: 10ms }}\n\
+                 log: {{ audit_file: logs/audit.jsonl, transfer_log: logs/xferlog }}\n\
+                 ftp: {{ listen: [\"127.0.0.1:0\"] }}\n\
+                 sftp: {{ listen: [\"127.0.0.1:0\"] }}\n\
+                 tftp:\n  listen: [\"127.0.0.1:0\"]\n  rules: [{{ network: 127.0.0.0/8, identity: devices }}]\n\
+                 {extra}"
+            ),
+        );
+        Setup { tmp, config, users_file, hash }
+    }
+
+    fn share(&self) -> PathBuf {
+        self.tmp.path().join("data/share")
+    }
+
+    fn serve(&self) -> Running {
+        serve(self.tmp.path(), &self.config)
+    }
+
+    /// Writes a local file for curl to upload.
+    fn local(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.tmp.path().join("client").join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+}
+
+fn curl() -> Option<Command> {
+    let curl = require_tool("curl")?;
+    let mut command = Command::new(curl);
+    command.args(["-sS", "--max-time", "60"]);
+    Some(command)
+}
+
+fn ftp_url(server: &Running, user: &str, path: &str) -> String {
+    format!("ftp://{user}:{TEST_PASSWORD}@{}{path}", server.listener("FTP"))
+}
+
+fn sftp_url(server: &Running, path: &str) -> String {
+    format!("sftp://{}{path}", server.listener("SFTP"))
+}
+
+fn tftp_url(server: &Running, path: &str) -> String {
+    format!("tftp://{}{path}", server.listener("TFTP"))
+}
+
+/// Runs curl to completion; returns its exit code.
+fn run(mut command: Command) -> i32 {
+    let out = run_bounded(&mut command, Duration::from_secs(90));
+    out.status.code().unwrap_or(-1)
+}
+
+/// Starts curl in the background.
+fn spawn(mut command: Command) -> Child {
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("curl")
+}
+
+/// Waits (bounded) for `child` to exit; returns its exit code.
+fn finish(mut child: Child, limit: Duration) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("client did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until an upload's temporary file shows in `dir`: the transfer is running.
+fn wait_for_upload_in_progress(dir: &Path) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let busy = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".wharf-tmp-"))
+            })
+            .unwrap_or(false);
+        if busy {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no upload started in {}", dir.display());
+}
+
+/// Names in `dir`, hidden ones included.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn sigterm_lets_a_running_upload_finish() {
+    let setup = Setup::new("");
+    let Some(mut upload) = curl() else { return };
+    let server = setup.serve();
+    let content = pattern(3 << 20);
+    let local = setup.local("big.bin", &content);
+    // The client sends at 1 MiB/s, so the upload is still running when SIGTERM arrives.
+    upload
+        .args(["--limit-rate", "1M", "-T"])
+        .arg(&local)
+        .arg(ftp_url(&server, "alice", "/big.bin"));
+    let upload = spawn(upload);
+    wait_for_upload_in_progress(&setup.share().join("alice"));
+    server.signal(rustix::process::Signal::TERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(common::greeting(server.listener("FTP")), None, "no new sessions while draining");
+    assert_eq!(
+        finish(upload, Duration::from_secs(30)),
+        0,
+        "the upload completes during the grace period"
+    );
+    assert!(server.wait_exit(Duration::from_secs(15)).success(), "clean exit once drained");
+    assert_eq!(std::fs::read(setup.share().join("alice/big.bin")).expect("published"), content);
+}
+
+#[test]
+fn sighup_reloads_users_while_a_transfer_runs() {
+    let setup = Setup::new("");
+    let Some(mut upload) = curl() else { return };
+    let server = setup.serve();
+    let content = pattern(3 << 20);
+    let local = setup.local("big.bin", &content);
+    upload
+        .args(["--limit-rate", "1M", "-T"])
+        .arg(&local)
+        .arg(ftp_url(&server, "alice", "/big.bin"));
+    let upload = spawn(upload);
+    wait_for_upload_in_progress(&setup.share().join("alice"));
+
+    // Add bob, remove alice, reload.
+    let users = USERS.replace("$HASH", &setup.hash).replace("  - name: alice\n", "  - name: bob\n");
+    std::fs::write(&setup.users_file, users).expect("users file");
+    server.signal(rustix::process::Signal::HUP);
+    let list = |user: &str| {
+        let mut command = curl().expect("curl");
+        command.arg(ftp_url(&server, user, "/"));
+        run(command)
+    };
+    let started = Instant::now();
+    while list("bob") != 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "bob cannot log in after SIGHUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(list("alice"), 0, "a removed user can no longer log in");
+    assert_eq!(finish(upload, Duration::from_secs(30)), 0, "the running transfer is not disturbed");
+    assert_eq!(std::fs::read(setup.share().join("alice/big.bin")).expect("published"), content);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_transfer_writes_one_xferlog_line_and_one_audit_line() {
+    let setup = Setup::new("");
+    let Some(mut upload) = curl() else { return };
+    let server = setup.serve();
+    let local = setup.local("one.bin", &pattern(12_345));
+    upload.arg("-T").arg(&local).arg(ftp_url(&server, "alice", "/one.bin"));
+    assert_eq!(run(upload), 0);
+    assert!(server.stop().success());
+
+    let logs = setup.tmp.path().join("data/logs");
+    let xferlog = std::fs::read_to_string(logs.join("xferlog")).expect("xferlog");
+    let lines: Vec<&str> = xferlog.lines().collect();
+    assert_eq!(lines.len(), 1, "{xferlog}");
+    assert!(lines[0].contains(" 127.0.0.1 12345 /one.bin b _ i r alice ftp 0 * c"), "{xferlog}");
+    let audit = std::fs::read_to_string(logs.join("audit.jsonl")).expect("audit log");
+    let uploads: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .filter(|event: &serde_json::Value| event["op"] == "upload")
+        .collect();
+    assert_eq!(uploads.len(), 1, "{audit}");
+    assert_eq!(uploads[0]["bytes"], 12_345);
+    assert_eq!(uploads[0]["user"], "alice");
+    assert_eq!(uploads[0]["outcome"], "ok");
+    assert!(!audit.contains(TEST_PASSWORD), "a log line never contains a password");
+}
+
+#[test]
+fn a_full_disk_refuses_the_upload_and_keeps_the_old_file() {
+    let setup = Setup::new("");
+    let Some(curl_path) = require_tool("curl") else { return };
+    let Some(prlimit) = require_tool("prlimit") else { return };
+    // Writes past 1 MiB fail with EFBIG, as they would with ENOSPC on a full disk.
+    let mut command = Command::new(prlimit);
+    command.arg("--fsize=1048576").arg(WHARF).arg("serve").arg("--config").arg(&setup.config);
+    command.current_dir(setup.tmp.path()).env("WHARF_EPHEMERAL_PORTS", "1").env_remove("RUST_LOG");
+    let server = common::start(command);
+    let big = setup.local("big.bin", &pattern(2 << 20));
+    let share = setup.share();
+    let home = share.join("alice");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join("keep.bin"), b"old content").expect("old file");
+
+    let mut ftp = Command::new(&curl_path);
+    ftp.args(["-sS", "--max-time", "60", "-T"]).arg(&big).arg(ftp_url(
+        &server,
+        "alice",
+        "/keep.bin",
+    ));
+    let out = run_bounded(&mut ftp, Duration::from_secs(90));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("452"), "FTP answers 452: {out:?}");
+
+    let mut sftp = Command::new(&curl_path);
+    sftp.args(["-sS", "-k", "--max-time", "60", "--user", &format!("alice:{TEST_PASSWORD}"), "-T"])
+        .arg(&big)
+        .arg(sftp_url(&server, "/keep.bin"));
+    assert!(
+        !run_bounded(&mut sftp, Duration::from_secs(90)).status.success(),
+        "SFTP upload refused"
+    );
+
+    assert_eq!(std::fs::read(home.join("keep.bin")).expect("old file"), b"old content");
+    assert_eq!(names(&home), vec!["keep.bin"], "no temporary file left");
+    assert!(server.stop().success(), "the server survived the full disk");
+}
+
+#[test]
+fn quota_crossing_uploads_are_refused_on_every_protocol() {
+    let setup = Setup::new("");
+    let Some(curl_path) = require_tool("curl") else { return };
+    let server = setup.serve();
+    let big = setup.local("big.bin", &pattern(100 * 1024));
+    let upload = |url: String, extra: &[&str]| {
+        let mut command = Command::new(&curl_path);
+        command.args(["-sS", "-k", "--max-time", "60"]).args(extra).arg("-T").arg(&big).arg(url);
+        run_bounded(&mut command, Duration::from_secs(90))
+    };
+    let ftp = upload(ftp_url(&server, "small", "/f.bin"), &[]);
+    // curl reports FTP's 552 as its error 70, "Exceeded storage allocation".
+    assert_eq!(ftp.status.code(), Some(70), "FTP answers 552: {ftp:?}");
+    let user = format!("small:{TEST_PASSWORD}");
+    let sftp = upload(sftp_url(&server, "/s.bin"), &["--user", &user]);
+    assert!(!sftp.status.success(), "SFTP upload refused");
+    let tftp = upload(tftp_url(&server, "/t.bin"), &[]);
+    // TFTP's error 3, "disk full or allocation exceeded", is curl's error 70 too.
+    assert_eq!(tftp.status.code(), Some(70), "TFTP answers error 3: {tftp:?}");
+    for home in ["small", "devices"] {
+        assert_eq!(
+            names(&setup.share().join(home)),
+            Vec::<String>::new(),
+            "nothing left in {home}"
+        );
+    }
+    // Under the quota everything works.
+    let fits = setup.local("fits.bin", &pattern(30 * 1024));
+    let mut command = Command::new(&curl_path);
+    command.args(["-sS", "-T"]).arg(&fits).arg(ftp_url(&server, "small", "/fits.bin"));
+    assert_eq!(run(command), 0);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_bandwidth_limit_slows_downloads_in_proportion() {
+    let setup = Setup::new("");
+    let Some(curl_path) = require_tool("curl") else { return };
+    let server = setup.serve();
+    for home in ["alice", "carol"] {
+        std::fs::create_dir_all(setup.share().join(home)).expect("home");
+        std::fs::write(setup.share().join(home).join("movie.bin"), pattern(3 << 20)).expect("file");
+    }
+    let timed = |user: &str, url: String| {
+        let mut command = Command::new(&curl_path);
+        command.args(["-sS", "-k", "--max-time", "60", "-o", "/dev/null"]);
+        if url.starts_with("sftp") {
+            command.args(["--user", &format!("{user}:{TEST_PASSWORD}")]);
+        }
+        command.arg(url);
+        let started = Instant::now();
+        assert!(run_bounded(&mut command, Duration::from_secs(90)).status.success());
+        started.elapsed().as_secs_f64()
+    };
+    let free = timed("alice", ftp_url(&server, "alice", "/movie.bin"));
+    let limited_ftp = timed("carol", ftp_url(&server, "carol", "/movie.bin"));
+    let limited_sftp = timed("carol", sftp_url(&server, "/movie.bin"));
+    // 3 MiB at 1 MiB/s, less a quarter-second burst: at least 2.5 s.
+    for (what, took) in [("FTP", limited_ftp), ("SFTP", limited_sftp)] {
+        assert!(took >= 2.4, "{what} limited download took {took:.2} s");
+        assert!(took > 3.0 * free, "{what}: limited {took:.2} s vs free {free:.2} s");
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn wharf_without_a_config_file_errors_clearly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut command = wharf(tmp.path());
+    command.args(["serve", "--config", "missing.yaml"]);
+    let out = run_bounded(&mut command, Duration::from_secs(30));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+}
