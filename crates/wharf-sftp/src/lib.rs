@@ -29,3 +29,11 @@ pub use config::{HostKeyType, SftpConfig};
 pub use errors::{SftpError, status_for};
 pub use host_keys::{HostKeyError, HostKeys};
 pub use server::SftpServer;
+pub use sftp::DecodeSummary;
+
+/// Runs `bytes` through the framing and request decoding an SFTP session applies to what a
+/// client sends, without a connection or storage: the entry point of the fuzz target and of
+/// the property test mirroring it. Never panics, whatever the bytes.
+pub fn decode_client_bytes(bytes: &[u8]) -> DecodeSummary {
+    sftp::decode_client_bytes(bytes)
+}

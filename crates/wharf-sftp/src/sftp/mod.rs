@@ -83,3 +83,42 @@ pub(crate) async fn serve(channel: Channel<Msg>, session: Session, settings: Sub
         .await;
     }
 }
+
+/// What the request decoding path made of a stream of client bytes (see
+/// [`crate::decode_client_bytes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodeSummary {
+    /// Whole packets cut from the stream.
+    pub packets: usize,
+    /// Packets decoded into requests.
+    pub requests: usize,
+    /// Packets refused as malformed (answered with a status, the session goes on).
+    pub malformed: usize,
+    /// Why the stream could not be followed any further (the session would end), if so.
+    pub stopped: Option<String>,
+}
+
+/// Runs `bytes` through the framing and request decoding a session applies to what a client
+/// sends, without a connection or storage.
+pub(crate) fn decode_client_bytes(bytes: &[u8]) -> DecodeSummary {
+    let mut decoder = codec::FrameDecoder::default();
+    decoder.push(bytes);
+    let mut summary = DecodeSummary::default();
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(frame)) => {
+                summary.packets += 1;
+                let _ = codec::request_id(&frame);
+                match codec::decode_request(frame) {
+                    Ok(_) => summary.requests += 1,
+                    Err(_) => summary.malformed += 1,
+                }
+            }
+            Ok(None) => return summary,
+            Err(err) => {
+                summary.stopped = Some(err.to_string());
+                return summary;
+            }
+        }
+    }
+}
