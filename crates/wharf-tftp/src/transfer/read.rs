@@ -1,8 +1,8 @@
 //! Serving a read request: the [`SendWindow`] state machine driven over the transfer's socket.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
+use tokio::runtime::Handle;
 
 use super::End;
 use super::blocks::BlockStore;
@@ -28,8 +28,8 @@ pub(crate) struct ReadTransfer {
 const RECEIVE_BUFFER: usize = 1024;
 
 impl ReadTransfer {
-    /// Runs the transfer to its end.
-    pub(crate) async fn run(mut self) -> End {
+    /// Runs the transfer to its end on the calling thread; `runtime` runs the file reads.
+    pub(crate) fn run(mut self, runtime: &Handle) -> End {
         let mut receive_buffer = vec![0u8; RECEIVE_BUFFER];
         let mut deadline = Instant::now() + self.timeout;
         loop {
@@ -38,21 +38,21 @@ impl ReadTransfer {
             while let Some(transmission) = self.window.next_transmission() {
                 let sent = match transmission {
                     Transmission::OptionAck => {
-                        self.channel.send(self.option_ack.as_deref().unwrap_or_default()).await
+                        self.channel.send(self.option_ack.as_deref().unwrap_or_default())
                     }
                     Transmission::Block(n) => {
-                        let block = match self.blocks.block(n).await {
+                        let block = match runtime.block_on(self.blocks.block(n)) {
                             Ok(block) => block,
                             Err(err) => {
                                 let (code, message) = errors::for_error(&err);
-                                self.channel.send_error(code, message).await;
+                                self.channel.send_error(code, message);
                                 return End::Failed(format!("reading the file: {err}"));
                             }
                         };
                         if block.len() < usize::from(self.block_size) {
                             self.window.mark_last(n);
                         }
-                        self.channel.send_data(wire(n), block.parts()).await
+                        self.channel.send_data(wire(n), block.parts())
                     }
                 };
                 if let Err(err) = sent {
@@ -64,7 +64,7 @@ impl ReadTransfer {
                 deadline = Instant::now() + self.timeout;
             }
             // Wait for the client.
-            let received = match self.channel.receive(&mut receive_buffer, deadline).await {
+            let received = match self.channel.receive(&mut receive_buffer, deadline) {
                 Ok(received) => received,
                 Err(err) => return End::Failed(format!("receiving: {err}")),
             };
@@ -91,12 +91,12 @@ impl ReadTransfer {
                 },
                 Received::TimedOut => {
                     if self.window.on_timeout() == TimeoutEffect::GiveUp {
-                        self.channel.send_error(ErrorCode::NotDefined, "timed out").await;
+                        self.channel.send_error(ErrorCode::NotDefined, "timed out");
                         return End::TimedOut;
                     }
                 }
                 Received::Terminated => {
-                    self.channel.send_error(ErrorCode::NotDefined, "server shutting down").await;
+                    self.channel.send_error(ErrorCode::NotDefined, "server shutting down");
                     return End::ShuttingDown;
                 }
             }

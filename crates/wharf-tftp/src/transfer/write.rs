@@ -2,10 +2,11 @@
 //! socket, the bytes gathered into large writes to the upload, published when the last block
 //! arrives and acknowledged only once published.
 
-use std::time::Duration;
-
 use bytes::BytesMut;
-use tokio::time::Instant;
+use std::time::Duration;
+use std::time::Instant;
+
+use tokio::runtime::Handle;
 use wharf_access::Upload;
 use wharf_vfs::{Result, TRANSFER_CHUNK};
 
@@ -34,7 +35,8 @@ impl UploadSink {
         }
     }
 
-    async fn write(&mut self, payload: &[u8]) -> Result<()> {
+    /// Takes `payload`; every [`TRANSFER_CHUNK`] gathered is written through `runtime`.
+    fn write(&mut self, payload: &[u8], runtime: &Handle) -> Result<()> {
         if self.buffer.capacity() == 0 {
             self.buffer.reserve(TRANSFER_CHUNK + DATA_HEADER_LEN + payload.len());
         }
@@ -44,21 +46,23 @@ impl UploadSink {
         }
         if self.buffer.len() >= TRANSFER_CHUNK {
             let chunk = self.buffer.split().freeze();
-            self.upload.write(chunk).await?;
+            runtime.block_on(self.upload.write(chunk))?;
         }
         Ok(())
     }
 
     /// Writes what is left and publishes the file.
-    async fn commit(mut self) -> Result<u64> {
+    fn commit(mut self, runtime: &Handle) -> Result<u64> {
         if let Some(decoder) = &mut self.decoder {
             decoder.finish(&mut self.buffer);
         }
-        if !self.buffer.is_empty() {
-            let rest = self.buffer.split().freeze();
-            self.upload.write(rest).await?;
-        }
-        self.upload.commit().await
+        let rest = self.buffer.split().freeze();
+        runtime.block_on(async move {
+            if !rest.is_empty() {
+                self.upload.write(rest).await?;
+            }
+            self.upload.commit().await
+        })
     }
 }
 
@@ -84,15 +88,16 @@ impl WriteTransfer {
         self.option_ack.clone().unwrap_or_else(|| encode_ack(0).to_vec())
     }
 
-    async fn acknowledge(&mut self) -> std::io::Result<()> {
-        self.channel.send(&encode_ack(self.window.ack_number())).await
+    fn acknowledge(&self) -> std::io::Result<()> {
+        self.channel.send(&encode_ack(self.window.ack_number()))
     }
 
-    /// Runs the transfer until the file is published and its last block acknowledged, or the
-    /// transfer fails (the upload is then dropped, which leaves any old file as it was).
-    pub(crate) async fn run(&mut self) -> End {
+    /// Runs the transfer on the calling thread until the file is published and its last block
+    /// acknowledged, or the transfer fails (the upload is then dropped, which leaves any old
+    /// file as it was); `runtime` runs the file writes.
+    pub(crate) fn run(&mut self, runtime: &Handle) -> End {
         let first_answer = self.first_answer();
-        if let Err(err) = self.channel.send(&first_answer).await {
+        if let Err(err) = self.channel.send(&first_answer) {
             return End::Failed(format!("sending: {err}"));
         }
         let block_size = usize::from(self.block_size);
@@ -100,7 +105,7 @@ impl WriteTransfer {
         let mut buffer = vec![0u8; DATA_HEADER_LEN + block_size + 1];
         let mut deadline = Instant::now() + self.timeout;
         loop {
-            let received = match self.channel.receive(&mut buffer, deadline).await {
+            let received = match self.channel.receive(&mut buffer, deadline) {
                 Ok(received) => received,
                 Err(err) => return End::Failed(format!("receiving: {err}")),
             };
@@ -108,26 +113,24 @@ impl WriteTransfer {
                 Received::Datagram(len) => match Packet::parse(&buffer[..len]) {
                     Ok(Packet::Data { block, payload }) => {
                         if payload.len() > block_size {
-                            self.channel
-                                .send_error(
-                                    ErrorCode::IllegalOperation,
-                                    "DATA larger than the block size",
-                                )
-                                .await;
+                            self.channel.send_error(
+                                ErrorCode::IllegalOperation,
+                                "DATA larger than the block size",
+                            );
                             return End::Failed("oversized DATA".to_owned());
                         }
                         match self.window.on_data(block, payload.len()) {
                             DataEffect::Accept { acknowledge, last } => {
                                 deadline = Instant::now() + self.timeout;
-                                if let Err(end) = self.store(payload).await {
+                                if let Err(end) = self.store(payload, runtime) {
                                     return end;
                                 }
                                 if last {
-                                    return self.publish().await;
+                                    return self.publish(runtime);
                                 }
-                                if acknowledge { self.acknowledge().await } else { Ok(()) }
+                                if acknowledge { self.acknowledge() } else { Ok(()) }
                             }
-                            DataEffect::Skip { acknowledge: true } => self.acknowledge().await,
+                            DataEffect::Skip { acknowledge: true } => self.acknowledge(),
                             DataEffect::Skip { acknowledge: false } => Ok(()),
                         }
                     }
@@ -143,18 +146,18 @@ impl WriteTransfer {
                     ReceiveTimeout::Reacknowledge => {
                         deadline = Instant::now() + self.timeout;
                         if self.window.received() == 0 {
-                            self.channel.send(&first_answer).await
+                            self.channel.send(&first_answer)
                         } else {
-                            self.acknowledge().await
+                            self.acknowledge()
                         }
                     }
                     ReceiveTimeout::GiveUp => {
-                        self.channel.send_error(ErrorCode::NotDefined, "timed out").await;
+                        self.channel.send_error(ErrorCode::NotDefined, "timed out");
                         return End::TimedOut;
                     }
                 },
                 Received::Terminated => {
-                    self.channel.send_error(ErrorCode::NotDefined, "server shutting down").await;
+                    self.channel.send_error(ErrorCode::NotDefined, "server shutting down");
                     return End::ShuttingDown;
                 }
             };
@@ -164,13 +167,13 @@ impl WriteTransfer {
         }
     }
 
-    async fn store(&mut self, payload: &[u8]) -> Result<(), End> {
+    fn store(&mut self, payload: &[u8], runtime: &Handle) -> Result<(), End> {
         let Some(sink) = self.sink.as_mut() else {
             return Err(End::Failed("data after the upload was published".to_owned()));
         };
-        if let Err(err) = sink.write(payload).await {
+        if let Err(err) = sink.write(payload, runtime) {
             let (code, message) = errors::for_error(&err);
-            self.channel.send_error(code, message).await;
+            self.channel.send_error(code, message);
             return Err(End::Failed(format!("writing the file: {err}")));
         }
         Ok(())
@@ -178,18 +181,18 @@ impl WriteTransfer {
 
     /// Publishes the upload, then acknowledges the last block: the client hears "done" only
     /// once the file is in place.
-    async fn publish(&mut self) -> End {
+    fn publish(&mut self, runtime: &Handle) -> End {
         let Some(sink) = self.sink.take() else {
             return End::Failed("the upload was already published".to_owned());
         };
-        match sink.commit().await {
-            Ok(_) => match self.acknowledge().await {
+        match sink.commit(runtime) {
+            Ok(_) => match self.acknowledge() {
                 Ok(()) => End::Complete,
                 Err(err) => End::Failed(format!("sending the last ACK: {err}")),
             },
             Err(err) => {
                 let (code, message) = errors::for_error(&err);
-                self.channel.send_error(code, message).await;
+                self.channel.send_error(code, message);
                 End::Failed(format!("publishing the file: {err}"))
             }
         }
@@ -198,19 +201,23 @@ impl WriteTransfer {
     /// After the last ACK, lingers one timeout (at most [`MAX_DALLY`]) to acknowledge the last
     /// block again if the client repeats it (its copy of our ACK was lost), a bounded number
     /// of times.
-    pub(crate) async fn dally(&mut self) {
+    /// Nothing lingers once the server is shutting down.
+    pub(crate) fn dally(&mut self) {
+        if self.channel.is_draining() {
+            return;
+        }
         let mut buffer = vec![0u8; DATA_HEADER_LEN + usize::from(self.block_size) + 1];
         let deadline = Instant::now() + self.timeout.min(MAX_DALLY);
         let mut answers = 0;
         while answers < self.max_retries {
-            match self.channel.receive(&mut buffer, deadline).await {
+            match self.channel.receive(&mut buffer, deadline) {
                 Ok(Received::Datagram(len)) => {
                     if let Ok(Packet::Data { block, payload }) = Packet::parse(&buffer[..len]) {
                         if self.window.on_data(block, payload.len())
                             == (DataEffect::Skip { acknowledge: true })
                         {
                             answers += 1;
-                            if self.acknowledge().await.is_err() {
+                            if self.acknowledge().is_err() {
                                 return;
                             }
                         }
