@@ -36,7 +36,7 @@ pub struct TftpConfig {
     /// Retransmissions of the same packet before a transfer is abandoned.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
-    /// Transfers at once, from everyone.
+    /// Transfers at once, from everyone. Each running transfer has a thread of its own.
     #[serde(default = "default_max_transfers")]
     pub max_transfers: usize,
     /// Transfers at once from one IP address.

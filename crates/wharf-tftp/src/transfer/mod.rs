@@ -1,7 +1,7 @@
 //! One transfer, from request to end: who the client is (source-network rules, then a login
 //! to the shared layer), which path it means (remapping), opening the file through the
 //! session (permissions, audit), option negotiation, then the read or write engine on the
-//! transfer's own socket.
+//! transfer's own socket and thread.
 
 mod blocks;
 mod channel;
@@ -166,16 +166,17 @@ pub(crate) async fn serve(
     };
     let engine = Engine::new(&services, channel, opened, request.mode == TransferMode::Netascii);
     let runtime = tokio::runtime::Handle::current();
-    let (ended, end) = tokio::sync::oneshot::channel();
+    let (report_finished, finished) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("wharf-tftp".to_owned()).spawn(move || {
         let end = engine.run(&runtime, ticket);
         log_end(peer, kind, &end);
-        let _ = ended.send(());
+        let _ = report_finished.send(());
     });
     match spawned {
         Ok(_) => {
-            let _ = end.await;
+            let _ = finished.await;
         }
+        // The client hears nothing and asks again; by then a thread may be available.
         Err(err) => {
             tracing::warn!(target: "wharf::tftp", %peer, %err, "cannot start a transfer thread");
         }
