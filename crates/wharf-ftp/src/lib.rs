@@ -30,4 +30,6 @@ pub use command::{Command, ParseError, parse};
 pub use config::{FtpConfig, PassiveAddress, PortRange};
 pub use reply::Reply;
 pub use server::{ControlConnection, FtpError, FtpServer, FtpService};
-pub use tls::{BoxedStream, FtpStream, FtpTls, FtpTlsConnection, TlsPolicy, TlsSetup};
+pub use tls::{
+    BoxedStream, DataDirection, FtpStream, FtpTls, FtpTlsConnection, TlsPolicy, TlsSetup,
+};

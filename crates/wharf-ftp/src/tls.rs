@@ -50,9 +50,24 @@ pub trait FtpTlsConnection: Send + Sync {
     async fn secure_control(&self, stream: BoxedStream) -> io::Result<BoxedStream>;
 
     /// Runs the server side of the TLS handshake on a data connection (whether the client
-    /// connected to us or we to it) and returns the protected stream. Fails when the client
-    /// did not resume this control connection's TLS session.
-    async fn secure_data(&self, stream: TcpStream) -> io::Result<BoxedStream>;
+    /// connected to us or we to it) that will carry bytes in `direction`, and returns the
+    /// protected stream. Fails when the client did not resume this control connection's TLS
+    /// session.
+    async fn secure_data(
+        &self,
+        stream: TcpStream,
+        direction: DataDirection,
+    ) -> io::Result<BoxedStream>;
+}
+
+/// Which way a data connection's bytes flow. TLS needs to know: a client that only sends
+/// (an upload) may never read what the server sends after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDirection {
+    /// Server to client: downloads and listings.
+    ToClient,
+    /// Client to server: uploads.
+    FromClient,
 }
 
 /// What a listener demands of its clients' use of TLS.

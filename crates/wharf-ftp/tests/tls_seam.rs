@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use common::{RawClient, TestServer};
 use tokio::net::TcpStream;
-use wharf_ftp::{BoxedStream, ControlConnection, FtpTls, FtpTlsConnection, TlsPolicy, TlsSetup};
+use wharf_ftp::{
+    BoxedStream, ControlConnection, DataDirection, FtpTls, FtpTlsConnection, TlsPolicy, TlsSetup,
+};
 use wharf_testkit::{TEST_PASSWORD, pattern};
 
 #[derive(Default)]
@@ -19,6 +21,7 @@ struct Calls {
     connections: AtomicUsize,
     control: AtomicUsize,
     data: AtomicUsize,
+    directions: std::sync::Mutex<Vec<DataDirection>>,
 }
 
 /// Hands streams back unchanged and counts the calls.
@@ -40,8 +43,13 @@ impl FtpTlsConnection for PassThroughConnection {
         Ok(stream)
     }
 
-    async fn secure_data(&self, stream: TcpStream) -> io::Result<BoxedStream> {
+    async fn secure_data(
+        &self,
+        stream: TcpStream,
+        direction: DataDirection,
+    ) -> io::Result<BoxedStream> {
         self.0.data.fetch_add(1, Ordering::SeqCst);
+        self.0.directions.lock().expect("directions").push(direction);
         Ok(Box::new(stream))
     }
 }
@@ -109,6 +117,11 @@ async fn auth_tls_then_protected_transfers() {
         let (listing, _) = client.download("NLST").await;
         assert!(String::from_utf8_lossy(&listing).contains("back.bin"));
         assert_eq!(calls.data.load(Ordering::SeqCst), 3, "every data connection went through TLS");
+        assert_eq!(
+            *calls.directions.lock().expect("directions"),
+            [DataDirection::ToClient, DataDirection::FromClient, DataDirection::ToClient],
+            "the provider learns which way each data connection's bytes flow"
+        );
         client.expect("CCC", 534).await;
         let status = client.expect("STAT", 211).await;
         assert!(
@@ -207,7 +220,11 @@ impl FtpTlsConnection for Stuck {
         std::future::pending().await
     }
 
-    async fn secure_data(&self, stream: TcpStream) -> io::Result<BoxedStream> {
+    async fn secure_data(
+        &self,
+        stream: TcpStream,
+        _direction: DataDirection,
+    ) -> io::Result<BoxedStream> {
         Ok(Box::new(stream))
     }
 }

@@ -17,7 +17,7 @@ use rustls::{HandshakeKind, ServerConfig};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
-use wharf_ftp::{BoxedStream, FtpTls, FtpTlsConnection};
+use wharf_ftp::{BoxedStream, DataDirection, FtpTls, FtpTlsConnection};
 
 use crate::certificates::{CertificateSource, Fingerprint, ServerCertificate};
 use crate::errors::CertificateError;
@@ -176,15 +176,27 @@ impl ControlTls {
         })
     }
 
-    /// The configuration of one data connection: this connection's, with tickets and stored
-    /// sessions behind `gate`.
-    fn data_config(&self, gate: &Arc<IssueGate>) -> io::Result<Arc<ServerConfig>> {
+    /// The configuration of one data connection carrying bytes in `direction`: this
+    /// connection's, with tickets and stored sessions behind `gate`.
+    fn data_config(
+        &self,
+        gate: &Arc<IssueGate>,
+        direction: DataDirection,
+    ) -> io::Result<Arc<ServerConfig>> {
         let control = self.config()?;
         let mut config = (**control).clone();
         config.ticketer =
             Arc::new(GatedTicketer { inner: control.ticketer.clone(), gate: gate.clone() });
         config.session_storage =
             Arc::new(GatedSessions { inner: control.session_storage.clone(), gate: gate.clone() });
+        if direction == DataDirection::FromClient {
+            // TLS 1.3 tickets follow the handshake. Uploading clients (curl before 8.9, lftp)
+            // close without reading them; when they arrive before or after that close, the
+            // client's kernel resets the connection and drops whatever of the upload it had
+            // not sent yet. So uploads get no new tickets (TLS 1.2 tickets are part of the
+            // handshake and stay). See docs/protocols/ftps.md.
+            config.send_tls13_tickets = 0;
+        }
         Ok(Arc::new(config))
     }
 
@@ -203,12 +215,16 @@ impl ControlTls {
     /// that does not resume one of this connection's sessions is cut off right after the
     /// client's hello, before the server sends its certificate or any ticket (after a TLS 1.3
     /// hello retry, at the end, having issued nothing).
-    async fn handshake_data(&self, tcp: TcpStream) -> io::Result<DataStream> {
+    async fn handshake_data(
+        &self,
+        tcp: TcpStream,
+        direction: DataDirection,
+    ) -> io::Result<DataStream> {
         let peer = tcp.peer_addr().ok();
         let buffered = BufReader::with_capacity(DATA_READ_BUFFER, tcp);
         let hello = LazyConfigAcceptor::new(Acceptor::default(), buffered).await?;
         if !self.require_session_reuse {
-            let config = self.data_config(&IssueGate::new(GateState::Open))?;
+            let config = self.data_config(&IssueGate::new(GateState::Open), direction)?;
             return hello
                 .into_stream_with(config, |connection| {
                     connection.set_buffer_limit(Some(DATA_SEND_BUFFER));
@@ -217,7 +233,7 @@ impl ControlTls {
         }
         let gate = IssueGate::new(GateState::Closed);
         let mut kind = None;
-        let handshake = hello.into_stream_with(self.data_config(&gate)?, |connection| {
+        let handshake = hello.into_stream_with(self.data_config(&gate, direction)?, |connection| {
             connection.set_buffer_limit(Some(DATA_SEND_BUFFER));
             kind = connection.handshake_kind();
             gate.set(match kind {
@@ -259,8 +275,12 @@ impl FtpTlsConnection for ControlTls {
         Ok(Box::new(stream))
     }
 
-    async fn secure_data(&self, stream: TcpStream) -> io::Result<BoxedStream> {
-        let stream = self.handshake_data(stream).await?;
+    async fn secure_data(
+        &self,
+        stream: TcpStream,
+        direction: DataDirection,
+    ) -> io::Result<BoxedStream> {
+        let stream = self.handshake_data(stream, direction).await?;
         Ok(Box::new(stream))
     }
 }

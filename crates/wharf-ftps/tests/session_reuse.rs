@@ -241,3 +241,55 @@ async fn without_the_requirement_any_handshake_is_served() {
     })
     .await
 }
+
+/// TLS 1.3 tickets received on one data connection that moves `content` by `command`
+/// (`RETR name` or `STOR name`), read to the server's close so that every ticket it sent is
+/// counted.
+async fn tickets_on_data_connection(
+    control: &mut Control<TlsStream<TcpStream>>,
+    config: &Arc<ClientConfig>,
+    command: &str,
+    content: &[u8],
+) -> u32 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data_addr: SocketAddr = control.epsv(std::net::Ipv4Addr::LOCALHOST.into()).await;
+    let tcp = bounded("data connect", TcpStream::connect(data_addr)).await.expect("data connect");
+    control.expect(command, 150).await;
+    let mut tls =
+        bounded("data handshake", tls_connect(config, tcp)).await.expect("data handshake");
+    assert_eq!(tls.get_ref().1.handshake_kind(), Some(HandshakeKind::Resumed));
+    if command.starts_with("STOR") {
+        bounded("upload", tls.write_all(content)).await.expect("upload");
+        bounded("close", tls.shutdown()).await.expect("close_notify");
+        let mut rest = Vec::new();
+        let _ = bounded("drain", tls.read_to_end(&mut rest)).await;
+    } else {
+        let mut received = Vec::new();
+        bounded("download", tls.read_to_end(&mut received)).await.expect("download");
+        assert!(received == content, "{command}: byte-exact");
+    }
+    let done = control.reply().await.expect("final reply");
+    assert_eq!(done.code, 226, "{command}: {done:?}");
+    tls.get_ref().1.tls13_tickets_received()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_uploads_get_no_tickets_downloads_do() {
+    // An uploading client may close its data connection without reading what follows the
+    // handshake; a ticket arriving then makes its kernel reset the connection and lose the end
+    // of the upload. So only downloads and listings hand out fresh tickets.
+    common::whole_test(async {
+        let server = TestServer::start().await;
+        let config = client_config_with(&server.certificate, &[&rustls::version::TLS13], None);
+        let content = pattern(300_000);
+        server.share.put("alice/file.bin", &content);
+        let mut control = protected_session(&server, &config).await;
+        let upload = tickets_on_data_connection(&mut control, &config, "STOR up.bin", &content);
+        assert_eq!(upload.await, 0, "no ticket on an upload");
+        let stored = std::fs::read(server.share.root.join("alice/up.bin")).expect("stored");
+        assert!(stored == content, "the upload is byte-exact");
+        let download = tickets_on_data_connection(&mut control, &config, "RETR file.bin", &content);
+        assert!(download.await > 0, "a download hands out fresh tickets");
+    })
+    .await
+}

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 pub(crate) use active::{check_active_target, connect_active};
 pub(crate) use passive::{PassiveListener, PassivePorts};
 
-use crate::tls::{BoxedStream, FtpTlsConnection};
+use crate::tls::{BoxedStream, DataDirection, FtpTlsConnection};
 
 /// How the next data connection is made.
 pub(crate) enum DataSetup {
@@ -79,7 +79,11 @@ impl DataSetup {
     /// Makes the data connection: accepts (from the client's address only) or connects, then
     /// runs the TLS handshake when the link requires protection. Bounded by the link's
     /// connect timeout.
-    pub(crate) async fn establish(self, link: &DataLink) -> Result<DataStream, DataError> {
+    pub(crate) async fn establish(
+        self,
+        link: &DataLink,
+        direction: DataDirection,
+    ) -> Result<DataStream, DataError> {
         let deadline = tokio::time::Instant::now() + link.connect_timeout;
         let tcp = match self {
             DataSetup::Passive(listener) => listener.accept(link.peer_ip, deadline).await?,
@@ -90,11 +94,13 @@ impl DataSetup {
         let _ = tcp.set_nodelay(true);
         match &link.tls {
             None => Ok(DataStream::Plain(tcp)),
-            Some(tls) => match tokio::time::timeout_at(deadline, tls.secure_data(tcp)).await {
-                Ok(Ok(stream)) => Ok(DataStream::Secure(stream)),
-                Ok(Err(err)) => Err(DataError::Tls(err)),
-                Err(_) => Err(DataError::Timeout),
-            },
+            Some(tls) => {
+                match tokio::time::timeout_at(deadline, tls.secure_data(tcp, direction)).await {
+                    Ok(Ok(stream)) => Ok(DataStream::Secure(stream)),
+                    Ok(Err(err)) => Err(DataError::Tls(err)),
+                    Err(_) => Err(DataError::Timeout),
+                }
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::ascii::{FromNetwork, ToNetwork};
 use crate::errors::reply_for_error;
 use crate::listing::{self, MlstFact};
 use crate::reply::Reply;
+use crate::tls::DataDirection;
 
 /// Most bytes one `sendfile` call is asked for. The socket is non-blocking, so a call returns
 /// as soon as the socket buffer is full; the cap bounds how long one call can keep a worker
@@ -155,7 +156,11 @@ impl Transfer {
     /// Makes the data connection, moves the payload and returns the final reply.
     pub(crate) async fn run(self) -> Reply {
         let Transfer { setup, link, payload, progress, success } = self;
-        let mut stream = match setup.establish(&link).await {
+        let direction = match payload {
+            Payload::Upload { .. } => DataDirection::FromClient,
+            _ => DataDirection::ToClient,
+        };
+        let mut stream = match setup.establish(&link, direction).await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::info!(error = %err, "data connection not established");
