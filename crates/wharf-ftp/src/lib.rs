@@ -21,6 +21,7 @@ mod data;
 pub mod errors;
 pub mod hash;
 pub mod listing;
+mod probe;
 pub mod reply;
 mod server;
 mod session;
@@ -28,6 +29,7 @@ pub mod tls;
 
 pub use command::{Command, ParseError, parse};
 pub use config::{FtpConfig, PassiveAddress, PortRange};
+pub use probe::PeerProbe;
 pub use reply::Reply;
 pub use server::{ControlConnection, FtpError, FtpServer, FtpService};
 pub use tls::{

@@ -14,6 +14,7 @@ use wharf_access::{Gateway, SessionLimiter};
 
 use crate::config::FtpConfig;
 use crate::data::PassivePorts;
+use crate::probe::PeerProbe;
 use crate::reply::Reply;
 use crate::session::FtpSession;
 use crate::tls::{BoxedStream, FtpTls, FtpTlsConnection, TlsPolicy, TlsSetup};
@@ -63,6 +64,9 @@ pub struct ControlConnection {
     pub tls: Option<Arc<dyn FtpTlsConnection>>,
     /// What this connection's listener demands.
     pub policy: TlsPolicy,
+    /// A handle on the control socket that tells whether the client has gone, so an upload
+    /// whose client died is not published. `None` for streams that are not sockets.
+    pub probe: Option<PeerProbe>,
 }
 
 impl ControlConnection {
@@ -72,7 +76,8 @@ impl ControlConnection {
         let local = stream.local_addr()?;
         // Replies are small and answer requests: send them without delay.
         stream.set_nodelay(true)?;
-        Ok(ControlConnection { stream: Box::new(stream), peer, local, tls: None, policy })
+        let probe = Some(PeerProbe::of(&stream)?);
+        Ok(ControlConnection { stream: Box::new(stream), peer, local, tls: None, policy, probe })
     }
 }
 

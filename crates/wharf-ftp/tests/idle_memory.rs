@@ -94,6 +94,7 @@ async fn a_session_future_is_small() {
             local: addr,
             tls: None,
             policy: wharf_ftp::TlsPolicy::default(),
+            probe: None,
         };
         let session = service.serve(connection);
         let size = std::mem::size_of_val(&session);

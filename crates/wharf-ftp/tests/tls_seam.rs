@@ -192,6 +192,7 @@ async fn implicit_tls_connections_start_secure() {
                 local,
                 tls: Some(connection),
                 policy: TlsPolicy { require_control: true, require_data: true },
+                probe: None,
             };
             gateway.shutdown.spawn(service.serve(control));
         });

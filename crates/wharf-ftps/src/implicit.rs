@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use wharf_access::Gateway;
-use wharf_ftp::{ControlConnection, FtpService, FtpTlsConnection, TlsPolicy};
+use wharf_ftp::{ControlConnection, FtpService, FtpTlsConnection, PeerProbe, TlsPolicy};
 
 use crate::provider::FtpsTls;
 
@@ -77,6 +77,13 @@ impl ImplicitSessions {
         };
         // Replies are small and answer requests: send them without delay.
         let _ = tcp.set_nodelay(true);
+        let probe = match PeerProbe::of(&tcp) {
+            Ok(probe) => probe,
+            Err(err) => {
+                tracing::warn!(%peer, error = %err, "no descriptor left for an implicit FTPS session");
+                return;
+            }
+        };
         let connection = Arc::new(self.tls.control_connection());
         let handshake = async {
             tokio::select! {
@@ -104,8 +111,14 @@ impl ImplicitSessions {
             Handshake::ShuttingDown => return,
         };
         let tls: Arc<dyn FtpTlsConnection> = connection;
-        let control =
-            ControlConnection { stream, peer, local, tls: Some(tls), policy: self.policy };
+        let control = ControlConnection {
+            stream,
+            peer,
+            local,
+            tls: Some(tls),
+            policy: self.policy,
+            probe: Some(probe),
+        };
         self.service.serve(control).await;
     }
 }

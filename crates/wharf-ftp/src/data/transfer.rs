@@ -22,6 +22,7 @@ use super::{DataLink, DataSetup, DataStream};
 use crate::ascii::{FromNetwork, ToNetwork};
 use crate::errors::reply_for_error;
 use crate::listing::{self, MlstFact};
+use crate::probe::PeerProbe;
 use crate::reply::Reply;
 use crate::tls::DataDirection;
 
@@ -99,6 +100,9 @@ pub(crate) enum Payload {
         upload: Upload,
         /// `TYPE A`: convert CRLF to LF.
         ascii: bool,
+        /// The control connection's client: an upload whose client has gone when its data
+        /// ends is not published (its process died; its kernel closed both connections).
+        client: Option<Arc<PeerProbe>>,
     },
     /// A directory listing, streamed batch by batch.
     Listing {
@@ -122,6 +126,10 @@ enum TransferError {
     /// No byte moved for the stall timeout.
     #[error("data connection stalled")]
     Stalled,
+    /// The data connection ended, but so had the control connection: the client vanished
+    /// rather than finished.
+    #[error("the client closed the control connection before the upload ended")]
+    ClientGone,
     /// Storage failed.
     #[error(transparent)]
     Storage(wharf_vfs::Error),
@@ -132,6 +140,7 @@ impl TransferError {
         match self {
             TransferError::Network(_) => Reply::new(426, "Connection closed; transfer aborted."),
             TransferError::Stalled => Reply::new(426, "Data connection stalled; transfer aborted."),
+            TransferError::ClientGone => Reply::new(426, "Connection closed; transfer aborted."),
             TransferError::Storage(err) => reply_for_error(err),
         }
     }
@@ -172,8 +181,8 @@ impl Transfer {
             Payload::Download { download, offset, length, ascii } => {
                 send_file(&mut stream, download, offset, length, ascii, stall, &progress).await
             }
-            Payload::Upload { upload, ascii } => {
-                receive_file(&mut stream, upload, ascii, stall, &progress).await
+            Payload::Upload { upload, ascii, client } => {
+                receive_file(&mut stream, upload, ascii, stall, &progress, client.as_deref()).await
             }
             Payload::Listing { listing, session, format } => {
                 send_listing(&mut stream, listing, &session, &format, stall, &progress).await
@@ -332,6 +341,7 @@ async fn receive_file(
     ascii: bool,
     stall: Duration,
     progress: &Progress,
+    client: Option<&PeerProbe>,
 ) -> Result<(), TransferError> {
     let mut converter = ascii.then(FromNetwork::new);
     let mut buffer = BytesMut::with_capacity(RECEIVE_BUFFER);
@@ -366,6 +376,11 @@ async fn receive_file(
         if !tail.is_empty() {
             upload.write(Bytes::from(tail)).await.map_err(TransferError::Storage)?;
         }
+    }
+    // Checked last, after the storage writes, when a dying client's control connection has
+    // had every chance to close too. Dropping the upload leaves the previous file as it was.
+    if client.is_some_and(PeerProbe::peer_has_gone) {
+        return Err(TransferError::ClientGone);
     }
     upload.commit().await.map(drop).map_err(TransferError::Storage)
 }

@@ -34,6 +34,7 @@ use crate::data::transfer::Progress;
 use crate::errors::reply_for_error;
 use crate::hash::HashAlgorithm;
 use crate::listing::MlstFact;
+use crate::probe::PeerProbe;
 use crate::reply::Reply;
 use crate::server::{ControlConnection, ServerContext};
 use crate::tls::{FtpTlsConnection, TlsPolicy};
@@ -193,17 +194,20 @@ pub(crate) struct FtpSession {
     oversized_lines: u32,
     connected_at: Instant,
     last_command_at: Instant,
+    /// Whether the client is still there, for uploads that end with their data connection.
+    probe: Option<Arc<PeerProbe>>,
 }
 
 impl FtpSession {
     pub(crate) fn new(context: Arc<ServerContext>, connection: ControlConnection) -> FtpSession {
-        let ControlConnection { stream, peer, local, tls, policy } = connection;
+        let ControlConnection { stream, peer, local, tls, policy, probe } = connection;
         let implicit = tls.is_some();
         let control = ControlChannel::new(stream, context.config.idle_timeout);
         let now = Instant::now();
         FtpSession {
             context,
             control,
+            probe: probe.map(Arc::new),
             peer,
             local,
             policy,

@@ -205,7 +205,7 @@ impl FtpSession {
             150,
             format!("Opening {} mode data connection for {path}.", self.mode_name()),
         );
-        let payload = Payload::Upload { upload, ascii };
+        let payload = Payload::Upload { upload, ascii, client: self.probe.clone() };
         let success = Reply::new(226, "Transfer complete.");
         self.start_transfer(setup, tls, payload, format!("{verb} {path}"), success);
         Ok(opening)
@@ -230,7 +230,7 @@ impl FtpSession {
         let name = path.file_name().unwrap_or_default().to_owned();
         let ascii = self.settings.data_type == DataType::Ascii;
         let opening = Reply::new(150, format!("FILE: {name}"));
-        let payload = Payload::Upload { upload, ascii };
+        let payload = Payload::Upload { upload, ascii, client: self.probe.clone() };
         let success = Reply::new(226, format!("Transfer complete; stored as {name}."));
         self.start_transfer(setup, tls, payload, format!("STOU {path}"), success);
         Ok(opening)
