@@ -7,11 +7,13 @@
 //!   switch, and the real command-line clients (curl, lftp, OpenSSH `sftp`, tftp-hpa).
 //! - [`tree`]: digests of the storage tree, the sentinel outside it, temporary upload files.
 //! - [`errors_doc`]: the error-mapping table of `docs/ERRORS.md`, parsed.
+//! - [`interrupted`]: what an interrupted upload must leave behind.
 //!
 //! Every network call and every child process is bounded in time (see [`within`]).
 
 pub mod clients;
 pub mod errors_doc;
+pub mod interrupted;
 pub mod server;
 pub mod tree;
 

@@ -78,8 +78,10 @@ pub struct Wharf {
     pub sftp: SocketAddr,
     /// TFTP listener.
     pub tftp: SocketAddr,
-    /// FTPS listener, once the binary serves one.
+    /// The implicit FTPS listener (explicit FTPS is `AUTH TLS` on [`Wharf::ftp`]).
     pub ftps: Option<SocketAddr>,
+    /// A TLS client configuration trusting the server's generated certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The users, all inline in the configuration. `{hash}` is the password hash and `{key}` the
@@ -124,7 +126,8 @@ const USERS: &str = r#"
       permissions: { /uploads: [read], /lab: [read, upload, overwrite] }
 "#;
 
-/// The configuration: every protocol on loopback port 0, session caps raised for the
+/// The configuration: every protocol on loopback port 0 (FTPS: `AUTH TLS` on the FTP
+/// listener and an implicit listener, with a certificate generated at start), session caps raised for the
 /// concurrency test (loopback is one address), short failure delays.
 const CONFIG: &str = r#"
 data_dir: .
@@ -143,6 +146,9 @@ ftp:
   data_connect_timeout: 20s
   data_stall_timeout: 60s
   limits: { max_sessions: 1000, max_sessions_per_address: 400 }
+ftps:
+  implicit_listen: ["127.0.0.1:0"]
+  generated_certificate_dir: ftps
 sftp:
   listen: ["127.0.0.1:0"]
   host_key_dir: host-keys
@@ -199,7 +205,9 @@ impl Wharf {
         for addr in [ftp, sftp, tftp].into_iter().chain(ftps) {
             assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
         }
+        let tls = ftps.map(|_| tls_client_config(&base.join("ftps/ftps-certificate.pem")));
         Wharf {
+            tls,
             root,
             outside,
             host_keys: base.join("host-keys"),
@@ -270,6 +278,39 @@ impl Wharf {
     }
 }
 
+/// The name the FTPS certificate is checked against (the generated one names `localhost`,
+/// `127.0.0.1` and `::1`).
+pub const TLS_SERVER_NAME: &str = "localhost";
+
+/// The PEM file of the generated FTPS certificate, for real clients (`--cacert`).
+pub fn ftps_certificate(wharf: &Wharf) -> PathBuf {
+    wharf.base().join("ftps/ftps-certificate.pem")
+}
+
+/// A TLS client configuration trusting the certificates in `pem`. Its session cache lets
+/// data connections resume the control connection's TLS session, as the server requires.
+///
+/// TLS 1.2: rustls resumes each TLS 1.3 ticket once, and Wharf hands out no TLS 1.3 tickets
+/// on upload data connections (docs/protocols/ftps.md), so a session that uploads file after
+/// file, as the matrix does, would run out of tickets; TLS 1.2 renews the ticket inside every
+/// handshake. TLS 1.3 data connections are covered by `crates/wharf-ftps/tests` and by the
+/// real clients here.
+fn tls_client_config(pem: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(pem).expect("FTPS certificate file") {
+        roots.add(certificate.expect("certificate")).expect("trusted certificate");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 fn write_private_key(dir: &Path, key: &PrivateKey) -> PathBuf {
     std::fs::create_dir_all(dir).expect("client key folder");
     let path = dir.join("id_ed25519");
@@ -282,4 +323,22 @@ fn write_private_key(dir: &Path, key: &PrivateKey) -> PathBuf {
         .expect("client key file");
     std::io::Write::write_all(&mut file, text.as_bytes()).expect("write client key");
     path
+}
+
+impl Wharf {
+    /// A TLS client configuration for one FTPS control connection and its data connections:
+    /// its own session cache, so that data connections resume this control connection's
+    /// session and not another's (the server refuses those).
+    pub fn tls_for_one_session(&self) -> Arc<rustls::ClientConfig> {
+        let shared = self.tls.as_ref().expect("the server serves FTPS");
+        let mut config = rustls::ClientConfig::clone(shared);
+        config.resumption = rustls::client::Resumption::in_memory_sessions(8);
+        Arc::new(config)
+    }
+
+    /// The FTP flavours a test runs its FTP part over: in the clear, and over TLS when the
+    /// server serves FTPS.
+    pub fn ftp_flavours(&self) -> Vec<bool> {
+        if self.serves(Protocol::Ftps) { vec![false, true] } else { vec![false] }
+    }
 }

@@ -15,6 +15,8 @@ use wharf_e2e::{MIB, Protocol, Wharf, step, within};
 use wharf_testkit::pattern;
 
 const FTP_SESSIONS: usize = 100;
+/// FTPS sessions on top (TLS handshakes cost CPU: a 2-core machine stays within budget).
+const FTPS_SESSIONS: usize = 20;
 const SFTP_SESSIONS: usize = 50;
 const TFTP_READS: usize = 50;
 
@@ -30,9 +32,9 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
     let shared = Arc::new(pattern(MIB + 333));
     wharf.put("firmware/shared.bin", &shared);
     std::fs::create_dir_all(wharf.root.join("exchange")).expect("exchange");
-    assert!(!wharf.serves(Protocol::Ftps), "FTPS is served: add its sessions here");
+    let ftps_sessions = if wharf.serves(Protocol::Ftps) { FTPS_SESSIONS } else { 0 };
     // Everyone logs in (TFTP clients get ready), then all transfers start together.
-    let start = Arc::new(Barrier::new(FTP_SESSIONS + SFTP_SESSIONS + TFTP_READS));
+    let start = Arc::new(Barrier::new(FTP_SESSIONS + ftps_sessions + SFTP_SESSIONS + TFTP_READS));
     let clock = Instant::now();
     let mut tasks = Vec::new();
     for index in 0..FTP_SESSIONS {
@@ -48,6 +50,22 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
             let back = ftp.download(&path).await.expect("FTP download own");
             assert!(back == own, "FTP session {index}: own file differs");
             ftp.quit().await;
+        }));
+    }
+    let wharf = Arc::new(wharf);
+    for index in 0..ftps_sessions {
+        let (start, shared, wharf) = (start.clone(), shared.clone(), wharf.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ftps = Suppa::login_tls(&wharf, RW).await;
+            start.wait().await;
+            let own = own_content(Protocol::Ftps, index);
+            let path = format!("/exchange/ftps-{index}.bin");
+            ftps.upload(&path, &own).await.expect("FTPS upload");
+            let got = ftps.download("/firmware/shared.bin").await.expect("FTPS download");
+            assert!(got == *shared, "FTPS session {index}: shared file differs");
+            let back = ftps.download(&path).await.expect("FTPS download own");
+            assert!(back == own, "FTPS session {index}: own file differs");
+            ftps.quit().await;
         }));
     }
     for index in 0..SFTP_SESSIONS {
@@ -82,7 +100,8 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
     })
     .await;
     eprintln!(
-        "{FTP_SESSIONS} FTP + {SFTP_SESSIONS} SFTP sessions and {TFTP_READS} TFTP reads: {:.1?}",
+        "{FTP_SESSIONS} FTP + {ftps_sessions} FTPS + {SFTP_SESSIONS} SFTP sessions and \
+         {TFTP_READS} TFTP reads: {:.1?}",
         clock.elapsed()
     );
     for index in 0..FTP_SESSIONS {
@@ -95,6 +114,7 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
             wharf.read(&format!("exchange/sftp-{index}.bin")) == own_content(Protocol::Sftp, index)
         );
     }
+    let wharf = Arc::into_inner(wharf).expect("every client task ended");
     wharf.stop().await;
 }
 

@@ -4,12 +4,12 @@
 //! (the sentinel, `/etc/passwd`, the SSH host key) or changed.
 
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use wharf_e2e::Wharf;
 use wharf_e2e::clients::ftp::FtpControl;
 use wharf_e2e::clients::sftp::SftpClient;
 use wharf_e2e::clients::tftp::TftpClient;
 use wharf_e2e::server::{DEVICES, LAB, RW};
 use wharf_e2e::tree::{assert_nothing_from_outside, assert_outside_untouched, contains};
-use wharf_e2e::{Protocol, Wharf};
 use wharf_testkit::tree_digest;
 
 /// What the SSH host key file holds; it must never be sent either.
@@ -92,45 +92,47 @@ async fn hostile_paths_are_refused_or_contained_on_every_protocol() {
     plant_links(&wharf);
     let keys_before = tree_digest(&wharf.host_keys);
     let paths = hostile_paths(&wharf);
-    assert!(!wharf.serves(Protocol::Ftps), "FTPS is served: run the FTP part over TLS too");
 
     // FTP, as the user with every right on the whole share.
-    let mut ftp = FtpControl::login(wharf.ftp, RW).await;
-    for path in &paths {
-        let what = format!("FTP {}", show(path));
-        match ftp.retr(path).await {
-            Ok(content) => {
-                assert!(!contains(path, b"escape"), "{what}: read through a link outside");
-                assert_clean(&what, &content)
+    for tls in wharf.ftp_flavours() {
+        let proto = if tls { "FTPS" } else { "FTP" };
+        let mut ftp = FtpControl::login_over(&wharf, RW, tls).await;
+        for path in &paths {
+            let what = format!("{proto} {}", show(path));
+            match ftp.retr(path).await {
+                Ok(content) => {
+                    assert!(!contains(path, b"escape"), "{what}: read through a link outside");
+                    assert_clean(&what, &content)
+                }
+                Err(reply) => assert_clean(&what, reply.lines.join("\n").as_bytes()),
             }
-            Err(reply) => assert_clean(&what, reply.lines.join("\n").as_bytes()),
-        }
-        for verb in ["SIZE", "MDTM", "MLST", "STAT", "CWD"] {
-            let reply = ftp.cmd([verb.as_bytes(), b" ", path].concat()).await;
-            assert_clean(&format!("{what} {verb}"), reply.lines.join("\n").as_bytes());
-        }
-        for verb in ["LIST", "MLSD", "NLST"] {
-            if let Ok(listing) = ftp.listing(verb, Some(path)).await {
-                assert!(!listing.contains("sentinel.txt"), "{what} {verb}: {listing}");
-                assert!(!listing.contains("ssh_host"), "{what} {verb}: {listing}");
+            for verb in ["SIZE", "MDTM", "MLST", "STAT", "CWD"] {
+                let reply = ftp.cmd([verb.as_bytes(), b" ", path].concat()).await;
+                assert_clean(&format!("{what} {verb}"), reply.lines.join("\n").as_bytes());
             }
+            for verb in ["LIST", "MLSD", "NLST"] {
+                if let Ok(listing) = ftp.listing(verb, Some(path)).await {
+                    assert!(!listing.contains("sentinel.txt"), "{what} {verb}: {listing}");
+                    assert!(!listing.contains("ssh_host"), "{what} {verb}: {listing}");
+                }
+            }
+            ftp.cmd("CWD /").await;
+            let _ = ftp.store("STOR", path, b"overwritten over FTP").await;
+            let _ = ftp.store("APPE", path, b"appended over FTP").await;
+            let _ = ftp.cmd([b"DELE ".as_slice(), path].concat()).await;
+            let from = ftp.cmd([b"RNFR ".as_slice(), path].concat()).await;
+            if from.code == 350 {
+                let _ = ftp.cmd("RNTO /exchange/renamed-away").await;
+            }
+            let _ = ftp.cmd([b"SITE CHMOD 777 ".as_slice(), path].concat()).await;
         }
-        ftp.cmd("CWD /").await;
-        let _ = ftp.store("STOR", path, b"overwritten over FTP").await;
-        let _ = ftp.store("APPE", path, b"appended over FTP").await;
-        let _ = ftp.cmd([b"DELE ".as_slice(), path].concat()).await;
-        let from = ftp.cmd([b"RNFR ".as_slice(), path].concat()).await;
-        if from.code == 350 {
-            let _ = ftp.cmd("RNTO /exchange/renamed-away").await;
+        // Over 4 KiB a command line is refused as such (the third in a row closes the session).
+        for verb in ["RETR", "STOR"] {
+            let mut fresh = FtpControl::login_over(&wharf, RW, tls).await;
+            let reply = fresh.cmd([verb.as_bytes(), b" ", &long_path()].concat()).await;
+            assert_eq!(reply.code, 500, "{proto} {verb} with a 10,000-character path: {reply:?}");
+            assert_clean(proto, reply.lines.join("\n").as_bytes());
         }
-        let _ = ftp.cmd([b"SITE CHMOD 777 ".as_slice(), path].concat()).await;
-    }
-    // Over 4 KiB a command line is refused as such (the third in a row closes the session).
-    for verb in ["RETR", "STOR"] {
-        let mut fresh = FtpControl::login(wharf.ftp, RW).await;
-        let reply = fresh.cmd([verb.as_bytes(), b" ", &long_path()].concat()).await;
-        assert_eq!(reply.code, 500, "FTP {verb} with a 10,000-character path: {reply:?}");
-        assert_clean("FTP long path", reply.lines.join("\n").as_bytes());
     }
 
     // SFTP. Strings carry any bytes but NUL-free UTF-8 is what paths are: lossy text is sent.

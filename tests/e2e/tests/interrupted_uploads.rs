@@ -1,11 +1,10 @@
 //! Interrupted uploads: a client that disappears in the middle of replacing a file, on each
 //! protocol, leaves the previous file byte-identical and no temporary file, neither on disk
 //! once the server noticed nor in any listing at any time. Rust clients drop their
-//! connections; real clients (curl, OpenSSH's sftp, tftp-hpa) are killed.
+//! connections; real clients (OpenSSH's sftp, tftp-hpa) are killed. A killed FTP client
+//! whose data connection closes cleanly is in `ftp_killed_client.rs`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use tokio::io::AsyncWriteExt as _;
@@ -13,18 +12,11 @@ use wharf_e2e::clients::ftp::FtpControl;
 use wharf_e2e::clients::real::RealClients;
 use wharf_e2e::clients::sftp::SftpClient;
 use wharf_e2e::clients::tftp::TftpClient;
-use wharf_e2e::server::{DEVICES, LAB, RW, TFTP_RETRIES, TFTP_TIMEOUT};
-use wharf_e2e::tree::{
-    is_temporary_name, temporary_files, wait_for_no_temporary_files, wait_for_upload_in_progress,
-};
+use wharf_e2e::interrupted::{assert_previous_file_intact, kill_mid_upload, notice_limit};
+use wharf_e2e::server::{DEVICES, LAB, RW};
+use wharf_e2e::tree::{temporary_files, wait_for_no_temporary_files, wait_for_upload_in_progress};
 use wharf_e2e::{MIB, Protocol, Wharf, step};
-use wharf_testkit::{ChildGuard, pattern};
-
-/// How long the server may take to notice a vanished client and drop its upload: at once
-/// for a closed connection, after its retransmissions for TFTP.
-fn notice_limit() -> Duration {
-    TFTP_TIMEOUT * (TFTP_RETRIES + 2) + Duration::from_secs(10)
-}
+use wharf_testkit::pattern;
 
 fn old_content() -> Vec<u8> {
     pattern(MIB + 11)
@@ -32,36 +24,6 @@ fn old_content() -> Vec<u8> {
 
 fn new_content(size: usize) -> Vec<u8> {
     pattern(size).into_iter().map(|byte| !byte).collect()
-}
-
-/// The folder's listing over FTP and SFTP shows `name` with the old size and no temporary
-/// file.
-async fn assert_listings_clean(wharf: &Wharf, folder: &str, name: &str, size: usize) {
-    let mut ftp = FtpControl::login(wharf.ftp, RW).await;
-    let listing = ftp.listing("MLSD", Some(folder.as_bytes())).await.expect("MLSD");
-    let entries = wharf_e2e::clients::ftp::parse_mlsd(&listing);
-    assert!(!entries.iter().any(|e| is_temporary_name(&e.name)), "FTP lists a temporary file");
-    let entry = entries.iter().find(|e| e.name == name);
-    assert_eq!(entry.and_then(|e| e.size), Some(size as u64), "FTP listing of {name}: {listing}");
-    for verb in ["LIST -a", "NLST -a"] {
-        let listing = ftp.listing(verb, Some(folder.as_bytes())).await.expect("listing");
-        assert!(!listing.contains(".wharf-tmp"), "FTP {verb}: {listing}");
-    }
-    let sftp = SftpClient::login_key(wharf, RW).await;
-    let entries = sftp.list(folder).await.expect("SFTP readdir");
-    assert!(!entries.iter().any(|e| is_temporary_name(&e.name)), "SFTP lists a temporary file");
-    let entry = entries.iter().find(|e| e.name == name);
-    assert_eq!(entry.and_then(|e| e.size), Some(size as u64), "SFTP listing of {name}");
-    sftp.close().await;
-}
-
-/// After the client vanished: the old file is intact and listed, nothing temporary remains.
-async fn assert_previous_file_intact(wharf: &Wharf, relative: &str, old: &[u8]) {
-    let (folder, name) = relative.rsplit_once('/').expect("folder/name");
-    assert_listings_clean(wharf, &format!("/{folder}"), name, old.len()).await;
-    wait_for_no_temporary_files(&wharf.root, notice_limit()).await;
-    assert!(wharf.read(relative) == old, "{relative}: the previous file changed");
-    assert_listings_clean(wharf, &format!("/{folder}"), name, old.len()).await;
 }
 
 /// How an FTP client goes away in the middle of `STOR`.
@@ -72,32 +34,40 @@ enum FtpExit {
     ControlThenData,
     /// The data connection is reset (unsent data, or SO_LINGER 0), then the control one.
     DataResetThenControl,
+    /// Over FTPS (`AUTH TLS`, `PROT P`): the control connection closes, then the data one.
+    TlsControlThenData,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ftp_client_gone_mid_upload_leaves_the_previous_file() {
     let wharf = Wharf::start().await;
-    assert!(!wharf.serves(Protocol::Ftps), "FTPS is served: interrupt an FTPS upload too");
-    for exit in [FtpExit::ControlThenData, FtpExit::DataResetThenControl] {
+    let mut exits = vec![FtpExit::ControlThenData, FtpExit::DataResetThenControl];
+    if wharf.serves(Protocol::Ftps) {
+        exits.push(FtpExit::TlsControlThenData);
+    }
+    for exit in exits {
         let relative = format!("exchange/ftp-{exit:?}.bin");
         let old = old_content();
         wharf.put(&relative, &old);
         let new = new_content(4 * MIB);
-        let mut ftp = FtpControl::login(wharf.ftp, RW).await;
+        let tls = matches!(exit, FtpExit::TlsControlThenData);
+        let mut ftp = FtpControl::login_over(&wharf, RW, tls).await;
         let command = format!("STOR /{relative}");
-        let mut data = ftp.start_transfer(command.as_bytes()).await.expect("150");
-        step("half", data.write_all(&new[..new.len() / 2])).await.expect("send half");
-        wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
-        match exit {
-            FtpExit::ControlThenData => {
-                drop(ftp);
-                drop(data);
-            }
-            FtpExit::DataResetThenControl => {
-                data.set_zero_linger().expect("SO_LINGER 0");
-                drop(data);
-                drop(ftp);
-            }
+        let half = &new[..new.len() / 2];
+        if let FtpExit::DataResetThenControl = exit {
+            let mut data = ftp.start_transfer_tcp(command.as_bytes()).await.expect("150");
+            step("half", data.write_all(half)).await.expect("send half");
+            wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
+            data.set_zero_linger().expect("SO_LINGER 0");
+            drop(data);
+            drop(ftp);
+        } else {
+            let mut data = ftp.start_transfer(command.as_bytes()).await.expect("150");
+            step("half", data.write_all(half)).await.expect("send half");
+            step("flush", data.flush()).await.expect("flush");
+            wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
+            drop(ftp);
+            drop(data);
         }
         assert_previous_file_intact(&wharf, &relative, &old).await;
     }
@@ -152,15 +122,6 @@ async fn tftp_client_gone_mid_upload_leaves_the_previous_file() {
     wharf.stop().await;
 }
 
-/// Starts `command` (a real client uploading), waits until its upload is under way on the
-/// server, and kills it.
-async fn kill_mid_upload(wharf: &Wharf, mut command: Command) {
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let child = ChildGuard(command.spawn().expect("start the client"));
-    wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
-    drop(child); // SIGKILL, then reaped
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients_killed_mid_upload_leave_the_previous_file() {
     let Some(clients) = RealClients::find() else { return };
@@ -170,13 +131,7 @@ async fn real_clients_killed_mid_upload_leave_the_previous_file() {
     std::fs::write(&big, new_content(8 * MIB)).expect("local file");
     let old = old_content();
 
-    // curl over FTP, slowed down so that it is surely killed mid-way.
-    let relative = "exchange/curl.bin";
-    wharf.put(relative, &old);
-    let mut curl = clients.curl(&RealClients::ftp_url(&wharf, RW, relative));
-    curl.args(["--limit-rate", "512k", "-T"]).arg(&big);
-    kill_mid_upload(&wharf, curl).await;
-    assert_previous_file_intact(&wharf, relative, &old).await;
+    // curl killed over FTP: see ftp_killed_client.rs (awaiting a fix in wharf-ftp).
 
     // OpenSSH's sftp, limited to 4 Mbit/s.
     let relative = "exchange/openssh.bin";

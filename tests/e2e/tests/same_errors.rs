@@ -69,51 +69,66 @@ async fn the_replies_on_the_wire_are_the_documented_ones() {
     let big = vec![7u8; QUOTA_BYTES * 2];
 
     // FTP.
-    let mut ftp = FtpControl::login(wharf.ftp, RW).await;
-    let mut ftp_ro = FtpControl::login(wharf.ftp, RO).await;
-    let mut ftp_tight = FtpControl::login(wharf.ftp, TIGHT).await;
-    let cases: Vec<(ErrorKind, &str, Refusal)> = vec![
-        (
-            ErrorKind::NotFound,
-            "RETR missing",
-            ftp.retr(b"/exchange/missing").await.expect_err("").refusal(),
-        ),
-        (
-            ErrorKind::PermissionDenied,
-            "STOR read-only",
-            ftp_ro.store("STOR", b"/exchange/x", b"x").await.expect_err("").refusal(),
-        ),
-        (ErrorKind::AlreadyExists, "MKD existing", ftp.cmd("MKD /exchange/folder").await.refusal()),
-        (ErrorKind::NotADirectory, "CWD file", ftp.cmd("CWD /exchange/file.txt").await.refusal()),
-        (
-            ErrorKind::NotADirectory,
-            "RETR under a file",
-            ftp.retr(b"/exchange/file.txt/x").await.expect_err("").refusal(),
-        ),
-        (
-            ErrorKind::IsADirectory,
-            "RETR folder",
-            ftp.retr(b"/exchange/folder").await.expect_err("").refusal(),
-        ),
-        (ErrorKind::DirectoryNotEmpty, "RMD full", ftp.cmd("RMD /exchange/full").await.refusal()),
-        (
-            ErrorKind::QuotaExceeded,
-            "STOR over quota",
-            ftp_tight.store("STOR", b"/big.bin", &big).await.expect_err("").refusal(),
-        ),
-        (
-            ErrorKind::InvalidPath,
-            "RETR control byte",
-            ftp.retr(b"/exchange/a\x01b").await.expect_err("").refusal(),
-        ),
-        (ErrorKind::Unsupported, "rename across mounts", {
-            let from = ftp.cmd("RNFR /exchange/file.txt").await;
-            assert_eq!(from.code, 350, "{from:?}");
-            ftp.cmd("RNTO /second-mount/file.txt").await.refusal()
-        }),
-    ];
-    for (kind, what, refusal) in &cases {
-        assert_refused_as(refusal, *kind, &format!("FTP {what}"));
+    for tls in wharf.ftp_flavours() {
+        let proto = if tls { "FTPS" } else { "FTP" };
+        let mut ftp = FtpControl::login_over(&wharf, RW, tls).await;
+        let mut ftp_ro = FtpControl::login_over(&wharf, RO, tls).await;
+        let mut ftp_tight = FtpControl::login_over(&wharf, TIGHT, tls).await;
+        let cases: Vec<(ErrorKind, &str, Refusal)> = vec![
+            (
+                ErrorKind::NotFound,
+                "RETR missing",
+                ftp.retr(b"/exchange/missing").await.expect_err("").refusal(),
+            ),
+            (
+                ErrorKind::PermissionDenied,
+                "STOR read-only",
+                ftp_ro.store("STOR", b"/exchange/x", b"x").await.expect_err("").refusal(),
+            ),
+            (
+                ErrorKind::AlreadyExists,
+                "MKD existing",
+                ftp.cmd("MKD /exchange/folder").await.refusal(),
+            ),
+            (
+                ErrorKind::NotADirectory,
+                "CWD file",
+                ftp.cmd("CWD /exchange/file.txt").await.refusal(),
+            ),
+            (
+                ErrorKind::NotADirectory,
+                "RETR under a file",
+                ftp.retr(b"/exchange/file.txt/x").await.expect_err("").refusal(),
+            ),
+            (
+                ErrorKind::IsADirectory,
+                "RETR folder",
+                ftp.retr(b"/exchange/folder").await.expect_err("").refusal(),
+            ),
+            (
+                ErrorKind::DirectoryNotEmpty,
+                "RMD full",
+                ftp.cmd("RMD /exchange/full").await.refusal(),
+            ),
+            (
+                ErrorKind::QuotaExceeded,
+                "STOR over quota",
+                ftp_tight.store("STOR", b"/big.bin", &big).await.expect_err("").refusal(),
+            ),
+            (
+                ErrorKind::InvalidPath,
+                "RETR control byte",
+                ftp.retr(b"/exchange/a\x01b").await.expect_err("").refusal(),
+            ),
+            (ErrorKind::Unsupported, "rename across mounts", {
+                let from = ftp.cmd("RNFR /exchange/file.txt").await;
+                assert_eq!(from.code, 350, "{from:?}");
+                ftp.cmd("RNTO /second-mount/file.txt").await.refusal()
+            }),
+        ];
+        for (kind, what, refusal) in &cases {
+            assert_refused_as(refusal, *kind, &format!("{proto} {what}"));
+        }
     }
 
     // SFTP.

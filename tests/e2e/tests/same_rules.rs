@@ -3,6 +3,7 @@
 //! `/firmware` and write only new files into `/uploads`. Each refusal is the documented reply
 //! for its error kind (`docs/ERRORS.md`) and leaves the tree's digest unchanged.
 
+use wharf_e2e::Wharf;
 use wharf_e2e::clients::Refusal;
 use wharf_e2e::clients::ftp::{FtpControl, Reply, parse_mlsd};
 use wharf_e2e::clients::sftp::{SftpClient, refusal as sftp_refusal};
@@ -10,7 +11,6 @@ use wharf_e2e::clients::tftp::TftpClient;
 use wharf_e2e::errors_doc::assert_refused_as;
 use wharf_e2e::server::{ACME, DEVICES, GLOBEX, GLOBEX_MARK, LAB, RO, RW};
 use wharf_e2e::tree::{assert_outside_untouched, contains, share_digest};
-use wharf_e2e::{Protocol, Wharf};
 use wharf_testkit::tree_digest;
 use wharf_vfs::ErrorKind;
 
@@ -102,12 +102,19 @@ async fn the_read_only_user_is_refused_every_write_on_every_protocol() {
     wharf.put("firmware/boot.bin", b"firmware image");
     let before = share_digest(&wharf);
 
-    let mut ftp = FtpControl::login(wharf.ftp, RO).await;
-    for (what, reply) in ftp_writes(&mut ftp).await {
-        assert_refused_as(&reply.refusal(), ErrorKind::PermissionDenied, &format!("FTP {what}"));
+    for tls in wharf.ftp_flavours() {
+        let mut ftp = FtpControl::login_over(&wharf, RO, tls).await;
+        let proto = if tls { "FTPS" } else { "FTP" };
+        for (what, reply) in ftp_writes(&mut ftp).await {
+            assert_refused_as(
+                &reply.refusal(),
+                ErrorKind::PermissionDenied,
+                &format!("{proto} {what}"),
+            );
+        }
+        // Reading is still allowed.
+        assert_eq!(ftp.retr(b"/area/keep.txt").await.expect("RETR"), b"keep me as I am");
     }
-    // Reading is still allowed.
-    assert_eq!(ftp.retr(b"/area/keep.txt").await.expect("RETR"), b"keep me as I am");
 
     let sftp = SftpClient::login_key(&wharf, RO).await;
     for (what, refusal) in sftp_writes(&sftp).await {
@@ -122,7 +129,6 @@ async fn the_read_only_user_is_refused_every_write_on_every_protocol() {
         let refusal = tftp.upload(path, b"replaced").await.expect_err("TFTP write");
         assert_refused_as(&refusal, ErrorKind::PermissionDenied, &format!("TFTP WRQ {path}"));
     }
-    assert!(!wharf.serves(Protocol::Ftps), "FTPS is served: run the FTP writes over TLS too");
     assert_eq!(share_digest(&wharf), before, "a refused write changed the tree");
     sftp.close().await;
     wharf.stop().await;
@@ -174,40 +180,47 @@ async fn a_partner_cannot_see_or_reach_another_partners_files() {
     let globex_before = tree_digest(&globex_home);
 
     // FTP.
-    let mut ftp = FtpControl::login(wharf.ftp, ACME).await;
-    for path in INTO_GLOBEX {
-        let bytes = path.as_bytes();
-        let refused = ftp.retr(bytes).await.expect_err(path);
-        assert!(!contains(refused.lines.join("\n").as_bytes(), GLOBEX_MARK), "{path}");
-        // Deleting a link inside acme's home removes the link (checked below), not its target.
-        let commands: &[&str] = if path.starts_with("link") {
-            &["SIZE", "MDTM", "MLST", "CWD"]
-        } else {
-            &["SIZE", "MDTM", "MLST", "CWD", "DELE", "RMD"]
-        };
-        for command in commands {
-            let reply = ftp.cmd(format!("{command} {path}")).await;
-            assert!(reply.code >= 500, "FTP {command} {path}: {reply:?}");
+    for tls in wharf.ftp_flavours() {
+        let mut ftp = FtpControl::login_over(&wharf, ACME, tls).await;
+        let proto = if tls { "FTPS" } else { "FTP" };
+        for path in INTO_GLOBEX {
+            let bytes = path.as_bytes();
+            let refused = ftp.retr(bytes).await.expect_err(path);
+            assert!(!contains(refused.lines.join("\n").as_bytes(), GLOBEX_MARK), "{path}");
+            // Deleting a link inside acme's home removes the link (checked below), not its target.
+            let commands: &[&str] = if path.starts_with("link") {
+                &["SIZE", "MDTM", "MLST", "CWD"]
+            } else {
+                &["SIZE", "MDTM", "MLST", "CWD", "DELE", "RMD"]
+            };
+            for command in commands {
+                let reply = ftp.cmd(format!("{command} {path}")).await;
+                assert!(reply.code >= 500, "{proto} {command} {path}: {reply:?}");
+            }
+            // Refused, or contained in acme's own home: globex's digest is checked at the end.
+            let _ = ftp.store("STOR", &[bytes, b".new"].concat(), b"dropped in").await;
         }
-        // Refused, or contained in acme's own home: globex's digest is checked at the end.
-        let _ = ftp.store("STOR", &[bytes, b".new"].concat(), b"dropped in").await;
-    }
-    for dir in GLOBEX_FOLDERS {
-        for verb in ["MLSD", "LIST", "NLST"] {
-            if let Ok(listing) = ftp.listing(verb, Some(dir.as_bytes())).await {
-                let names = listed_names(verb, &listing);
-                assert!(
-                    !names
-                        .iter()
-                        .any(|name| ["plans.txt", "globex", "partners"].contains(&name.as_str())),
-                    "FTP {verb} {dir}: {listing}"
-                );
+        for dir in GLOBEX_FOLDERS {
+            for verb in ["MLSD", "LIST", "NLST"] {
+                if let Ok(listing) = ftp.listing(verb, Some(dir.as_bytes())).await {
+                    let names = listed_names(verb, &listing);
+                    assert!(
+                        !names.iter().any(
+                            |name| ["plans.txt", "globex", "partners"].contains(&name.as_str())
+                        ),
+                        "{proto} {verb} {dir}: {listing}"
+                    );
+                }
             }
         }
+        assert_eq!(ftp.retr(b"/firmware/boot.bin").await.expect("firmware"), b"firmware image");
+        let refused = ftp.store("STOR", b"/firmware/boot.bin", b"replaced").await.expect_err("ro");
+        assert_refused_as(
+            &refused.refusal(),
+            ErrorKind::PermissionDenied,
+            &format!("{proto} STOR /firmware"),
+        );
     }
-    assert_eq!(ftp.retr(b"/firmware/boot.bin").await.expect("firmware"), b"firmware image");
-    let refused = ftp.store("STOR", b"/firmware/boot.bin", b"replaced").await.expect_err("ro");
-    assert_refused_as(&refused.refusal(), ErrorKind::PermissionDenied, "FTP STOR /firmware");
 
     // SFTP.
     let sftp = SftpClient::login_key(&wharf, ACME).await;
@@ -265,7 +278,7 @@ async fn a_partner_cannot_see_or_reach_another_partners_files() {
     }
 
     // Removing the links removes only the links.
-    let removed = ftp.cmd("DELE link-to-plans").await;
+    let removed = FtpControl::login(wharf.ftp, ACME).await.cmd("DELE link-to-plans").await;
     assert_eq!(removed.code, 250, "{removed:?}");
     sftp.raw.remove("link-to-globex").await.expect("remove the folder link");
     assert!(

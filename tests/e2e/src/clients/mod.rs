@@ -15,7 +15,8 @@ use crate::server::Wharf;
 pub enum Protocol {
     /// FTP, plain.
     Ftp,
-    /// FTP over TLS. Part of every matrix once the binary serves it (an `ftps:` section).
+    /// FTP over TLS: the Rust clients use explicit FTPS (`AUTH TLS` on the FTP listener),
+    /// the real ones also the implicit listener.
     Ftps,
     /// SFTP over SSH.
     Sftp,
@@ -41,7 +42,7 @@ impl Protocol {
     pub fn listener_names(self) -> &'static [&'static str] {
         match self {
             Protocol::Ftp => &["FTP"],
-            Protocol::Ftps => &["FTPS", "FTPS (explicit)", "FTPS (implicit)"],
+            Protocol::Ftps => &["FTPS"],
             Protocol::Sftp => &["SFTP"],
             Protocol::Tftp => &["TFTP"],
         }
@@ -114,6 +115,8 @@ pub struct Entry {
 pub enum Session {
     /// FTP through suppaftp.
     Ftp(ftp::Suppa),
+    /// FTPS (explicit: `AUTH TLS`, `PROT P`) through suppaftp.
+    Ftps(ftp::Suppa<suppaftp::tokio::AsyncRustlsStream>),
     /// SFTP through russh + russh-sftp.
     Sftp(sftp::SftpClient),
     /// TFTP through this crate's client.
@@ -126,10 +129,7 @@ impl Session {
     pub async fn open(wharf: &Wharf, protocol: Protocol, user: &str) -> Session {
         match protocol {
             Protocol::Ftp => Session::Ftp(ftp::Suppa::login(wharf.ftp, user).await),
-            Protocol::Ftps => panic!(
-                "the server serves FTPS but the suite has no FTPS client yet: add it in \
-                 clients/ftp.rs (suppaftp's rustls stream)"
-            ),
+            Protocol::Ftps => Session::Ftps(ftp::Suppa::login_tls(wharf, user).await),
             Protocol::Sftp => Session::Sftp(sftp::SftpClient::login_key(wharf, user).await),
             Protocol::Tftp => {
                 Session::Tftp(tftp::TftpClient::new(wharf.tftp, Wharf::tftp_source(user)))
@@ -141,6 +141,7 @@ impl Session {
     pub async fn upload(&mut self, path: &str, data: &[u8]) -> Result<(), Refusal> {
         match self {
             Session::Ftp(ftp) => ftp.upload(path, data).await,
+            Session::Ftps(ftps) => ftps.upload(path, data).await,
             Session::Sftp(sftp) => sftp.upload(path, data).await,
             Session::Tftp(tftp) => tftp.upload(path, data).await,
         }
@@ -150,6 +151,7 @@ impl Session {
     pub async fn download(&mut self, path: &str) -> Result<Vec<u8>, Refusal> {
         match self {
             Session::Ftp(ftp) => ftp.download(path).await,
+            Session::Ftps(ftps) => ftps.download(path).await,
             Session::Sftp(sftp) => sftp.download(path).await,
             Session::Tftp(tftp) => tftp.download(path).await.map(|received| received.data),
         }
@@ -159,6 +161,7 @@ impl Session {
     pub async fn list(&mut self, dir: &str) -> Option<Result<Vec<Entry>, Refusal>> {
         match self {
             Session::Ftp(ftp) => Some(ftp.list(dir).await),
+            Session::Ftps(ftps) => Some(ftps.list(dir).await),
             Session::Sftp(sftp) => Some(sftp.list(dir).await),
             Session::Tftp(_) => None,
         }
@@ -176,6 +179,7 @@ impl Session {
     pub async fn close(self) {
         match self {
             Session::Ftp(ftp) => ftp.quit().await,
+            Session::Ftps(ftps) => ftps.quit().await,
             Session::Sftp(sftp) => sftp.close().await,
             Session::Tftp(_) => {}
         }
