@@ -41,6 +41,13 @@ pub struct FtpsConfig {
     /// connection (vsftpd's `require_ssl_reuse`), so that nobody but the client who logged in
     /// can open it. Turn off only for clients that cannot resume sessions.
     pub require_session_reuse: bool,
+    /// Whether upload data connections (`STOR`, `APPE`, `STOU`) hand out TLS 1.3 session
+    /// tickets like downloads do. Off by default: clients that upload without reading their
+    /// data connection (curl before 8.9, lftp) lose the end of the upload when a ticket
+    /// arrives as they close it. On suits clients that use each TLS 1.3 ticket once and
+    /// upload several files in one session (curl 8.9 and later, rustls-based clients). See
+    /// `docs/protocols/ftps.md`.
+    pub tls13_tickets_on_uploads: bool,
 }
 
 impl Default for FtpsConfig {
@@ -53,6 +60,7 @@ impl Default for FtpsConfig {
             explicit: ExplicitTls::default(),
             implicit_data: DataProtection::Required,
             require_session_reuse: true,
+            tls13_tickets_on_uploads: false,
         }
     }
 }
@@ -148,6 +156,7 @@ implicit_listen: ["0.0.0.0:990", "[::]:990"]
 explicit: { control: required, data: required }
 implicit_data: optional
 require_session_reuse: false
+tls13_tickets_on_uploads: true
 "#,
         )
         .expect("valid");
@@ -164,6 +173,7 @@ require_session_reuse: false
             TlsPolicy { require_control: true, require_data: false }
         );
         assert!(!config.require_session_reuse);
+        assert!(config.tls13_tickets_on_uploads);
         assert_eq!(config.validate(), Ok(()));
     }
 

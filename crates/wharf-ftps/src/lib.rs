@@ -26,5 +26,5 @@ mod server;
 pub use certificates::{CertificateSource, Fingerprint, ServerCertificate};
 pub use config::{ControlProtection, DataProtection, ExplicitTls, FtpsConfig};
 pub use errors::{CertificateError, ConfigError, FtpsError};
-pub use provider::{ControlTls, DATA_READ_BUFFER, DATA_SEND_BUFFER, FtpsTls};
+pub use provider::{ControlTls, DATA_READ_BUFFER, DATA_SEND_BUFFER, DataTls, FtpsTls};
 pub use server::{BoundListener, FtpsServer, ListenerKind};

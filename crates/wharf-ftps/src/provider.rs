@@ -39,12 +39,22 @@ pub const DATA_SEND_BUFFER: usize = 256 * 1024;
 /// The stream of a protected data connection.
 type DataStream = tokio_rustls::server::TlsStream<BufReader<TcpStream>>;
 
+/// What protected data connections must do and what they get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataTls {
+    /// A data connection must resume its control connection's TLS session.
+    pub require_session_reuse: bool,
+    /// Upload data connections hand out TLS 1.3 session tickets too (see
+    /// `FtpsConfig::tls13_tickets_on_uploads`).
+    pub tls13_tickets_on_uploads: bool,
+}
+
 /// The FTPS TLS provider: installed on the FTP listeners for `AUTH TLS`, and used by the
 /// implicit listeners for their handshakes.
 pub struct FtpsTls {
     source: CertificateSource,
     crypto: Arc<CryptoProvider>,
-    require_session_reuse: bool,
+    data: DataTls,
     current: RwLock<Current>,
 }
 
@@ -58,7 +68,7 @@ impl std::fmt::Debug for FtpsTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FtpsTls")
             .field("source", &self.source)
-            .field("require_session_reuse", &self.require_session_reuse)
+            .field("data", &self.data)
             .field("fingerprint", &self.fingerprint().to_string())
             .finish_non_exhaustive()
     }
@@ -67,16 +77,12 @@ impl std::fmt::Debug for FtpsTls {
 impl FtpsTls {
     /// Loads (or, for a self-signed source, generates on first start) the certificate and
     /// builds the configuration: TLS 1.2 and 1.3, rustls's default cipher suites on aws-lc-rs.
-    /// `require_session_reuse`: protected data connections must resume their control
-    /// connection's session. Blocking (file I/O).
-    pub fn new(
-        source: CertificateSource,
-        require_session_reuse: bool,
-    ) -> Result<FtpsTls, CertificateError> {
+    /// `data` says what protected data connections must do and get. Blocking (file I/O).
+    pub fn new(source: CertificateSource, data: DataTls) -> Result<FtpsTls, CertificateError> {
         let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let certificate = source.load(&crypto)?;
         let current = build(&crypto, &certificate)?;
-        Ok(FtpsTls { source, crypto, require_session_reuse, current: RwLock::new(current) })
+        Ok(FtpsTls { source, crypto, data, current: RwLock::new(current) })
     }
 
     /// The SHA-256 fingerprint of the certificate new connections get.
@@ -91,7 +97,7 @@ impl FtpsTls {
 
     /// Whether data connections must resume the control connection's TLS session.
     pub fn requires_session_reuse(&self) -> bool {
-        self.require_session_reuse
+        self.data.require_session_reuse
     }
 
     /// Reads the certificate and key again and serves them to connections made from now on.
@@ -136,7 +142,7 @@ impl FtpsTls {
                 Err(err.to_string())
             }
         };
-        ControlTls { config, require_session_reuse: self.require_session_reuse }
+        ControlTls { config, data: self.data }
     }
 }
 
@@ -164,7 +170,7 @@ pub struct ControlTls {
     /// This connection's configuration (own session store and ticket key), or why none could
     /// be made.
     config: Result<Arc<ServerConfig>, String>,
-    require_session_reuse: bool,
+    data: DataTls,
 }
 
 impl ControlTls {
@@ -189,7 +195,7 @@ impl ControlTls {
             Arc::new(GatedTicketer { inner: control.ticketer.clone(), gate: gate.clone() });
         config.session_storage =
             Arc::new(GatedSessions { inner: control.session_storage.clone(), gate: gate.clone() });
-        if direction == DataDirection::FromClient {
+        if direction == DataDirection::FromClient && !self.data.tls13_tickets_on_uploads {
             // TLS 1.3 tickets follow the handshake. Uploading clients (curl before 8.9, lftp)
             // close without reading them; when they arrive before or after that close, the
             // client's kernel resets the connection and drops whatever of the upload it had
@@ -223,7 +229,7 @@ impl ControlTls {
         let peer = tcp.peer_addr().ok();
         let buffered = BufReader::with_capacity(DATA_READ_BUFFER, tcp);
         let hello = LazyConfigAcceptor::new(Acceptor::default(), buffered).await?;
-        if !self.require_session_reuse {
+        if !self.data.require_session_reuse {
             let config = self.data_config(&IssueGate::new(GateState::Open), direction)?;
             return hello
                 .into_stream_with(config, |connection| {

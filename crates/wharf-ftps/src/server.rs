@@ -12,7 +12,7 @@ use crate::certificates::{CertificateSource, Fingerprint};
 use crate::config::FtpsConfig;
 use crate::errors::{CertificateError, FtpsError};
 use crate::implicit::ImplicitSessions;
-use crate::provider::FtpsTls;
+use crate::provider::{DataTls, FtpsTls};
 
 /// How a listener of [`FtpsServer`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,11 @@ impl FtpsServer {
     ) -> Result<FtpsServer, FtpsError> {
         ftps.validate()?;
         let source = CertificateSource::from_config(&ftps);
-        let tls = Arc::new(FtpsTls::new(source, ftps.require_session_reuse)?);
+        let data = DataTls {
+            require_session_reuse: ftps.require_session_reuse,
+            tls13_tickets_on_uploads: ftps.tls13_tickets_on_uploads,
+        };
+        let tls = Arc::new(FtpsTls::new(source, data)?);
         let provider: Arc<dyn FtpTls> = tls.clone();
         let handshake_timeout = ftp.login_timeout;
         let implicit_policy = ftps.implicit_policy();

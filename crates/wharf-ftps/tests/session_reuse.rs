@@ -273,23 +273,42 @@ async fn tickets_on_data_connection(
     tls.get_ref().1.tls13_tickets_received()
 }
 
+/// Tickets a TLS 1.3 client receives on one upload and then one download, on a server with
+/// `tls13_tickets_on_uploads` set to `on_uploads`.
+async fn tickets_on_upload_then_download(on_uploads: bool) -> (u32, u32) {
+    let server =
+        TestServer::start_with(|ftps| ftps.tls13_tickets_on_uploads = on_uploads, |_| {}).await;
+    let config = client_config_with(&server.certificate, &[&rustls::version::TLS13], None);
+    let content = pattern(300_000);
+    server.share.put("alice/file.bin", &content);
+    let mut control = protected_session(&server, &config).await;
+    let upload = tickets_on_data_connection(&mut control, &config, "STOR up.bin", &content).await;
+    let stored = std::fs::read(server.share.root.join("alice/up.bin")).expect("stored");
+    assert!(stored == content, "the upload is byte-exact");
+    let download =
+        tickets_on_data_connection(&mut control, &config, "RETR file.bin", &content).await;
+    (upload, download)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls13_uploads_get_no_tickets_downloads_do() {
     // An uploading client may close its data connection without reading what follows the
     // handshake; a ticket arriving then makes its kernel reset the connection and lose the end
-    // of the upload. So only downloads and listings hand out fresh tickets.
+    // of the upload. So by default only downloads and listings hand out fresh tickets.
     common::whole_test(async {
-        let server = TestServer::start().await;
-        let config = client_config_with(&server.certificate, &[&rustls::version::TLS13], None);
-        let content = pattern(300_000);
-        server.share.put("alice/file.bin", &content);
-        let mut control = protected_session(&server, &config).await;
-        let upload = tickets_on_data_connection(&mut control, &config, "STOR up.bin", &content);
-        assert_eq!(upload.await, 0, "no ticket on an upload");
-        let stored = std::fs::read(server.share.root.join("alice/up.bin")).expect("stored");
-        assert!(stored == content, "the upload is byte-exact");
-        let download = tickets_on_data_connection(&mut control, &config, "RETR file.bin", &content);
-        assert!(download.await > 0, "a download hands out fresh tickets");
+        let (upload, download) = tickets_on_upload_then_download(false).await;
+        assert_eq!(upload, 0, "no ticket on an upload");
+        assert!(download > 0, "a download hands out fresh tickets");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_tickets_on_uploads_when_configured() {
+    common::whole_test(async {
+        let (upload, download) = tickets_on_upload_then_download(true).await;
+        assert!(upload > 0, "tls13_tickets_on_uploads: an upload hands out tickets");
+        assert!(download > 0);
     })
     .await
 }
