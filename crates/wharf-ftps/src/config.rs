@@ -121,6 +121,18 @@ impl FtpsConfig {
         Ok(())
     }
 
+    /// Everything [`FtpsServer::bind`](crate::FtpsServer::bind) checks short of binding and
+    /// of generating a self-signed certificate: [`FtpsConfig::validate`], and that configured
+    /// PEM files load as a certificate chain with its key.
+    pub fn check(&self) -> Result<(), crate::FtpsError> {
+        self.validate()?;
+        let source = crate::CertificateSource::from_config(self);
+        if matches!(source, crate::CertificateSource::Files { .. }) {
+            source.load(&rustls::crypto::aws_lc_rs::default_provider())?;
+        }
+        Ok(())
+    }
+
     /// The policy of the `ftp` section's listeners, or `None` when they do not offer TLS.
     pub fn explicit_policy(&self) -> Option<TlsPolicy> {
         let require_control = match self.explicit.control {

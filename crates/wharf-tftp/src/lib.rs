@@ -30,4 +30,4 @@ mod transfer;
 pub use config::{InvalidSetting, TftpConfig};
 pub use remap::{FilenameMapper, RemapError, RemapRule};
 pub use rules::{AccessRule, AccessRules};
-pub use server::{TftpError, TftpServer};
+pub use server::{TftpError, TftpServer, check_config};

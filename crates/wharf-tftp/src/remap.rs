@@ -29,7 +29,7 @@ pub struct RemapRule {
 #[derive(Debug, thiserror::Error)]
 pub enum RemapError {
     /// The pattern is not a valid regular expression.
-    #[error("remap rule #{rule}: pattern `{pattern}` is invalid: {source}")]
+    #[error("tftp.remap rule #{rule}: pattern `{pattern}` is invalid")]
     Pattern {
         /// Position of the rule, from 1.
         rule: usize,
@@ -39,7 +39,7 @@ pub enum RemapError {
         source: Box<regex::Error>,
     },
     /// The replacement uses an escape that does not exist or a group the pattern lacks.
-    #[error("remap rule #{rule}: replacement `{replace}`: {reason}")]
+    #[error("tftp.remap rule #{rule}: replacement `{replace}`: {reason}")]
     Replacement {
         /// Position of the rule, from 1.
         rule: usize,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
-use wharf_access::{Gateway, LimitExceeded, ProtocolFamily};
+use wharf_access::{Gateway, LimitExceeded, ProtocolFamily, UserDb};
 
 use crate::admission::{Admission, Refusal};
 use crate::config::{InvalidSetting, TftpConfig};
@@ -59,7 +59,7 @@ pub enum TftpError {
         reason: &'static str,
     },
     /// A remap rule is invalid.
-    #[error("tftp.remap: {0}")]
+    #[error(transparent)]
     Remap(#[from] RemapError),
 }
 
@@ -106,8 +106,16 @@ fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(std::net::UdpSocket::from(fd))
 }
 
-fn check_rules(rules: &AccessRules, gateway: &Gateway) -> Result<(), TftpError> {
-    let users = gateway.authenticator.users();
+/// Checks what `config` needs beyond its own values: its remap rules compile, and every rule
+/// names a user of `users` that TFTP clients can act as (`passwordless`, `tftp` among its
+/// protocols). What [`TftpServer::bind`] checks before binding, and `wharf check` without.
+pub fn check_config(config: &TftpConfig, users: &UserDb) -> Result<(), TftpError> {
+    config.validate()?;
+    FilenameMapper::new(config.dos_paths, &config.remap)?;
+    check_rules(&AccessRules::new(config.rules.clone()), users)
+}
+
+fn check_rules(rules: &AccessRules, users: &UserDb) -> Result<(), TftpError> {
     for (index, rule) in rules.iter().enumerate() {
         let unusable = |reason| TftpError::UnusableIdentity {
             rule: index + 1,
@@ -136,9 +144,8 @@ impl TftpServer {
     /// Checks `config` against the users of `gateway` and binds every listening address.
     /// Must be called inside a tokio runtime.
     pub async fn bind(config: TftpConfig, gateway: Arc<Gateway>) -> Result<TftpServer, TftpError> {
-        config.validate()?;
+        check_config(&config, &gateway.authenticator.users())?;
         let rules = AccessRules::new(config.rules.clone());
-        check_rules(&rules, &gateway)?;
         if config.rules.is_empty() && !config.listen.is_empty() {
             tracing::warn!(target: "wharf::tftp", "tftp.rules is empty: every request will be refused");
         }

@@ -2,12 +2,16 @@
 
 use std::fmt::Write as _;
 
+use anyhow::Context as _;
+use wharf_access::UserDb;
+
 use crate::config::LoadedConfig;
 
 /// Checks everything that can be checked without binding ports; returns the summary.
 pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
     let config = &loaded.config;
     let users = config.access.load_users(&config.data_dir)?;
+    check_protocol_sections(loaded, &users)?;
     let mut out = String::new();
     let _ = writeln!(out, "{} is valid.", loaded.source);
     let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
@@ -34,4 +38,19 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
         );
     }
     Ok(out)
+}
+
+/// What the front-ends would refuse at start, short of binding: FTPS settings that contradict
+/// each other or PEM files that do not load, TFTP values out of range, remap rules that do
+/// not compile, TFTP rules naming no usable identity. A self-signed certificate still to be
+/// generated is not generated here.
+fn check_protocol_sections(loaded: &LoadedConfig, users: &UserDb) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    if let Some(ftps) = &config.ftps {
+        ftps.check().context("ftps")?;
+    }
+    if let Some(tftp) = &config.tftp {
+        wharf_tftp::check_config(tftp, users).context("tftp")?;
+    }
+    Ok(())
 }

@@ -102,6 +102,40 @@ fn check_accepts_the_example_and_rejects_a_bad_user() {
 }
 
 #[test]
+fn check_rejects_what_the_front_ends_would_refuse_at_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path().join("wharf-data")).expect("mkdir");
+    std::fs::write(
+        tmp.path().join("wharf-data/users.yaml"),
+        "users:\n  - { name: alice, passwordless: true, home: a, protocols: [ftp] }\n",
+    )
+    .expect("users file");
+    let cases = [
+        ("ftps: { certificate_chain: chain.pem }", "private_key"),
+        ("ftps: { certificate_chain: chain.pem, private_key: key.pem }", "chain.pem"),
+        ("tftp: { remap: [{ pattern: \"(\", replace: x }] }", "remap rule #1"),
+        ("tftp: { rules: [{ network: 10.0.0.0/8, identity: nobody }] }", "nobody"),
+        (
+            "tftp: { rules: [{ network: 10.0.0.0/8, identity: alice }] }",
+            "`tftp` in its `protocols`",
+        ),
+        ("tftp: { max_block_size: 4 }", "max_block_size"),
+    ];
+    for (section, named) in cases {
+        let config = tmp.path().join("wharf.yaml");
+        let text = format!("access: {{ users_file: users.yaml }}\n{section}\n");
+        std::fs::write(&config, text).expect("config");
+        let out = run_bounded(
+            wharf(tmp.path()).arg("check").arg("--config").arg(&config),
+            Duration::from_secs(30),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{section}: accepted");
+        assert!(stderr.contains(named), "{section}: the error names {named}: {stderr}");
+    }
+}
+
+#[test]
 fn hash_password_reads_stdin() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut child = wharf(tmp.path())
