@@ -37,6 +37,48 @@ async fn login_timeout_closes_a_session_that_never_logs_in() {
     .await
 }
 
+/// Sends a command line one byte every 100 ms, never finishing it, for at most `limit`
+/// (stopping when the server has closed), then returns everything the server said.
+async fn dribble(mut stream: TcpStream, limit: Duration) -> String {
+    let line = b"USER a-name-that-takes-a-very-long-time-to-arrive";
+    let started = tokio::time::Instant::now();
+    for byte in line.iter().cycle() {
+        if started.elapsed() > limit || stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut said = Vec::new();
+    let _ = bounded("read to the close", stream.read_to_end(&mut said)).await;
+    String::from_utf8_lossy(&said).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_line_sent_slowly_does_not_hold_the_session() {
+    // Slowloris: bytes that never make a line extend neither the login nor the idle timeout.
+    common::within_test_limit(async {
+        let server = TestServer::start_with(
+            common::USERS,
+            |c| {
+                c.login_timeout = Duration::from_millis(500);
+                c.idle_timeout = Duration::from_millis(500);
+            },
+            None,
+        )
+        .await;
+        let stream = bounded("connect", TcpStream::connect(server.addr)).await.expect("connect");
+        let said = dribble(stream, Duration::from_secs(3)).await;
+        assert!(said.starts_with("220"), "{said}");
+        assert!(said.contains("421 Login timeout"), "closed before login: {said}");
+        assert!(!said.contains("\r\n500"), "the partial line was never a command: {said}");
+
+        let client = server.login("alice").await;
+        let said = dribble(client.into_stream(), Duration::from_secs(3)).await;
+        assert!(said.contains("421 Idle timeout"), "closed after login: {said}");
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_an_idle_session() {
     common::within_test_limit(async {

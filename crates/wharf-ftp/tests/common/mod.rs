@@ -155,6 +155,13 @@ impl RawClient {
         self.writer.local_addr().expect("local address")
     }
 
+    /// The connection itself, for tests that drive it byte by byte (nothing may be left
+    /// unread).
+    pub fn into_stream(self) -> TcpStream {
+        assert!(self.reader.buffer().is_empty(), "unread bytes from the server");
+        self.reader.into_inner().reunite(self.writer).expect("the halves of one stream")
+    }
+
     /// Sends raw bytes (no line ending added).
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         bounded("send", self.writer.write_all(bytes)).await.expect("send");
