@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Running, greeting, serve, write};
+use common::{Running, greeting, serve, wharf, write};
 use wharf_testkit::{TEST_PASSWORD, require_tool, run_bounded};
 
 /// Wrong passwords tried over SFTP; with a login failure scoring 2, four reach the threshold.
@@ -135,4 +135,32 @@ fn an_allow_listed_network_is_never_banned() {
     assert!(ftp_greets(&server), "FTP still serves the allow-listed address");
     assert!(tftp_answers(&server), "TFTP still serves the allow-listed address");
     assert!(server.stop().success());
+}
+
+#[test]
+fn bans_survive_a_reload_and_a_restart_and_wharf_bans_lists_them() {
+    let Some(curl) = require_tool("curl") else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = start(&tmp, "{ threshold: 8, ban_time: 1h }");
+    for attempt in 0..WRONG_PASSWORDS {
+        assert!(wrong_sftp_password(&curl, &server), "wrong password {attempt} refused");
+    }
+    assert!(!ftp_greets(&server), "banned");
+    server.signal(rustix::process::Signal::HUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!ftp_greets(&server), "still banned after SIGHUP");
+    assert!(server.stop().success());
+
+    let config = tmp.path().join("wharf.yaml");
+    let listed = run_bounded(
+        wharf(tmp.path()).arg("bans").arg("--config").arg(&config),
+        Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success() && stdout.contains("127.0.0.1"), "wharf bans: {stdout}");
+
+    let restarted = serve(tmp.path(), &config);
+    assert!(!ftp_greets(&restarted), "still banned after a restart");
+    assert!(!tftp_answers(&restarted), "on TFTP too");
+    assert!(restarted.stop().success());
 }

@@ -217,6 +217,27 @@ fn sighup_reloads_users_while_a_transfer_runs() {
 }
 
 #[test]
+fn sighup_with_a_broken_users_file_changes_nothing() {
+    let setup = Setup::new("");
+    let Some(_) = curl() else { return };
+    let server = setup.serve();
+    let list = |user: &str| {
+        let mut command = curl().expect("curl");
+        command.arg(ftp_url(&server, user, "/"));
+        run(command)
+    };
+    assert_eq!(list("alice"), 0, "alice logs in before the reload");
+    // A misspelled key: the whole reload is refused, the users loaded before stay.
+    let broken =
+        USERS.replace("$HASH", &setup.hash).replace("    home: alice\n", "    hom: alice\n");
+    std::fs::write(&setup.users_file, broken).expect("users file");
+    server.signal(rustix::process::Signal::HUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(list("alice"), 0, "alice still logs in after a refused reload");
+    assert!(server.stop().success(), "the server survived the broken reload");
+}
+
+#[test]
 fn a_transfer_writes_one_xferlog_line_and_one_audit_line() {
     let setup = Setup::new("");
     let Some(mut upload) = curl() else { return };
