@@ -125,6 +125,61 @@ async fn a_transfer_is_not_an_idle_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_data_connection_is_given_up_and_the_old_file_kept() {
+    common::within_test_limit(async {
+        let server = TestServer::start_with(
+            common::USERS,
+            |c| c.data_stall_timeout = Duration::from_millis(400),
+            None,
+        )
+        .await;
+        server.share.put("alice/kept.bin", b"the old content");
+        let mut client = server.login("alice").await;
+        let data_addr = client.epsv().await;
+        let mut data = TcpStream::connect(data_addr).await.expect("data");
+        client.expect("STOR kept.bin", 150).await;
+        data.write_all(b"a start, then nothing").await.expect("write");
+        let reply = client.reply().await.expect("426");
+        assert_eq!(reply.code, 426, "{reply:?}");
+        assert!(reply.text().contains("stalled"), "{reply:?}");
+        assert_eq!(
+            std::fs::read(server.share.root.join("alice/kept.bin")).expect("kept"),
+            b"the old content"
+        );
+        client.expect("NOOP", 200).await;
+        drop(data);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_the_share_is_refused_without_blocking() {
+    common::within_test_limit(async {
+        let server = TestServer::start().await;
+        server.share.put("alice/placeholder", b"");
+        let fifo = server.share.root.join("alice/pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        let mut client = server.login("alice").await;
+        client.epsv().await;
+        let refused = client.cmd("RETR pipe").await;
+        assert!(refused.code >= 500, "a FIFO is not served: {refused:?}");
+        let data_addr = client.epsv().await;
+        let _data = TcpStream::connect(data_addr).await.expect("data");
+        let reply = client.cmd("APPE pipe").await;
+        assert!(reply.code >= 500, "nor appended to: {reply:?}");
+        client.expect("NOOP", 200).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_caps_per_address_and_in_total() {
     common::within_test_limit(async {
         let limits = SessionLimits { max_sessions: 3, max_sessions_per_address: 2 };

@@ -103,3 +103,23 @@ async fn clients_that_do_not_speak_tls_are_cut_off() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_address_gets_no_handshake() {
+    common::whole_test(async {
+        let server = TestServer::start().await;
+        let defender = server.share.gateway.defender();
+        defender.reconfigure(wharf_access::DefenderConfig { threshold: 1, ..Default::default() });
+        defender.report("127.0.0.1".parse().expect("ip"), wharf_access::Offense::BounceAttempt);
+        // The connection is closed before the server sends a byte of its handshake.
+        let config = server.client_config();
+        let tcp = bounded("connect", TcpStream::connect(server.implicit)).await.expect("tcp");
+        let refused = bounded("handshake", tls_connect(&config, tcp)).await;
+        assert!(refused.is_err(), "a banned address completed a TLS handshake");
+        let mut raw = bounded("connect", TcpStream::connect(server.implicit)).await.expect("tcp");
+        let mut answer = Vec::new();
+        let _ = bounded("read", raw.read_to_end(&mut answer)).await;
+        assert!(answer.is_empty(), "nothing sent to a banned address: {answer:?}");
+    })
+    .await
+}

@@ -217,7 +217,7 @@ fn sighup_reloads_users_while_a_transfer_runs() {
 }
 
 #[test]
-fn sighup_with_a_broken_users_file_changes_nothing() {
+fn sighup_with_a_broken_users_file_or_configuration_changes_nothing() {
     let setup = Setup::new("");
     let Some(_) = curl() else { return };
     let server = setup.serve();
@@ -234,7 +234,17 @@ fn sighup_with_a_broken_users_file_changes_nothing() {
     server.signal(rustix::process::Signal::HUP);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(list("alice"), 0, "alice still logs in after a refused reload");
-    assert!(server.stop().success(), "the server survived the broken reload");
+    // A good users file without alice, but a misspelled key in the configuration: refused
+    // as a whole, so alice is not removed.
+    let without_alice =
+        USERS.replace("$HASH", &setup.hash).replace("  - name: alice\n", "  - name: bob\n");
+    std::fs::write(&setup.users_file, without_alice).expect("users file");
+    let config = std::fs::read_to_string(&setup.config).expect("config");
+    std::fs::write(&setup.config, format!("{config}shutdown_grase: 5s\n")).expect("config");
+    server.signal(rustix::process::Signal::HUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(list("alice"), 0, "a broken configuration file changes nothing either");
+    assert!(server.stop().success(), "the server survived the broken reloads");
 }
 
 #[test]
@@ -248,6 +258,11 @@ fn a_transfer_writes_one_xferlog_line_and_one_audit_line() {
     assert!(server.stop().success());
 
     let logs = setup.tmp.path().join("data/logs");
+    for name in ["xferlog", "audit.jsonl"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(logs.join(name)).expect("log file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640, "{name}: readable by the owner's group, no one else");
+    }
     let xferlog = std::fs::read_to_string(logs.join("xferlog")).expect("xferlog");
     let lines: Vec<&str> = xferlog.lines().collect();
     assert_eq!(lines.len(), 1, "{xferlog}");

@@ -153,7 +153,15 @@ fn open_nonblocking(
     options: &mut OpenOptions,
 ) -> io::Result<cap_std::fs::File> {
     options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    dir.open_with(rel, options)
+    dir.open_with(rel, options).map_err(|err| {
+        // A FIFO nobody reads (or a device without its hardware) opened for writing: a
+        // special file, refused like any other, not a storage failure.
+        if err.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
+            io::Error::from(io::ErrorKind::PermissionDenied)
+        } else {
+            err
+        }
+    })
 }
 
 #[async_trait]
