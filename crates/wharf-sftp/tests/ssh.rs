@@ -402,3 +402,42 @@ async fn bind_errors_name_the_address() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_and_open_handles_are_capped() {
+    bounded(async {
+        let server = Server::start_with(&simple_users(), |config| {
+            config.idle_timeout = Duration::from_secs(1);
+            config.max_open_handles = 2;
+        })
+        .await;
+        server.share.put("alice/a.txt", b"a");
+        let handle = login_password(server.addr, "alice").await;
+        let session = sftp(&handle).await;
+        // Handles beyond the cap are refused; closing one makes room again.
+        let first = session.open("/a.txt").await.expect("first handle");
+        let second = session.open("/a.txt").await.expect("second handle");
+        assert!(session.open("/a.txt").await.is_err(), "a third handle was granted");
+        drop(first);
+        drop(second);
+        let mut reopened = None;
+        for _ in 0..50 {
+            if let Ok(file) = session.open("/a.txt").await {
+                reopened = Some(file);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reopened.is_some(), "closing handles makes room again");
+        drop(reopened);
+        // Then nothing moves: the server closes the connection after the idle timeout.
+        let started = Instant::now();
+        while !handle.is_closed() {
+            assert!(started.elapsed() < Duration::from_secs(10), "an idle connection stayed open");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(started.elapsed() >= Duration::from_millis(500), "closed before going idle");
+        server.stop().await;
+    })
+    .await;
+}
