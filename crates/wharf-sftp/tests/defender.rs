@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, bounded, connect, login_password, raw_sftp};
+use common::{Server, bounded, connect, framed, login_password, raw_sftp, read_packet};
 use tokio::io::AsyncReadExt as _;
 use wharf_access::DefenderConfig;
 
@@ -55,6 +55,40 @@ async fn hostile_paths_score_the_address() {
             assert!(sftp.stat("bad\u{1}name").await.is_err());
         }
         assert!(refused_at_accept(&server).await, "three control characters in paths reach 6");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_requests_score_the_address_unknown_extensions_do_not() {
+    bounded(async {
+        use tokio::io::AsyncWriteExt as _;
+        let server = Server::start(USERS).await;
+        server
+            .share
+            .gateway
+            .defender()
+            .reconfigure(DefenderConfig { threshold: 2, ..DefenderConfig::default() });
+        let ssh = login_password(server.addr, "alice").await;
+        let channel = ssh.channel_open_session().await.expect("channel");
+        channel.request_subsystem(true, "sftp").await.expect("subsystem");
+        let mut stream = channel.into_stream();
+        stream.write_all(&framed(&[1, 0, 0, 0, 3])).await.expect("init");
+        read_packet(&mut stream).await;
+        // Request types the server does not know: a client probing for extensions.
+        for id in 0..3u8 {
+            stream.write_all(&framed(&[99, 0, 0, 0, id])).await.expect("unknown type");
+            assert_eq!(read_packet(&mut stream).await[0], 101, "answered with a status");
+        }
+        assert!(!refused_at_accept(&server).await, "unknown types are not offenses");
+        // WRITE requests cut short: malformed, one point each.
+        for id in 10..12u8 {
+            let truncated = [6, 0, 0, 0, id, 0, 0, 0, 1, b'1', 0];
+            stream.write_all(&framed(&truncated)).await.expect("truncated write");
+            assert_eq!(read_packet(&mut stream).await[0], 101, "answered with a status");
+        }
+        assert!(refused_at_accept(&server).await, "two malformed requests reach 2");
         server.stop().await;
     })
     .await;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Server, bounded, login_password, raw_sftp, sftp, status_code};
+use common::{Server, bounded, framed, login_password, raw_sftp, read_packet, sftp, status_code};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wharf_testkit::{pattern, tree_digest};
@@ -415,18 +415,6 @@ async fn openssh_extensions_work() {
 }
 
 /// Reads one SFTP packet (type and payload) from a raw channel stream.
-async fn read_packet(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
-    let len = stream.read_u32().await.expect("length") as usize;
-    let mut packet = vec![0; len];
-    stream.read_exact(&mut packet).await.expect("packet");
-    packet
-}
-
-fn framed(body: &[u8]) -> Vec<u8> {
-    let mut packet = (body.len() as u32).to_be_bytes().to_vec();
-    packet.extend_from_slice(body);
-    packet
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_answered_or_end_the_session() {

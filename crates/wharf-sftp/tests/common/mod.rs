@@ -157,3 +157,19 @@ pub fn status_code<T: std::fmt::Debug>(
 pub async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
     tokio::time::timeout(TEST_LIMIT, test).await.expect("test exceeded its time limit");
 }
+
+/// Reads one SFTP packet (length-prefixed) from a raw subsystem stream.
+pub async fn read_packet(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let len = stream.read_u32().await.expect("length") as usize;
+    let mut packet = vec![0; len];
+    stream.read_exact(&mut packet).await.expect("packet");
+    packet
+}
+
+/// `body` with its SFTP length prefix.
+pub fn framed(body: &[u8]) -> Vec<u8> {
+    let mut packet = (body.len() as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(body);
+    packet
+}
