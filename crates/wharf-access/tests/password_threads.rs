@@ -18,7 +18,12 @@ fn verifier_threads() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_runs_on_the_configured_threads_and_every_login_is_answered() {
     let share = share("users:\n  - { name: alice, password: \"$HASH\", home: alice }\n");
-    // The default: two checks at once.
+    // The default: two checks at once. A thread takes its name as it starts, just after the
+    // checker has spawned it.
+    let started = std::time::Instant::now();
+    while verifier_threads() < 2 && started.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(verifier_threads(), 2);
     let auth = &share.auth;
     let logins = (0..16).map(|attempt| {
