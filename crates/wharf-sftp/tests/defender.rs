@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, bounded, connect, framed, login_password, raw_sftp, read_packet};
+use common::{
+    Server, bounded, connect, framed, login_password, raw_sftp, read_packet, sftp_stream,
+};
 use tokio::io::AsyncReadExt as _;
 use wharf_access::DefenderConfig;
 
@@ -19,15 +21,18 @@ async fn refused_at_accept(server: &Server) -> bool {
     matches!(read, Ok(Ok(0)) | Ok(Err(_)))
 }
 
+/// A server whose defender bans an address at `threshold` points.
+async fn server_banning_at(threshold: u32) -> Server {
+    let server = Server::start(USERS).await;
+    let config = DefenderConfig { threshold, ..DefenderConfig::default() };
+    server.share.gateway.defender().reconfigure(config);
+    server
+}
+
 #[tokio::test]
 async fn wrong_passwords_ban_the_address() {
     bounded(async {
-        let server = Server::start(USERS).await;
-        server
-            .share
-            .gateway
-            .defender()
-            .reconfigure(DefenderConfig { threshold: 6, ..DefenderConfig::default() });
+        let server = server_banning_at(6).await;
         for attempt in 0..3 {
             let mut handle = connect(server.addr).await;
             let result =
@@ -43,12 +48,7 @@ async fn wrong_passwords_ban_the_address() {
 #[tokio::test]
 async fn hostile_paths_score_the_address() {
     bounded(async {
-        let server = Server::start(USERS).await;
-        server
-            .share
-            .gateway
-            .defender()
-            .reconfigure(DefenderConfig { threshold: 6, ..DefenderConfig::default() });
+        let server = server_banning_at(6).await;
         let handle = login_password(server.addr, "alice").await;
         let sftp = raw_sftp(&handle).await;
         for _ in 0..3 {
@@ -64,16 +64,9 @@ async fn hostile_paths_score_the_address() {
 async fn malformed_requests_score_the_address_unknown_extensions_do_not() {
     bounded(async {
         use tokio::io::AsyncWriteExt as _;
-        let server = Server::start(USERS).await;
-        server
-            .share
-            .gateway
-            .defender()
-            .reconfigure(DefenderConfig { threshold: 2, ..DefenderConfig::default() });
+        let server = server_banning_at(2).await;
         let ssh = login_password(server.addr, "alice").await;
-        let channel = ssh.channel_open_session().await.expect("channel");
-        channel.request_subsystem(true, "sftp").await.expect("subsystem");
-        let mut stream = channel.into_stream();
+        let mut stream = sftp_stream(&ssh).await;
         stream.write_all(&framed(&[1, 0, 0, 0, 3])).await.expect("init");
         read_packet(&mut stream).await;
         // Request types the server does not know: a client probing for extensions.

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Server, bounded, framed, login_password, raw_sftp, read_packet, sftp, status_code};
+use common::{
+    Server, bounded, framed, login_password, raw_sftp, read_packet, sftp, sftp_stream, status_code,
+};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wharf_testkit::{pattern, tree_digest};
@@ -421,9 +423,7 @@ async fn malformed_requests_are_answered_or_end_the_session() {
     bounded(async {
         let server = Server::start(USERS).await;
         let ssh = login_password(server.addr, "alice").await;
-        let channel = ssh.channel_open_session().await.expect("channel");
-        channel.request_subsystem(true, "sftp").await.expect("subsystem");
-        let mut stream = channel.into_stream();
+        let mut stream = sftp_stream(&ssh).await;
         // INIT, version 6 asked: the answer is version 3.
         stream.write_all(&framed(&[1, 0, 0, 0, 6])).await.expect("init");
         let version = read_packet(&mut stream).await;

@@ -110,9 +110,19 @@ fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 /// names a user of `users` that TFTP clients can act as (`passwordless`, `tftp` among its
 /// protocols). What [`TftpServer::bind`] checks before binding, and `wharf check` without.
 pub fn check_config(config: &TftpConfig, users: &UserDb) -> Result<(), TftpError> {
+    prepare(config, users).map(drop)
+}
+
+/// The checked rules and filename mapper of `config`.
+fn prepare(
+    config: &TftpConfig,
+    users: &UserDb,
+) -> Result<(AccessRules, FilenameMapper), TftpError> {
     config.validate()?;
-    FilenameMapper::new(config.dos_paths, &config.remap)?;
-    check_rules(&AccessRules::new(config.rules.clone()), users)
+    let mapper = FilenameMapper::new(config.dos_paths, &config.remap)?;
+    let rules = AccessRules::new(config.rules.clone());
+    check_rules(&rules, users)?;
+    Ok((rules, mapper))
 }
 
 fn check_rules(rules: &AccessRules, users: &UserDb) -> Result<(), TftpError> {
@@ -144,12 +154,10 @@ impl TftpServer {
     /// Checks `config` against the users of `gateway` and binds every listening address.
     /// Must be called inside a tokio runtime.
     pub async fn bind(config: TftpConfig, gateway: Arc<Gateway>) -> Result<TftpServer, TftpError> {
-        check_config(&config, &gateway.authenticator.users())?;
-        let rules = AccessRules::new(config.rules.clone());
+        let (rules, mapper) = prepare(&config, &gateway.authenticator.users())?;
         if config.rules.is_empty() && !config.listen.is_empty() {
             tracing::warn!(target: "wharf::tftp", "tftp.rules is empty: every request will be refused");
         }
-        let mapper = FilenameMapper::new(config.dos_paths, &config.remap)?;
         let mut listeners = Vec::with_capacity(config.listen.len());
         for &addr in &config.listen {
             let bound = bind_udp(addr)

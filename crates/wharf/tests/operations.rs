@@ -156,20 +156,24 @@ fn names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Starts `curl` uploading 3 MiB as alice to `/big.bin` at 1 MiB/s and returns once the upload
+/// is under way, with what it sends.
+fn start_slow_upload(setup: &Setup, server: &Running, mut curl: Command) -> (Child, Vec<u8>) {
+    let content = pattern(3 << 20);
+    let local = setup.local("big.bin", &content);
+    curl.args(["--limit-rate", "1M", "-T"]).arg(&local).arg(ftp_url(server, "alice", "/big.bin"));
+    let upload = spawn(curl);
+    wait_for_upload_in_progress(&setup.share().join("alice"));
+    (upload, content)
+}
+
 #[test]
 fn sigterm_lets_a_running_upload_finish() {
     let setup = Setup::new("");
-    let Some(mut upload) = curl() else { return };
+    let Some(upload) = curl() else { return };
     let server = setup.serve();
-    let content = pattern(3 << 20);
-    let local = setup.local("big.bin", &content);
     // The client sends at 1 MiB/s, so the upload is still running when SIGTERM arrives.
-    upload
-        .args(["--limit-rate", "1M", "-T"])
-        .arg(&local)
-        .arg(ftp_url(&server, "alice", "/big.bin"));
-    let upload = spawn(upload);
-    wait_for_upload_in_progress(&setup.share().join("alice"));
+    let (upload, content) = start_slow_upload(&setup, &server, upload);
     server.signal(rustix::process::Signal::TERM);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(common::greeting(server.listener("FTP")), None, "no new sessions while draining");
@@ -185,16 +189,9 @@ fn sigterm_lets_a_running_upload_finish() {
 #[test]
 fn sighup_reloads_users_while_a_transfer_runs() {
     let setup = Setup::new("");
-    let Some(mut upload) = curl() else { return };
+    let Some(upload) = curl() else { return };
     let server = setup.serve();
-    let content = pattern(3 << 20);
-    let local = setup.local("big.bin", &content);
-    upload
-        .args(["--limit-rate", "1M", "-T"])
-        .arg(&local)
-        .arg(ftp_url(&server, "alice", "/big.bin"));
-    let upload = spawn(upload);
-    wait_for_upload_in_progress(&setup.share().join("alice"));
+    let (upload, content) = start_slow_upload(&setup, &server, upload);
 
     // Add bob, remove alice, reload.
     let users = USERS.replace("$HASH", &setup.hash).replace("  - name: alice\n", "  - name: bob\n");

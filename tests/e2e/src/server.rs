@@ -201,7 +201,7 @@ impl Wharf {
             server.listener(name).unwrap_or_else(|| panic!("no {name} listener: {text}"))
         };
         let (ftp, sftp, tftp) = (address("FTP"), address("SFTP"), address("TFTP"));
-        let ftps = Protocol::Ftps.listener_names().iter().find_map(|name| server.listener(name));
+        let ftps = server.listener(Protocol::Ftps.name());
         for addr in [ftp, sftp, tftp].into_iter().chain(ftps) {
             assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
         }

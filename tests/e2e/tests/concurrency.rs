@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{Barrier, oneshot};
+use wharf_e2e::clients::Session;
 use wharf_e2e::clients::ftp::Suppa;
 use wharf_e2e::clients::sftp::SftpClient;
 use wharf_e2e::clients::tftp::TftpClient;
@@ -19,6 +20,11 @@ const FTP_SESSIONS: usize = 100;
 const FTPS_SESSIONS: usize = 20;
 const SFTP_SESSIONS: usize = 50;
 const TFTP_READS: usize = 50;
+
+/// Where one session stores its own file.
+fn own_path(protocol: Protocol, index: usize) -> String {
+    format!("/exchange/{}-{index}.bin", protocol.name().to_lowercase())
+}
 
 /// Bytes unique to one session.
 fn own_content(protocol: Protocol, index: usize) -> Vec<u8> {
@@ -37,52 +43,28 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
     let start = Arc::new(Barrier::new(FTP_SESSIONS + ftps_sessions + SFTP_SESSIONS + TFTP_READS));
     let clock = Instant::now();
     let mut tasks = Vec::new();
-    for index in 0..FTP_SESSIONS {
-        let (start, shared, addr) = (start.clone(), shared.clone(), wharf.ftp);
-        tasks.push(tokio::spawn(async move {
-            let mut ftp = Suppa::login(addr, RW).await;
-            start.wait().await;
-            let own = own_content(Protocol::Ftp, index);
-            let path = format!("/exchange/ftp-{index}.bin");
-            ftp.upload(&path, &own).await.expect("FTP upload");
-            let got = ftp.download("/firmware/shared.bin").await.expect("FTP download");
-            assert!(got == *shared, "FTP session {index}: shared file differs");
-            let back = ftp.download(&path).await.expect("FTP download own");
-            assert!(back == own, "FTP session {index}: own file differs");
-            ftp.quit().await;
-        }));
-    }
     let wharf = Arc::new(wharf);
-    for index in 0..ftps_sessions {
-        let (start, shared, wharf) = (start.clone(), shared.clone(), wharf.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut ftps = Suppa::login_tls(&wharf, RW).await;
-            start.wait().await;
-            let own = own_content(Protocol::Ftps, index);
-            let path = format!("/exchange/ftps-{index}.bin");
-            ftps.upload(&path, &own).await.expect("FTPS upload");
-            let got = ftps.download("/firmware/shared.bin").await.expect("FTPS download");
-            assert!(got == *shared, "FTPS session {index}: shared file differs");
-            let back = ftps.download(&path).await.expect("FTPS download own");
-            assert!(back == own, "FTPS session {index}: own file differs");
-            ftps.quit().await;
-        }));
-    }
-    for index in 0..SFTP_SESSIONS {
-        let (start, shared) = (start.clone(), shared.clone());
-        let (addr, key) = (wharf.sftp, wharf.key.clone());
-        tasks.push(tokio::spawn(async move {
-            let sftp = SftpClient::login_with_key(addr, RW, key).await;
-            start.wait().await;
-            let own = own_content(Protocol::Sftp, index);
-            let path = format!("/exchange/sftp-{index}.bin");
-            sftp.upload(&path, &own).await.expect("SFTP upload");
-            let got = sftp.download("/firmware/shared.bin").await.expect("SFTP download");
-            assert!(got == *shared, "SFTP session {index}: shared file differs");
-            let back = sftp.download(&path).await.expect("SFTP download own");
-            assert!(back == own, "SFTP session {index}: own file differs");
-            sftp.close().await;
-        }));
+    let sessions = [
+        (Protocol::Ftp, FTP_SESSIONS),
+        (Protocol::Ftps, ftps_sessions),
+        (Protocol::Sftp, SFTP_SESSIONS),
+    ];
+    for (protocol, count) in sessions {
+        for index in 0..count {
+            let (start, shared, wharf) = (start.clone(), shared.clone(), wharf.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut session = Session::open(&wharf, protocol, RW).await;
+                start.wait().await;
+                let own = own_content(protocol, index);
+                let path = own_path(protocol, index);
+                session.upload(&path, &own).await.expect("upload");
+                let got = session.download("/firmware/shared.bin").await.expect("download");
+                assert!(got == *shared, "{protocol} session {index}: shared file differs");
+                let back = session.download(&path).await.expect("download own");
+                assert!(back == own, "{protocol} session {index}: own file differs");
+                session.close().await;
+            }));
+        }
     }
     for index in 0..TFTP_READS {
         let (start, shared) = (start.clone(), shared.clone());
@@ -104,15 +86,11 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
          {TFTP_READS} TFTP reads: {:.1?}",
         clock.elapsed()
     );
-    for index in 0..FTP_SESSIONS {
-        assert!(
-            wharf.read(&format!("exchange/ftp-{index}.bin")) == own_content(Protocol::Ftp, index)
-        );
-    }
-    for index in 0..SFTP_SESSIONS {
-        assert!(
-            wharf.read(&format!("exchange/sftp-{index}.bin")) == own_content(Protocol::Sftp, index)
-        );
+    for (protocol, count) in sessions {
+        for index in 0..count {
+            let stored = wharf.read(own_path(protocol, index).trim_start_matches('/'));
+            assert!(stored == own_content(protocol, index), "{protocol} session {index}");
+        }
     }
     let wharf = Arc::into_inner(wharf).expect("every client task ended");
     wharf.stop().await;

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::client::{self, AuthResult, Handle};
+use russh::ChannelStream;
+use russh::client::{self, AuthResult, Handle, Msg};
 use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::{RawSftpSession, SftpSession};
 use wharf_sftp::{SftpConfig, SftpServer};
@@ -127,18 +128,22 @@ pub async fn try_key(handle: &mut Handle<Client>, user: &str, key: &UserKey) -> 
         .expect("auth")
 }
 
-/// Opens the SFTP subsystem on an authenticated connection.
-pub async fn sftp(handle: &Handle<Client>) -> SftpSession {
+/// Opens the SFTP subsystem on an authenticated connection and returns its byte stream, for
+/// tests that write SFTP packets themselves.
+pub async fn sftp_stream(handle: &Handle<Client>) -> ChannelStream<Msg> {
     let channel = handle.channel_open_session().await.expect("session channel");
     channel.request_subsystem(true, "sftp").await.expect("subsystem");
-    SftpSession::new(channel.into_stream()).await.expect("sftp init")
+    channel.into_stream()
+}
+
+/// Opens the SFTP subsystem on an authenticated connection.
+pub async fn sftp(handle: &Handle<Client>) -> SftpSession {
+    SftpSession::new(sftp_stream(handle).await).await.expect("sftp init")
 }
 
 /// Opens the SFTP subsystem with the low-level client (exact status codes, raw requests).
 pub async fn raw_sftp(handle: &Handle<Client>) -> RawSftpSession {
-    let channel = handle.channel_open_session().await.expect("session channel");
-    channel.request_subsystem(true, "sftp").await.expect("subsystem");
-    let raw = RawSftpSession::new(channel.into_stream());
+    let raw = RawSftpSession::new(sftp_stream(handle).await);
     raw.init().await.expect("sftp init");
     raw
 }

@@ -38,16 +38,6 @@ impl Protocol {
         }
     }
 
-    /// The listener names `wharf::Server::listener` may use for it.
-    pub fn listener_names(self) -> &'static [&'static str] {
-        match self {
-            Protocol::Ftp => &["FTP"],
-            Protocol::Ftps => &["FTPS"],
-            Protocol::Sftp => &["SFTP"],
-            Protocol::Tftp => &["TFTP"],
-        }
-    }
-
     /// Whether the protocol can list a directory (TFTP cannot).
     pub fn can_list(self) -> bool {
         self != Protocol::Tftp
