@@ -6,6 +6,7 @@
 //! lookup ends in an error, not outside the root. A backend for a sub-tree (a user's home,
 //! a shared folder) holds that directory open and is confined to it the same way.
 
+mod cached;
 mod list;
 mod read;
 mod write;
@@ -179,12 +180,18 @@ impl Storage for LocalStorage {
 
     async fn stat(&self, path: &VPath) -> Result<Metadata> {
         check_reserved(path)?;
+        if let Some(meta) = cached::metadata(&self.root, rel(path), true) {
+            return Ok(meta);
+        }
         let rel = rel(path).to_owned();
         self.with_root(move |root| stat_in(root, &rel)).await
     }
 
     async fn lstat(&self, path: &VPath) -> Result<Metadata> {
         check_reserved(path)?;
+        if let Some(meta) = cached::metadata(&self.root, rel(path), false) {
+            return Ok(meta);
+        }
         let rel = rel(path).to_owned();
         self.with_root(move |root| {
             if rel == "." {
@@ -209,6 +216,12 @@ impl Storage for LocalStorage {
 
     async fn open_read(&self, path: &VPath) -> Result<Box<dyn ReadFile>> {
         check_reserved(path)?;
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+        if let Some(reader) = cached::open(&self.root, rel(path), flags)
+            .and_then(|file| read::LocalReader::new(file).ok())
+        {
+            return Ok(Box::new(reader));
+        }
         let rel = rel(path).to_owned();
         let reader = self
             .with_root(move |root| {

@@ -1,5 +1,6 @@
-//! Reading local files: positional reads on the blocking pool in large blocks, and a
-//! sequential stream that keeps a couple of blocks read ahead of the network.
+//! Reading local files: positional reads in large blocks, and a sequential stream that keeps
+//! a couple of blocks read ahead of the network. Blocks already in the page cache are copied
+//! on the calling task ([`super::cached`]); the rest are read on the blocking pool.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::convert_metadata;
+use super::{cached, convert_metadata};
 use crate::error::{Error, Result};
 use crate::metadata::{FileKind, Metadata};
 use crate::storage::{ReadFile, ReadStream, TRANSFER_CHUNK, blocking};
@@ -35,20 +36,46 @@ impl LocalReader {
     }
 }
 
-/// Fills up to `len` bytes from `offset`, stopping early only at the end of the file.
-fn read_block(file: &File, offset: u64, len: usize) -> Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
+/// How many bytes to allocate for a read of `len` bytes at `offset` in a file that was
+/// `size` bytes long when opened: enough for the rest of the file and one byte more, so a
+/// 4 KiB file does not cost a zeroed 256 KiB buffer. A read that fills it (the file grew)
+/// goes on in a buffer of `len`.
+pub(super) fn first_buffer_len(size: u64, offset: u64, len: usize) -> usize {
+    let rest = size.saturating_sub(offset).saturating_add(1);
+    usize::try_from(rest).unwrap_or(usize::MAX).min(len)
+}
+
+/// Fills up to `len` bytes, starting in a buffer of `buffer_len`, with `read(buf, filled)`
+/// calls (`filled`: bytes already in), stopping early only when one returns 0: the end of
+/// the file.
+pub(super) fn fill_block(
+    len: usize,
+    buffer_len: usize,
+    mut read: impl FnMut(&mut [u8], usize) -> std::io::Result<usize>,
+) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(buffer_len.min(len));
     let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+    loop {
+        if filled == buf.len() {
+            if filled == len {
+                break;
+            }
+            buf.resize(len, 0);
+        }
+        match read(&mut buf[filled..], filled) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         }
     }
     buf.truncate(filled);
     Ok(buf.freeze())
+}
+
+/// Reads up to `len` bytes from `offset`, stopping early only at the end of the file.
+fn read_block(file: &File, offset: u64, len: usize, buffer_len: usize) -> Result<Bytes> {
+    Ok(fill_block(len, buffer_len, |buf, filled| file.read_at(buf, offset + filled as u64))?)
 }
 
 #[async_trait]
@@ -58,20 +85,16 @@ impl ReadFile for LocalReader {
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
-        let len = len.min(MAX_READ_AT);
-        let file = self.file.clone();
-        blocking(move || read_block(&file, offset, len)).await
+        read_block_at(&self.file, offset, len.min(MAX_READ_AT), self.metadata.size).await
     }
 
     fn stream(self: Box<Self>, offset: u64) -> ReadStream {
         let (sender, stream) = ReadStream::channel();
-        let file = self.file;
+        let (file, size) = (self.file, self.metadata.size);
         tokio::spawn(async move {
             let mut offset = offset;
             loop {
-                let file = file.clone();
-                let chunk = blocking(move || read_block(&file, offset, TRANSFER_CHUNK)).await;
-                match chunk {
+                match read_block_at(&file, offset, TRANSFER_CHUNK, size).await {
                     Ok(chunk) if chunk.is_empty() => break,
                     Ok(chunk) => {
                         offset += chunk.len() as u64;
@@ -92,4 +115,15 @@ impl ReadFile for LocalReader {
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.file.as_fd())
     }
+}
+
+/// Reads up to `len` bytes at `offset` of a file `size` bytes long when opened: from the page
+/// cache on this task when it holds them all, else on the blocking pool.
+async fn read_block_at(file: &Arc<File>, offset: u64, len: usize, size: u64) -> Result<Bytes> {
+    let buffer_len = first_buffer_len(size, offset, len);
+    if let Some(block) = cached::read(file, offset, len, buffer_len) {
+        return Ok(block);
+    }
+    let file = file.clone();
+    blocking(move || read_block(&file, offset, len, buffer_len)).await
 }
