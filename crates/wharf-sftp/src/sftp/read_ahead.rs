@@ -11,10 +11,11 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, Shared};
+use futures_util::future::{self, BoxFuture, Shared};
 use russh_sftp::protocol::StatusCode;
 use tokio_util::task::TaskTracker;
 use wharf_access::Download;
@@ -62,6 +63,24 @@ pub(crate) enum ReadOutcome {
     Eof,
     /// Storage failed.
     Failed(ReadFailure),
+}
+
+/// Reads block `index` of `download`; the first storage error is kept in `failure`.
+async fn fetch_block(
+    download: Arc<Download>,
+    failure: Arc<Mutex<Option<Error>>>,
+    index: u64,
+) -> BlockResult {
+    match download.read_at(index * BLOCK, BLOCK as usize).await {
+        Ok(bytes) => Ok(bytes),
+        Err(err) => {
+            if let Ok(mut first) = failure.lock() {
+                first.get_or_insert_with(|| err.replicate());
+            }
+            let (code, message) = status_of(&err);
+            Err(ReadFailure { code, message })
+        }
+    }
 }
 
 /// The blocks of one open file.
@@ -171,34 +190,32 @@ impl ReadAhead {
     }
 
     /// The block `index`, fetching it if it is not cached.
+    ///
+    /// The fetch is polled once here: a block in the page cache is read on the spot (see
+    /// `wharf_vfs`'s local backend), and spawning a task for it would cost a trip through the
+    /// scheduler per small file. A fetch that has to wait for the disk goes on in its own
+    /// task, so read-ahead proceeds whether or not a request is waiting for it.
     fn block(&mut self, index: u64) -> Block {
         if let Some(block) = self.blocks.get(&index) {
             return block.clone();
         }
-        let download = self.download.clone();
-        let failure = self.failure.clone();
-        let fetch = self.fetches.spawn(async move {
-            match download.read_at(index * BLOCK, BLOCK as usize).await {
-                Ok(bytes) => Ok(bytes),
-                Err(err) => {
-                    if let Ok(mut first) = failure.lock() {
-                        first.get_or_insert_with(|| err.replicate());
-                    }
-                    let (code, message) = status_of(&err);
-                    Err(ReadFailure { code, message })
+        let mut fetch = fetch_block(self.download.clone(), self.failure.clone(), index).boxed();
+        let block = match fetch.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => future::ready(result).boxed().shared(),
+            Poll::Pending => {
+                let task = self.fetches.spawn(fetch);
+                async move {
+                    task.await.unwrap_or_else(|_| {
+                        Err(ReadFailure {
+                            code: StatusCode::Failure,
+                            message: "the read was interrupted".to_owned(),
+                        })
+                    })
                 }
+                .boxed()
+                .shared()
             }
-        });
-        let block = async move {
-            fetch.await.unwrap_or_else(|_| {
-                Err(ReadFailure {
-                    code: StatusCode::Failure,
-                    message: "the read was interrupted".to_owned(),
-                })
-            })
-        }
-        .boxed()
-        .shared();
+        };
         self.blocks.insert(index, block.clone());
         block
     }
