@@ -234,24 +234,30 @@ impl WriteFile for LocalWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<u64> {
-        let drained = self.drain().await;
-        if let Err(err) = drained {
+        // The last block goes in the same trip to the blocking pool as the sync and the
+        // publishing rename: a small upload costs one trip on commit, not two.
+        let settled = self.check_failed().and(self.settle().await);
+        if let Err(err) = settled {
             self.discard();
             return Err(err);
         }
-        let written = self.written;
-        let Some(temp) = self.temp_name.clone() else {
-            if self.fsync_on_commit {
-                let file = self.file.clone();
-                blocking(move || Ok(file.sync_data()?)).await?;
-            }
-            return Ok(written);
-        };
+        let last = std::mem::take(&mut self.pending).freeze();
+        let at = self.pending_at;
         let file = self.file.clone();
         let parent = self.parent.clone();
         let name = self.name.clone();
+        let temp = self.temp_name.clone();
         let (fsync, exclusive) = (self.fsync_on_commit, self.mode == WriteMode::CreateNew);
         let published = blocking(move || {
+            if !last.is_empty() {
+                write_block(&file, at, &last)?;
+            }
+            let Some(temp) = temp else {
+                if fsync {
+                    file.sync_data()?;
+                }
+                return Ok(());
+            };
             if fsync {
                 file.sync_all()?;
             }
@@ -272,7 +278,7 @@ impl WriteFile for LocalWriter {
         match published {
             Ok(()) => {
                 self.temp_name = None;
-                Ok(written)
+                Ok(self.written)
             }
             Err(err) => {
                 self.discard();
