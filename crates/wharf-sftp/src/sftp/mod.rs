@@ -50,7 +50,10 @@ pub(crate) async fn serve(channel: Channel<Msg>, session: Session, settings: Sub
     tokio::pin!(requests, writing);
     let mut written = None;
     let end = loop {
+        // The request loop first: the writer relies on seeing, in the same poll, every reply
+        // the loop queued (see `output`).
         tokio::select! {
+            biased;
             end = &mut requests => break end,
             result = &mut writing, if written.is_none() => written = Some(result),
         }

@@ -12,13 +12,16 @@
 //! the channel, or russh's session would stall with it); it watches [`Replies::backlog`]
 //! instead and stops starting new reads while too much is queued.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use russh::ChannelWriteHalf;
 use russh::server::Msg;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::codec::{DATA_HEADER_LEN, put_data_header};
 
@@ -121,17 +124,47 @@ struct Backlog {
     progressed: Notify,
 }
 
+/// Replies between the request loop and the writer.
+///
+/// Both ends run in one task (see [`super::serve`]), polled request loop first and writer
+/// second, so the writer sees every reply queued during a poll without being woken. A wake
+/// would cost more than it looks: tokio treats a task that wakes itself as yielding and hands
+/// it to the other worker thread, so every request would bounce the session between threads.
+/// Only the end of the queue wakes the writer, which by then may be polled on its own.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    replies: VecDeque<Reply>,
+    /// The request loop is done: nothing more will be queued.
+    closed: bool,
+    /// The writer stopped (the channel closed): nothing more can be sent.
+    writer_gone: bool,
+    /// The writer, to wake when the queue is closed.
+    writer: Option<Waker>,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Nothing panics while holding the lock; a poisoned lock still holds valid replies.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The request loop's end: queues replies without waiting.
 #[derive(Debug)]
 pub(crate) struct Replies {
-    queue: mpsc::UnboundedSender<Reply>,
+    queue: Arc<Queue>,
     backlog: Arc<Backlog>,
 }
 
 /// The writer's end.
 #[derive(Debug)]
 pub(crate) struct ReplyWriter {
-    queue: mpsc::UnboundedReceiver<Reply>,
+    queue: Arc<Queue>,
     backlog: Arc<Backlog>,
 }
 
@@ -142,16 +175,22 @@ pub(crate) struct ChannelClosed;
 
 /// A connected pair.
 pub(crate) fn reply_queue() -> (Replies, ReplyWriter) {
-    let (queue, receiver) = mpsc::unbounded_channel();
+    let queue = Arc::new(Queue::default());
     let backlog = Arc::new(Backlog::default());
-    (Replies { queue, backlog: backlog.clone() }, ReplyWriter { queue: receiver, backlog })
+    let replies = Replies { queue: queue.clone(), backlog: backlog.clone() };
+    (replies, ReplyWriter { queue, backlog })
 }
 
 impl Replies {
     /// Queues a reply.
     pub(crate) fn send(&self, reply: Reply) -> Result<(), ChannelClosed> {
+        let mut state = self.queue.lock();
+        if state.writer_gone {
+            return Err(ChannelClosed);
+        }
         self.backlog.bytes.fetch_add(reply.wire_len(), Ordering::Relaxed);
-        self.queue.send(reply).map_err(|_| ChannelClosed)
+        state.replies.push_back(reply);
+        Ok(())
     }
 
     /// Queues an encoded packet.
@@ -170,22 +209,54 @@ impl Replies {
     }
 }
 
+impl Drop for Replies {
+    fn drop(&mut self) {
+        let writer = {
+            let mut state = self.queue.lock();
+            state.closed = true;
+            state.writer.take()
+        };
+        if let Some(writer) = writer {
+            writer.wake();
+        }
+    }
+}
+
+impl Drop for ReplyWriter {
+    fn drop(&mut self) {
+        self.queue.lock().writer_gone = true;
+    }
+}
+
 impl ReplyWriter {
-    /// Sends replies until the request loop is done (its [`Replies`] dropped) and everything
-    /// queued is sent, or the channel closes.
-    pub(crate) async fn run(
-        mut self,
-        channel: &ChannelWriteHalf<Msg>,
-    ) -> Result<(), ChannelClosed> {
-        while let Some(first) = self.queue.recv().await {
+    /// The replies queued so far, up to [`GATHER_LIMIT`] bytes of them; `None` once the request
+    /// loop is done and everything is taken.
+    fn next_batch(&self) -> impl Future<Output = Option<Gathered>> + '_ {
+        std::future::poll_fn(|cx| {
+            let mut state = self.queue.lock();
+            let Some(first) = state.replies.pop_front() else {
+                if state.closed {
+                    return Poll::Ready(None);
+                }
+                state.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            };
             let mut gathered = Gathered::default();
             gathered.push(first);
             while gathered.len < GATHER_LIMIT {
-                match self.queue.try_recv() {
-                    Ok(reply) => gathered.push(reply),
-                    Err(_) => break,
+                match state.replies.pop_front() {
+                    Some(reply) => gathered.push(reply),
+                    None => break,
                 }
             }
+            Poll::Ready(Some(gathered))
+        })
+    }
+
+    /// Sends replies until the request loop is done (its [`Replies`] dropped) and everything
+    /// queued is sent, or the channel closes.
+    pub(crate) async fn run(self, channel: &ChannelWriteHalf<Msg>) -> Result<(), ChannelClosed> {
+        while let Some(gathered) = self.next_batch().await {
             for part in gathered.into_parts() {
                 let len = part.len();
                 let sent = channel.data_bytes(part).await;
