@@ -29,7 +29,7 @@ use super::attrs::{file_attributes, longname, system_time};
 use super::codec::{Request, WriteRequest, encode, ok, status};
 use super::handles::{DirHandle, HandleTable, OpenHandle, ReadHandle, TooManyHandles, WriteHandle};
 use super::output::Reply;
-use super::read_ahead::{MAX_READ_LEN, ReadAhead, ReadOutcome};
+use super::read_ahead::{MAX_READ_LEN, Read, ReadAhead, ReadOutcome};
 use crate::errors::status_of;
 
 /// Directory entries per `SSH_FXP_NAME` reply.
@@ -99,6 +99,15 @@ pub(crate) enum Answer {
 /// A packet reply, or the status of a refusal.
 fn packet_or_status(id: u32, result: Result<Bytes, Refusal>) -> Answer {
     Answer::Now(Reply::Packet(result.unwrap_or_else(|refusal| refusal.into_status(id))))
+}
+
+/// The reply to read request `id`.
+fn read_reply(id: u32, outcome: ReadOutcome) -> Reply {
+    match outcome {
+        ReadOutcome::Data { head, tail } => Reply::Data { id, head, tail },
+        ReadOutcome::Eof => Reply::Packet(status(id, StatusCode::Eof, "End of file")),
+        ReadOutcome::Failed(failure) => Reply::Packet(status(id, failure.code, &failure.message)),
+    }
 }
 
 /// One name in an `SSH_FXP_NAME` reply, for realpath and readlink.
@@ -267,18 +276,13 @@ impl Operations {
             Some(_) => return packet_or_status(id, Err(Refusal::wrong_handle("open for reading"))),
             None => return packet_or_status(id, Err(Refusal::bad_handle())),
         };
-        let reserved = len.min(MAX_READ_LEN) as usize;
-        let pending = reader.read(offset, len);
-        let reply = async move {
-            match pending.await {
-                ReadOutcome::Data { head, tail } => Reply::Data { id, head, tail },
-                ReadOutcome::Eof => Reply::Packet(status(id, StatusCode::Eof, "End of file")),
-                ReadOutcome::Failed(failure) => {
-                    Reply::Packet(status(id, failure.code, &failure.message))
-                }
-            }
-        };
-        Answer::Later { reply: reply.boxed(), reserved }
+        match reader.read(offset, len) {
+            Read::Done(outcome) => Answer::Now(read_reply(id, outcome)),
+            Read::Waiting(pending) => Answer::Later {
+                reply: async move { read_reply(id, pending.await) }.boxed(),
+                reserved: len.min(MAX_READ_LEN) as usize,
+            },
+        }
     }
 
     async fn write(&mut self, request: WriteRequest) -> Result<Bytes, Refusal> {

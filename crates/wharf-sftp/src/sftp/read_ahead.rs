@@ -9,13 +9,12 @@
 //! [`MAX_CACHED_BLOCKS`] are kept for readers that jump around.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
-use futures_util::future::{self, BoxFuture, Shared};
+use futures_util::future::{BoxFuture, Shared};
 use russh_sftp::protocol::StatusCode;
 use tokio_util::task::TaskTracker;
 use wharf_access::Download;
@@ -47,7 +46,46 @@ pub(crate) struct ReadFailure {
 }
 
 type BlockResult = Result<Bytes, ReadFailure>;
-type Block = Shared<BoxFuture<'static, BlockResult>>;
+
+/// A block of the file, read or being read.
+///
+/// A block read on the spot is kept as it is rather than as a finished [`Shared`] future:
+/// polling a `Shared` to its end wakes every task that polled it, the polling one included,
+/// and a task that wakes itself is treated by tokio as yielding and handed to another worker
+/// thread. For a client fetching many small files that was a thread switch per file.
+#[derive(Clone)]
+enum Block {
+    /// Read.
+    Ready(BlockResult),
+    /// Being read by a task of its own.
+    Fetching(Shared<BoxFuture<'static, BlockResult>>),
+}
+
+impl Block {
+    /// The block, once read.
+    async fn get(self) -> BlockResult {
+        match self {
+            Block::Ready(result) => result,
+            Block::Fetching(fetch) => fetch.await,
+        }
+    }
+
+    /// The block if it has been read.
+    fn peek(&self) -> Option<&BlockResult> {
+        match self {
+            Block::Ready(result) => Some(result),
+            Block::Fetching(fetch) => fetch.peek(),
+        }
+    }
+}
+
+/// A read request, answered now or once its blocks are read.
+pub(crate) enum Read {
+    /// Everything it needs was there.
+    Done(ReadOutcome),
+    /// Resolves when the blocks it needs are there; owns everything it uses.
+    Waiting(BoxFuture<'static, ReadOutcome>),
+}
 
 /// What a read request gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +121,50 @@ async fn fetch_block(
     }
 }
 
+/// The part of its blocks a read wants.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    /// Where the read starts in its first block.
+    start_in_block: usize,
+    /// How many bytes it wants.
+    len: usize,
+}
+
+impl Wanted {
+    /// Whether the read goes on into a second block, given its first: it does when the first
+    /// is whole (a short block ends the file) and does not hold everything.
+    fn needs_tail(&self, head: &BlockResult) -> bool {
+        head.as_ref().is_ok_and(|head| {
+            head.len() as u64 == BLOCK
+                && head.len() - self.start_in_block.min(head.len()) < self.len
+        })
+    }
+
+    /// The answer, from the first block and (when [`Wanted::needs_tail`]) the second.
+    fn assemble(
+        &self,
+        head: BlockResult,
+        tail: impl FnOnce() -> Option<BlockResult>,
+    ) -> ReadOutcome {
+        let needs_tail = self.needs_tail(&head);
+        let head = match head {
+            Ok(block) => block,
+            Err(failure) => return ReadOutcome::Failed(failure),
+        };
+        if head.len() <= self.start_in_block {
+            return ReadOutcome::Eof;
+        }
+        let head_end = head.len().min(self.start_in_block + self.len);
+        let wanted_from_tail = self.len - (head_end - self.start_in_block);
+        let tail = match if needs_tail { tail() } else { None } {
+            Some(Ok(block)) => block.slice(..block.len().min(wanted_from_tail)),
+            // Part of the request could be read: answer with that part.
+            Some(Err(_)) | None => Bytes::new(),
+        };
+        ReadOutcome::Data { head: head.slice(self.start_in_block..head_end), tail }
+    }
+}
+
 /// The blocks of one open file.
 pub(crate) struct ReadAhead {
     download: Arc<Download>,
@@ -115,13 +197,8 @@ impl ReadAhead {
         &self.download
     }
 
-    /// Starts serving a read of up to `len` bytes at `offset`; the returned future resolves
-    /// when the blocks it needs are there and owns everything it uses.
-    pub(crate) fn read(
-        &mut self,
-        offset: u64,
-        len: u32,
-    ) -> impl Future<Output = ReadOutcome> + Send + 'static {
+    /// Serves a read of up to `len` bytes at `offset`, at once when its blocks are there.
+    pub(crate) fn read(&mut self, offset: u64, len: u32) -> Read {
         let len = u64::from(len.min(MAX_READ_LEN));
         let first = offset / BLOCK;
         let last = if len == 0 { first } else { offset.saturating_add(len - 1) / BLOCK };
@@ -146,31 +223,26 @@ impl ReadAhead {
         while self.blocks.len() > MAX_CACHED_BLOCKS {
             self.blocks.pop_first();
         }
-        let start_in_block = (offset - first * BLOCK) as usize;
-        let len = len as usize;
-        async move {
-            let head_block = match head_block.await {
-                Ok(block) => block,
-                Err(failure) => return ReadOutcome::Failed(failure),
-            };
-            if head_block.len() <= start_in_block {
-                return ReadOutcome::Eof;
+        let wanted =
+            Wanted { start_in_block: (offset - first * BLOCK) as usize, len: len as usize };
+        match (head_block, tail_block) {
+            (Block::Ready(head), None) => Read::Done(wanted.assemble(head, || None)),
+            (Block::Ready(head), Some(Block::Ready(tail))) => {
+                Read::Done(wanted.assemble(head, || Some(tail)))
             }
-            let head_end = head_block.len().min(start_in_block + len);
-            let head = head_block.slice(start_in_block..head_end);
-            let wanted_from_tail = len - head.len();
-            let tail = match tail_block {
-                // A short first block is the end of the file.
-                Some(tail_block) if head_block.len() as u64 == BLOCK && wanted_from_tail > 0 => {
-                    match tail_block.await {
-                        Ok(block) => block.slice(..block.len().min(wanted_from_tail)),
-                        // Part of the request could be read: answer with that part.
-                        Err(_) => Bytes::new(),
-                    }
+            (head_block, tail_block) => Read::Waiting(
+                async move {
+                    let head = head_block.get().await;
+                    let tail = match tail_block {
+                        Some(tail_block) if wanted.needs_tail(&head) => {
+                            Some(tail_block.get().await)
+                        }
+                        _ => None,
+                    };
+                    wanted.assemble(head, || tail)
                 }
-                _ => Bytes::new(),
-            };
-            ReadOutcome::Data { head, tail }
+                .boxed(),
+            ),
         }
     }
 
@@ -201,10 +273,10 @@ impl ReadAhead {
         }
         let mut fetch = fetch_block(self.download.clone(), self.failure.clone(), index).boxed();
         let block = match fetch.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(result) => future::ready(result).boxed().shared(),
+            Poll::Ready(result) => Block::Ready(result),
             Poll::Pending => {
                 let task = self.fetches.spawn(fetch);
-                async move {
+                let fetching = async move {
                     task.await.unwrap_or_else(|_| {
                         Err(ReadFailure {
                             code: StatusCode::Failure,
@@ -213,7 +285,8 @@ impl ReadAhead {
                     })
                 }
                 .boxed()
-                .shared()
+                .shared();
+                Block::Fetching(fetching)
             }
         };
         self.blocks.insert(index, block.clone());
@@ -236,5 +309,66 @@ impl ReadAhead {
             // Unreachable once every fetch ended; dropping records the download as aborted.
             Err(_) => tracing::debug!("a download was still shared when closed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(len: usize, fill: u8) -> BlockResult {
+        Ok(Bytes::from(vec![fill; len]))
+    }
+
+    fn failure() -> BlockResult {
+        Err(ReadFailure { code: StatusCode::Failure, message: "disk".to_owned() })
+    }
+
+    fn data(outcome: ReadOutcome) -> (usize, usize) {
+        match outcome {
+            ReadOutcome::Data { head, tail } => (head.len(), tail.len()),
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_read_inside_one_block_takes_no_tail() {
+        let wanted = Wanted { start_in_block: 100, len: 4096 };
+        let whole = block(BLOCK as usize, 1);
+        assert!(!wanted.needs_tail(&whole));
+        assert_eq!(data(wanted.assemble(whole, || panic!("no tail needed"))), (4096, 0));
+    }
+
+    #[test]
+    fn a_read_across_two_blocks_takes_the_rest_from_the_second() {
+        let start = BLOCK as usize - 1000;
+        let wanted = Wanted { start_in_block: start, len: 32 * 1024 };
+        let whole = block(BLOCK as usize, 1);
+        assert!(wanted.needs_tail(&whole));
+        assert_eq!(
+            data(wanted.assemble(whole.clone(), || Some(block(BLOCK as usize, 2)))),
+            (1000, 32 * 1024 - 1000)
+        );
+        // The second block ends the file early: what there is.
+        assert_eq!(data(wanted.assemble(whole.clone(), || Some(block(10, 2)))), (1000, 10));
+        // The second block failed: the part that could be read.
+        assert_eq!(data(wanted.assemble(whole, || Some(failure()))), (1000, 0));
+    }
+
+    #[test]
+    fn a_short_first_block_is_the_end_of_the_file() {
+        let wanted = Wanted { start_in_block: 0, len: 32 * 1024 };
+        let short = block(4096, 1);
+        assert!(!wanted.needs_tail(&short));
+        assert_eq!(data(wanted.assemble(short.clone(), || Some(block(5, 2)))), (4096, 0));
+        let past_end = Wanted { start_in_block: 4096, len: 32 * 1024 };
+        assert_eq!(past_end.assemble(short, || None), ReadOutcome::Eof);
+    }
+
+    #[test]
+    fn a_failed_first_block_fails_the_read() {
+        let wanted = Wanted { start_in_block: 0, len: 10 };
+        assert!(!wanted.needs_tail(&failure()));
+        assert!(matches!(wanted.assemble(failure(), || None), ReadOutcome::Failed(_)));
     }
 }
