@@ -131,9 +131,12 @@ async fn an_interrupted_upload_keeps_the_old_file() {
         let server = TestServer::usual().await;
         server.put("public/config.txt", b"the good old config");
         let before = tree_digest(server.root());
-        abandoned_upload(server.addr, "public/config.txt", &pattern(10 * 512), 3).await;
-        // Meanwhile the partial upload is a hidden temporary file.
-        assert_ne!(tree_digest(server.root()), before);
+        // More than one storage block (256 KiB), so part of the upload reaches the disk.
+        abandoned_upload(server.addr, "public/config.txt", &pattern(600 * 512), 520).await;
+        // Meanwhile the partial upload is a hidden temporary file, written as the blocks fill.
+        while tree_digest(server.root()) == before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(server.read("public/config.txt"), b"the good old config");
         // The server gives up after its retries (200 ms x 5) and discards the partial upload
         // (the test's time limit fails it if that never happens).

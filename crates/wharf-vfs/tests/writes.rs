@@ -72,6 +72,7 @@ async fn dropped_upload_leaves_old_file_and_no_temporary() {
         storage.open_write(&p("firmware.bin"), WriteMode::Replace).await.expect("open");
     writer.write(Bytes::from(pattern(2 * TRANSFER_CHUNK))).await.expect("write");
     writer.write(Bytes::from_static(b"half of a new image")).await.expect("write");
+    writer.sync().await.expect("sync");
     assert_eq!(
         raw_names(&root).len(),
         2,
@@ -85,6 +86,55 @@ async fn dropped_upload_leaves_old_file_and_no_temporary() {
         "old file byte-identical"
     );
     assert_eq!(raw_names(&root), vec!["firmware.bin"], "temporary file removed");
+}
+
+#[tokio::test]
+async fn upload_dropped_while_its_first_block_is_written_leaves_nothing() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("image.bin"), b"old").expect("write");
+    for _ in 0..20 {
+        let mut writer =
+            storage.open_write(&p("image.bin"), WriteMode::Replace).await.expect("open");
+        // The first block may be creating the temporary file as the upload is dropped.
+        writer.write(Bytes::from(pattern(TRANSFER_CHUNK))).await.expect("write");
+        drop(writer);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while raw_names(&root).len() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(raw_names(&root), vec!["image.bin"], "every temporary file removed");
+    assert_eq!(std::fs::read(root.join("image.bin")).expect("read"), b"old");
+}
+
+#[tokio::test]
+async fn a_directory_removed_after_the_open_fails_the_commit() {
+    let (_tmp, root, storage) = setup();
+    std::fs::create_dir(root.join("inbox")).expect("mkdir");
+    // As the session does before opening: the lookup leaves the kernel knowing the name is
+    // free, so the open needs no disk and the temporary file waits for the first block.
+    let missing = storage.lstat(&p("inbox/order.xml")).await.expect_err("not there yet");
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    let mut writer =
+        storage.open_write(&p("inbox/order.xml"), WriteMode::Replace).await.expect("open");
+    writer.write(Bytes::from_static(b"<order/>")).await.expect("write");
+    std::fs::remove_dir(root.join("inbox")).expect("rmdir");
+    let err = writer.commit().await.expect_err("nowhere to publish");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(raw_names(&root).is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_upload_publishes_an_empty_file() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("flag"), b"old").expect("write");
+    let writer = storage.open_write(&p("flag"), WriteMode::Replace).await.expect("open");
+    assert_eq!(writer.commit().await.expect("commit"), 0);
+    let created = storage.open_write(&p("new-flag"), WriteMode::CreateNew).await.expect("open");
+    assert_eq!(created.commit().await.expect("commit"), 0);
+    assert_eq!(std::fs::read(root.join("flag")).expect("read"), b"");
+    assert_eq!(std::fs::read(root.join("new-flag")).expect("read"), b"");
+    assert_eq!(raw_names(&root), vec!["flag", "new-flag"]);
 }
 
 #[tokio::test]

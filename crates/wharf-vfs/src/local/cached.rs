@@ -21,27 +21,65 @@ use std::io::IoSliceMut;
 
 use bytes::Bytes;
 use cap_std::fs::Dir;
-use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
-use rustix::io::{ReadWriteFlags, preadv2};
+use rustix::fs::{Access, AtFlags, Mode, OFlags, ResolveFlags, accessat, openat2};
+use rustix::io::{Errno, ReadWriteFlags, preadv2};
 
 use super::convert_metadata;
 use super::read::fill_block;
 use crate::metadata::Metadata;
 
+/// Opens `rel` beneath `root` if the lookup needs no I/O; `EAGAIN` when it would.
+fn open_cached(root: &Dir, rel: &str, flags: OFlags) -> rustix::io::Result<File> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::CACHED;
+    let fd = openat2(root, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve)?;
+    Ok(File::from(fd))
+}
+
 /// Opens `rel` beneath `root` if the lookup needs no I/O; `None` when it would, or failed.
 pub(super) fn open(root: &Dir, rel: &str, flags: OFlags) -> Option<File> {
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::CACHED;
-    let fd = openat2(root, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve).ok()?;
-    Some(File::from(fd))
+    open_cached(root, rel, flags).ok()
+}
+
+/// What a lookup from the caches found.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Lookup {
+    /// The path names this.
+    Found(Metadata),
+    /// The path names nothing (a negative dentry is as authoritative as a positive one).
+    Missing,
+    /// The caches cannot tell.
+    Unknown,
+}
+
+/// Looks `rel` up beneath `root` (a final symbolic link itself unless `follow`).
+pub(super) fn lookup(root: &Dir, rel: &str, follow: bool) -> Lookup {
+    let flags = if follow { OFlags::PATH } else { OFlags::PATH | OFlags::NOFOLLOW };
+    match open_cached(root, rel, flags) {
+        Ok(file) => match cap_std::fs::Metadata::from_file(&file) {
+            Ok(meta) => Lookup::Found(convert_metadata(&meta)),
+            Err(_) => Lookup::Unknown,
+        },
+        Err(Errno::NOENT) => Lookup::Missing,
+        Err(_) => Lookup::Unknown,
+    }
 }
 
 /// Attributes of `rel` beneath `root` (of a final symbolic link itself unless `follow`) if
 /// they are in memory.
 pub(super) fn metadata(root: &Dir, rel: &str, follow: bool) -> Option<Metadata> {
-    let flags = if follow { OFlags::PATH } else { OFlags::PATH | OFlags::NOFOLLOW };
-    let file = open(root, rel, flags)?;
-    let meta = cap_std::fs::Metadata::from_file(&file).ok()?;
-    Some(convert_metadata(&meta))
+    match lookup(root, rel, follow) {
+        Lookup::Found(meta) => Some(meta),
+        Lookup::Missing | Lookup::Unknown => None,
+    }
+}
+
+/// The directory `rel` beneath `root`, if it is in memory and this process may create files
+/// in it (its permission bits, and a read-only mount, say so without I/O).
+pub(super) fn writable_dir(root: &Dir, rel: &str) -> Option<Dir> {
+    let dir = open(root, rel, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    let access = Access::WRITE_OK | Access::EXEC_OK;
+    accessat(&dir, ".", access, AtFlags::EACCESS).ok()?;
+    Some(Dir::from_std_file(dir))
 }
 
 /// Up to `len` bytes of `file` from `offset` if they are all in the page cache (or the file
@@ -106,6 +144,18 @@ mod tests {
         }
         // Without following, a link is itself inside the root.
         assert_eq!(metadata(&root, "absolute", false).map(|m| m.kind), Some(FileKind::Symlink));
+    }
+
+    #[test]
+    fn a_name_known_to_be_free_is_missing_and_directories_are_writable() {
+        let (dir, root) = root_with_file(b"");
+        let probe = std::fs::symlink_metadata(dir.path().join("sub/new"));
+        assert!(probe.is_err(), "the lookup leaves a negative entry in the dentry cache");
+        assert_eq!(lookup(&root, "sub/new", false), Lookup::Missing);
+        assert!(matches!(lookup(&root, "sub/file", true), Lookup::Found(_)));
+        assert!(writable_dir(&root, "sub").is_some());
+        assert!(writable_dir(&root, ".").is_some());
+        assert!(writable_dir(&root, "sub/file").is_none(), "a file is no directory");
     }
 
     #[test]

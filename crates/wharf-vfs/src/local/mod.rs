@@ -86,6 +86,31 @@ impl LocalStorage {
     }
 }
 
+impl LocalStorage {
+    /// A whole-file upload opened without a trip to the blocking pool, when the caches can
+    /// answer every check [`write::LocalWriter::open`] makes: the directory exists and is
+    /// writable, the target is no directory (and absent, for [`WriteMode::CreateNew`]). Its
+    /// temporary file is created with its first block.
+    fn deferred_writer(
+        &self,
+        parent: &VPath,
+        name: &str,
+        mode: WriteMode,
+    ) -> Option<write::LocalWriter> {
+        if !mode.is_atomic() {
+            return None;
+        }
+        let dir = cached::writable_dir(&self.root, rel(parent))?;
+        match cached::lookup(&dir, name, true) {
+            cached::Lookup::Missing => {}
+            cached::Lookup::Found(meta) if !meta.is_dir() && mode == WriteMode::Replace => {}
+            cached::Lookup::Found(_) | cached::Lookup::Unknown => return None,
+        }
+        let fsync = self.options.fsync_on_commit;
+        Some(write::LocalWriter::deferred(dir, name.to_owned(), mode, fsync))
+    }
+}
+
 /// The path as cap-std wants it: relative to the root, `.` for the root itself.
 pub(crate) fn rel(path: &VPath) -> &str {
     if path.is_root() { "." } else { path.relative() }
@@ -235,6 +260,9 @@ impl Storage for LocalStorage {
     async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn WriteFile>> {
         check_reserved(path)?;
         let (parent, name) = split_parent(path)?;
+        if let Some(writer) = self.deferred_writer(&parent, &name, mode) {
+            return Ok(Box::new(writer));
+        }
         let parent_rel = rel(&parent).to_owned();
         let fsync = self.options.fsync_on_commit;
         let writer = self

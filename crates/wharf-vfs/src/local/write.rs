@@ -7,6 +7,11 @@
 //! Incoming bytes are gathered into blocks of [`TRANSFER_CHUNK`] and written on the blocking
 //! pool, one block in flight while the next is gathered: no blocking thread is parked per open
 //! file, and the network never waits for the disk unless the disk is the slower of the two.
+//!
+//! When everything opening a whole-file upload must check is in memory (see
+//! [`super::cached`]), its temporary file is created by the first blocking call the upload
+//! makes anyway: with its first block, or with the commit of a small file. A 4 KiB upload then
+//! costs one trip to the blocking pool instead of three.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -33,8 +38,45 @@ enum Position {
     End,
 }
 
+/// The file an upload writes to, as a blocking call reaches it.
+#[derive(Clone)]
+enum FileSlot {
+    /// Open.
+    Open(Arc<File>),
+    /// A temporary file not created yet: the first blocking call that needs it creates it.
+    Deferred {
+        /// Its directory.
+        parent: Arc<Dir>,
+        /// Its name.
+        temp_name: String,
+    },
+}
+
+impl FileSlot {
+    /// The file, created first if it was deferred. Runs on the blocking pool.
+    fn open(self) -> Result<Arc<File>> {
+        match self {
+            FileSlot::Open(file) => Ok(file),
+            FileSlot::Deferred { parent, temp_name } => {
+                Ok(Arc::new(create_temp(&parent, &temp_name)?))
+            }
+        }
+    }
+}
+
+/// Creates an upload's temporary file (refusing to reuse a name).
+fn create_temp(parent: &Dir, temp_name: &str) -> Result<File> {
+    let options = OpenOptions::new().write(true).create_new(true).mode(0o644).clone();
+    Ok(parent.open_with(temp_name, &options)?.into_std())
+}
+
+/// A fresh temporary name for an upload.
+fn temp_name() -> String {
+    format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>())
+}
+
 pub(super) struct LocalWriter {
-    file: Arc<File>,
+    file: FileSlot,
     parent: Arc<Dir>,
     /// The temporary name while an atomic upload is unpublished.
     temp_name: Option<String>,
@@ -45,7 +87,8 @@ pub(super) struct LocalWriter {
     position: u64,
     pending: BytesMut,
     pending_at: Position,
-    in_flight: Option<JoinHandle<Result<()>>>,
+    /// The block being written; resolves to the file (created by then).
+    in_flight: Option<JoinHandle<Result<Arc<File>>>>,
     failed: Option<Error>,
     written: u64,
 }
@@ -67,11 +110,8 @@ impl LocalWriter {
         }
         let (file, temp_name, position) = match mode {
             WriteMode::Replace | WriteMode::CreateNew => {
-                let temp = format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>());
-                let file = parent.open_with(
-                    &temp,
-                    OpenOptions::new().write(true).create_new(true).mode(0o644),
-                )?;
+                let temp = temp_name();
+                let file = create_temp(&parent, &temp)?;
                 (file, Some(temp), 0)
             }
             WriteMode::Append => {
@@ -80,7 +120,7 @@ impl LocalWriter {
                     &name,
                     OpenOptions::new().append(true).create(true).mode(0o644),
                 )?;
-                (file, None, 0)
+                (file.into_std(), None, 0)
             }
             WriteMode::At(offset) => {
                 let file = open_nonblocking(
@@ -88,18 +128,48 @@ impl LocalWriter {
                     &name,
                     OpenOptions::new().write(true).create(true).mode(0o644),
                 )?;
-                (file, None, offset)
+                (file.into_std(), None, offset)
             }
         };
-        let file = file.into_std();
         if !file.metadata()?.is_file() {
             return Err(Error::PermissionDenied);
         }
+        Ok(LocalWriter::with_file(
+            FileSlot::Open(Arc::new(file)),
+            Arc::new(parent),
+            temp_name,
+            name,
+            mode,
+            fsync_on_commit,
+            position,
+        ))
+    }
+
+    /// A whole-file upload to `name` in `parent` whose temporary file is created when first
+    /// needed. The caller has checked what [`LocalWriter::open`] checks: the directory is
+    /// writable and the target is no directory (and, for [`WriteMode::CreateNew`], absent).
+    pub(super) fn deferred(parent: Dir, name: String, mode: WriteMode, fsync: bool) -> Self {
+        debug_assert!(mode.is_atomic());
+        let parent = Arc::new(parent);
+        let temp = temp_name();
+        let file = FileSlot::Deferred { parent: parent.clone(), temp_name: temp.clone() };
+        LocalWriter::with_file(file, parent, Some(temp), name, mode, fsync, 0)
+    }
+
+    fn with_file(
+        file: FileSlot,
+        parent: Arc<Dir>,
+        temp_name: Option<String>,
+        name: String,
+        mode: WriteMode,
+        fsync_on_commit: bool,
+        position: u64,
+    ) -> Self {
         let pending_at =
             if mode == WriteMode::Append { Position::End } else { Position::At(position) };
-        Ok(LocalWriter {
-            file: Arc::new(file),
-            parent: Arc::new(parent),
+        LocalWriter {
+            file,
+            parent,
             temp_name,
             name,
             mode,
@@ -110,7 +180,7 @@ impl LocalWriter {
             in_flight: None,
             failed: None,
             written: 0,
-        })
+        }
     }
 
     fn check_failed(&self) -> Result<()> {
@@ -120,15 +190,6 @@ impl LocalWriter {
         }
     }
 
-    fn record(&mut self, result: Result<()>) -> Result<()> {
-        if let Err(err) = &result {
-            if self.failed.is_none() {
-                self.failed = Some(err.replicate());
-            }
-        }
-        result
-    }
-
     /// Waits for the block in flight, if any.
     async fn settle(&mut self) -> Result<()> {
         if let Some(task) = self.in_flight.take() {
@@ -136,9 +197,17 @@ impl LocalWriter {
                 Ok(result) => result,
                 Err(join_err) => Err(Error::Io(std::io::Error::other(join_err))),
             };
-            self.record(result)?;
+            self.file = FileSlot::Open(result.map_err(|err| self.note(err))?);
         }
         Ok(())
+    }
+
+    /// Remembers the first failure, so later calls report it too.
+    fn note(&mut self, err: Error) -> Error {
+        if self.failed.is_none() {
+            self.failed = Some(err.replicate());
+        }
+        err
     }
 
     /// Sends the gathered block to the blocking pool, after the previous one finished.
@@ -157,8 +226,12 @@ impl LocalWriter {
         if let Position::At(offset) = at {
             self.pending_at = Position::At(offset + block.len() as u64);
         }
-        let file = self.file.clone();
-        self.in_flight = Some(tokio::task::spawn_blocking(move || write_block(&file, at, &block)));
+        let slot = self.file.clone();
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let file = slot.open()?;
+            write_block(&file, at, &block)?;
+            Ok(file)
+        }));
         Ok(())
     }
 
@@ -228,9 +301,15 @@ impl WriteFile for LocalWriter {
 
     async fn sync(&mut self) -> Result<()> {
         self.drain().await?;
-        let file = self.file.clone();
-        let result = blocking(move || Ok(file.sync_data()?)).await;
-        self.record(result)
+        let slot = self.file.clone();
+        let synced = blocking(move || {
+            let file = slot.open()?;
+            file.sync_data()?;
+            Ok(file)
+        })
+        .await;
+        self.file = FileSlot::Open(synced.map_err(|err| self.note(err))?);
+        Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<u64> {
@@ -243,12 +322,13 @@ impl WriteFile for LocalWriter {
         }
         let last = std::mem::take(&mut self.pending).freeze();
         let at = self.pending_at;
-        let file = self.file.clone();
+        let slot = self.file.clone();
         let parent = self.parent.clone();
         let name = self.name.clone();
         let temp = self.temp_name.clone();
         let (fsync, exclusive) = (self.fsync_on_commit, self.mode == WriteMode::CreateNew);
         let published = blocking(move || {
+            let file = slot.open()?;
             if !last.is_empty() {
                 write_block(&file, at, &last)?;
             }
@@ -296,17 +376,39 @@ impl LocalWriter {
     /// Removes an unpublished temporary file; the target stays as it was.
     fn discard(&mut self) {
         if let Some(temp) = self.temp_name.take() {
-            if let Err(err) = self.parent.remove_file(&temp) {
-                if err.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(error = %err, "could not remove temporary upload file");
-                }
-            }
+            remove_temp(&self.parent, &temp);
+        }
+    }
+}
+
+fn remove_temp(parent: &Dir, temp_name: &str) {
+    if let Err(err) = parent.remove_file(temp_name) {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(error = %err, "could not remove temporary upload file");
         }
     }
 }
 
 impl Drop for LocalWriter {
     fn drop(&mut self) {
-        self.discard();
+        let creating = matches!(self.file, FileSlot::Deferred { .. });
+        match (creating, self.in_flight.take(), self.temp_name.take()) {
+            // A block still being written may yet create the temporary file: remove it only
+            // once that write is over, or it would outlive the upload.
+            (true, Some(task), Some(temp)) => {
+                let parent = self.parent.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => drop(runtime.spawn(async move {
+                        let _ = task.await;
+                        remove_temp(&parent, &temp);
+                    })),
+                    // Dropped outside the runtime (only while it shuts down): nothing can wait.
+                    Err(_) => remove_temp(&parent, &temp),
+                }
+            }
+            // A write in flight to a file that exists goes to an unlinked file: harmless.
+            (_, _, Some(temp)) => remove_temp(&self.parent, &temp),
+            (_, _, None) => {}
+        }
     }
 }
