@@ -58,8 +58,8 @@ async fn a_client_whose_connections_both_close_mid_upload_leaves_the_previous_fi
         let half = new.len() / 2;
         step("half", data.write_all(&new[..half])).await.expect("send half");
         wait_for_upload_in_progress(&wharf.root, half as u64, notice_limit()).await;
-        // As the process's exit would: the kernel closes its descriptors in order, the
-        // control connection (opened first) before the data connection, both cleanly.
+        // As a process's exit would, both cleanly (the exit releases them in the opposite
+        // order, data first; the curl test above covers that).
         drop(ftp);
         drop(data);
         assert_previous_file_intact(&wharf, &relative, &old).await;
