@@ -50,7 +50,16 @@ pub struct TftpConfig {
     /// that a window holds at most 4 MiB (`windowsize × blksize`).
     #[serde(default = "default_max_window_size")]
     pub max_window_size: u16,
+    /// Longest a transfer polls for its peer's next packet before it sleeps, used only while
+    /// the peer answers that fast (a host on the same machine or next to it) and never by more
+    /// transfers at once than the machine has CPUs but one. Polling spares the sleep and
+    /// wake-up per block that bounds lock-step transfers on fast paths. `0s`: never poll.
+    #[serde(default = "default_busy_wait", with = "humantime_serde")]
+    pub busy_wait: Duration,
 }
+
+/// The largest `busy_wait` accepted: polling longer holds a CPU for nothing.
+pub const MAX_BUSY_WAIT: Duration = Duration::from_millis(1);
 
 /// The largest `max_window_size` accepted. Whatever the setting, a window is also lowered to
 /// hold at most [`crate::options::MAX_WINDOW_BYTES`], since its blocks are kept until
@@ -59,6 +68,10 @@ pub const WINDOW_SIZE_LIMIT: u16 = 1024;
 
 fn default_timeout() -> Duration {
     Duration::from_secs(1)
+}
+
+fn default_busy_wait() -> Duration {
+    Duration::from_micros(100)
 }
 
 fn default_max_retries() -> u32 {
@@ -94,6 +107,7 @@ impl Default for TftpConfig {
             max_transfers_per_address: default_max_transfers_per_address(),
             max_block_size: default_max_block_size(),
             max_window_size: default_max_window_size(),
+            busy_wait: default_busy_wait(),
         }
     }
 }
@@ -132,6 +146,9 @@ impl TftpConfig {
         if !(1..=WINDOW_SIZE_LIMIT).contains(&self.max_window_size) {
             return invalid("max_window_size", "must be between 1 and 1024");
         }
+        if self.busy_wait > MAX_BUSY_WAIT {
+            return invalid("busy_wait", "must be at most 1ms (0s: never poll)");
+        }
         Ok(())
     }
 }
@@ -163,11 +180,13 @@ max_transfers: 10
 max_transfers_per_address: 2
 max_block_size: 1468
 max_window_size: 16
+busy_wait: 0s
 "#;
         let parsed: TftpConfig = serde_yaml::from_str(yaml).expect("yaml");
         assert_eq!(parsed.listen.len(), 2);
         assert_eq!(parsed.timeout, Duration::from_millis(500));
         assert_eq!(parsed.remap[0].replace, r"/boot/pxe/\1");
+        assert_eq!(parsed.busy_wait, Duration::ZERO);
         assert!(parsed.validate().is_ok());
     }
 
@@ -182,6 +201,7 @@ max_window_size: 16
             TftpConfig { timeout: Duration::ZERO, ..TftpConfig::default() },
             TftpConfig { max_retries: 0, ..TftpConfig::default() },
             TftpConfig { max_transfers: 0, ..TftpConfig::default() },
+            TftpConfig { busy_wait: Duration::from_millis(2), ..TftpConfig::default() },
         ];
         for config in bad {
             assert!(config.validate().is_err(), "{config:?}");

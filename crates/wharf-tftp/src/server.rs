@@ -20,7 +20,7 @@ use crate::options::OptionLimits;
 use crate::packet::{Packet, ParseError, encode_error};
 use crate::remap::{FilenameMapper, RemapError};
 use crate::rules::AccessRules;
-use crate::transfer::{self, IncomingRequest, Services};
+use crate::transfer::{self, IncomingRequest, Services, SpinSlots};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +178,8 @@ impl TftpServer {
             },
             timeout: config.timeout,
             max_retries: config.max_retries,
+            busy_wait: config.busy_wait,
+            spin_slots: Arc::new(SpinSlots::for_this_machine()),
         };
         Ok(TftpServer {
             listeners,

@@ -8,12 +8,15 @@
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rustix::net::{SendAncillaryBuffer, SendFlags};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 use wharf_access::Shutdown;
 
+use super::busy_wait::{SpinBudget, SpinSlots};
 use crate::errors::ErrorCode;
 use crate::packet::{Opcode, data_header, encode_error};
 
@@ -41,6 +44,17 @@ pub(crate) struct Channel {
     shutdown: Shutdown,
     /// The receive timeout the socket has now (changing it is a system call).
     read_timeout: Duration,
+    /// How long to poll for the peer's next packet before sleeping.
+    spin_budget: SpinBudget,
+    /// The server's leave to poll.
+    spin_slots: Arc<SpinSlots>,
+}
+
+/// How a transfer waits for its peer: polling for at most `limit` while the peer answers
+/// that fast, when one of the server's `slots` is free (see `busy_wait.rs`).
+pub(crate) struct Patience {
+    pub(crate) limit: Duration,
+    pub(crate) slots: Arc<SpinSlots>,
 }
 
 impl Channel {
@@ -50,6 +64,7 @@ impl Channel {
         local_ip: IpAddr,
         peer: SocketAddr,
         shutdown: &Shutdown,
+        patience: Patience,
     ) -> io::Result<Channel> {
         let local_ip = match (local_ip, peer) {
             (ip, _) if !ip.is_unspecified() => ip,
@@ -58,7 +73,14 @@ impl Channel {
         };
         let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))?;
         socket.set_read_timeout(Some(TERMINATION_CHECK))?;
-        Ok(Channel { socket, peer, shutdown: shutdown.clone(), read_timeout: TERMINATION_CHECK })
+        Ok(Channel {
+            socket,
+            peer,
+            shutdown: shutdown.clone(),
+            read_timeout: TERMINATION_CHECK,
+            spin_budget: SpinBudget::new(patience.limit),
+            spin_slots: patience.slots,
+        })
     }
 
     /// Whether the server has begun shutting down.
@@ -119,6 +141,52 @@ impl Channel {
     /// Waits for a datagram from the peer until `deadline`, answering strangers on the way and
     /// watching for the end of the server's grace period.
     pub(crate) fn receive(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Received> {
+        let started = Instant::now();
+        let received = match self.poll_briefly(buf, started, deadline)? {
+            Some(len) => Received::Datagram(len),
+            None => self.sleep_until_received(buf, deadline)?,
+        };
+        if received != Received::Terminated {
+            self.spin_budget.record(started.elapsed());
+        }
+        Ok(received)
+    }
+
+    /// Polls the socket without sleeping, for as long as the peer's recent answers suggest
+    /// and a polling slot is free; the length of the peer's datagram if one came.
+    fn poll_briefly(
+        &mut self,
+        buf: &mut [u8],
+        started: Instant,
+        deadline: Instant,
+    ) -> io::Result<Option<usize>> {
+        let budget = self.spin_budget.current();
+        if budget.is_zero() {
+            return Ok(None);
+        }
+        let Some(_slot) = self.spin_slots.try_take() else { return Ok(None) };
+        let until = (started + budget).min(deadline);
+        loop {
+            match rustix::net::recvfrom(&self.socket, &mut *buf, RecvFlags::DONTWAIT) {
+                Ok((len, _, from)) => match from.and_then(|from| SocketAddr::try_from(from).ok()) {
+                    Some(from) if from == self.peer => return Ok(Some(len)),
+                    Some(from) => self.answer_stranger(&buf[..len], from),
+                    None => {}
+                },
+                // Nothing yet, or a bounced earlier datagram (as below).
+                Err(Errno::AGAIN | Errno::INTR | Errno::CONNREFUSED) => {}
+                Err(err) => return Err(err.into()),
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Blocks in the kernel until the peer's datagram, the deadline or the end of the grace
+    /// period.
+    fn sleep_until_received(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Received> {
         loop {
             if self.shutdown.is_terminated() {
                 return Ok(Received::Terminated);
@@ -165,5 +233,100 @@ impl Channel {
             stranger = %from,
             "datagram from another transfer ID refused"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_millis(1);
+
+    /// A channel on loopback whose peer is `peer`, polling for up to [`LIMIT`] when `slots`
+    /// allow.
+    fn channel_with(peer: &UdpSocket, slots: usize) -> Channel {
+        let patience = Patience { limit: LIMIT, slots: Arc::new(SpinSlots::new(slots)) };
+        let peer = peer.local_addr().expect("peer address");
+        Channel::open(IpAddr::V4(Ipv4Addr::LOCALHOST), peer, &Shutdown::new(), patience)
+            .expect("channel")
+    }
+
+    fn loopback_socket() -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        socket
+    }
+
+    /// Waits (bounded) until the channel's socket has a datagram queued, so a poll finds it.
+    fn wait_until_queued(channel: &Channel) {
+        let mut probe = [0u8; 1];
+        for _ in 0..500 {
+            if rustix::net::recvfrom(
+                &channel.socket,
+                &mut probe,
+                RecvFlags::PEEK | RecvFlags::DONTWAIT,
+            )
+            .is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("the datagram never arrived");
+    }
+
+    #[test]
+    fn polling_finds_the_peers_datagram_and_answers_strangers_on_the_way() {
+        let peer = loopback_socket();
+        let stranger = loopback_socket();
+        let mut channel = channel_with(&peer, 1);
+        let channel_addr = channel.socket.local_addr().expect("address");
+        stranger.send_to(b"\x00\x04\x00\x01", channel_addr).expect("stranger sends");
+        wait_until_queued(&channel);
+        peer.send_to(b"\x00\x04\x00\x07", channel_addr).expect("peer sends");
+        std::thread::sleep(Duration::from_millis(20));
+
+        let mut buf = [0u8; 64];
+        let polled = channel.poll_briefly(&mut buf, Instant::now(), Instant::now() + LIMIT);
+        assert_eq!(polled.expect("no error"), Some(4), "the peer's ACK, found by polling");
+        assert_eq!(&buf[..4], b"\x00\x04\x00\x07");
+
+        let mut answer = [0u8; 64];
+        let (len, from) = stranger.recv_from(&mut answer).expect("the stranger is answered");
+        assert_eq!(from, channel_addr);
+        assert_eq!(&answer[..4], b"\x00\x05\x00\x05", "ERROR 5, unknown transfer ID");
+        assert!(len > 4);
+    }
+
+    #[test]
+    fn polling_gives_up_after_its_budget_and_the_sleeping_wait_takes_over() {
+        let peer = loopback_socket();
+        let mut channel = channel_with(&peer, 1);
+        let mut buf = [0u8; 64];
+        let started = Instant::now();
+        let polled = channel.poll_briefly(&mut buf, started, started + Duration::from_secs(5));
+        assert_eq!(polled.expect("no error"), None);
+        let waited = started.elapsed();
+        assert!(waited >= LIMIT / 2, "polled only {waited:?}");
+        assert!(waited < Duration::from_secs(1), "polled {waited:?}, past its budget");
+
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let received = channel.receive(&mut buf, deadline).expect("no error");
+        assert_eq!(received, Received::TimedOut);
+    }
+
+    #[test]
+    fn without_a_free_slot_a_transfer_does_not_poll() {
+        let peer = loopback_socket();
+        let mut channel = channel_with(&peer, 0);
+        let channel_addr = channel.socket.local_addr().expect("address");
+        peer.send_to(b"\x00\x04\x00\x01", channel_addr).expect("peer sends");
+        wait_until_queued(&channel);
+
+        let mut buf = [0u8; 64];
+        let polled = channel.poll_briefly(&mut buf, Instant::now(), Instant::now() + LIMIT);
+        assert_eq!(polled.expect("no error"), None, "polled without a slot");
+        let received = channel.receive(&mut buf, Instant::now() + Duration::from_secs(5));
+        assert_eq!(received.expect("no error"), Received::Datagram(4), "the sleeping wait");
     }
 }

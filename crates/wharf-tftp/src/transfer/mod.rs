@@ -4,6 +4,7 @@
 //! transfer's own socket and thread.
 
 mod blocks;
+mod busy_wait;
 mod channel;
 mod numbering;
 mod read;
@@ -23,7 +24,8 @@ use wharf_access::{
 use wharf_vfs::{Error, WriteMode};
 
 use self::blocks::BlockStore;
-use self::channel::Channel;
+pub(crate) use self::busy_wait::SpinSlots;
+use self::channel::{Channel, Patience};
 use self::read::ReadTransfer;
 use self::receive_window::ReceiveWindow;
 use self::send_window::SendWindow;
@@ -44,6 +46,10 @@ pub(crate) struct Services {
     /// Retransmission timeout unless the client negotiates one.
     pub(crate) timeout: Duration,
     pub(crate) max_retries: u32,
+    /// Longest a transfer polls for a fast peer's next packet before sleeping (zero: never).
+    pub(crate) busy_wait: Duration,
+    /// The leave to poll, shared by the server's transfers.
+    pub(crate) spin_slots: Arc<SpinSlots>,
 }
 
 /// A read or write request, owned so it can move into the transfer's task.
@@ -138,7 +144,8 @@ pub(crate) async fn serve(
     request: IncomingRequest,
     ticket: Ticket,
 ) {
-    let channel = match Channel::open(local_ip, peer, &services.gateway.shutdown) {
+    let patience = Patience { limit: services.busy_wait, slots: Arc::clone(&services.spin_slots) };
+    let channel = match Channel::open(local_ip, peer, &services.gateway.shutdown, patience) {
         Ok(channel) => channel,
         Err(err) => {
             tracing::warn!(target: "wharf::tftp", %peer, %err, "cannot open a transfer socket");
