@@ -137,6 +137,7 @@ fn file_row(
         let label = format!("{id} ({})", side.name());
         let bytes = source.print.size;
         let batch = bench.scratch.download_path(&format!("{tag}.batch"));
+        bench.scratch.touch_free_memory(bytes)?;
         match direction {
             Direction::Download => {
                 let local = bench.scratch.download_path(&tag);
