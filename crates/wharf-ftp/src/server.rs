@@ -76,7 +76,7 @@ impl ControlConnection {
         let local = stream.local_addr()?;
         // Replies are small and answer requests: send them without delay.
         stream.set_nodelay(true)?;
-        let probe = Some(PeerProbe::of(&stream)?);
+        let probe = Some(PeerProbe::of(&stream, local, peer)?);
         Ok(ControlConnection { stream: Box::new(stream), peer, local, tls: None, policy, probe })
     }
 }
