@@ -66,6 +66,12 @@ impl Drop for TransferRecord {
 }
 
 /// A file opened for download.
+///
+/// Reading and sending are separate: a front-end may read ahead of the client (SFTP's
+/// read-ahead, FTP's and TFTP's streams), but only what reached the client counts. The
+/// front-end reports each piece it sent with [`Download::add_sent`], after waiting for the
+/// user's bandwidth with [`Download::pace`]; the audit event, the transfer log and the
+/// metrics then show what the client got, not what was read for it.
 pub struct Download {
     file: Box<dyn ReadFile>,
     record: TransferRecord,
@@ -87,17 +93,15 @@ impl Download {
         }
     }
 
-    /// Whether a bandwidth limit applies. A front-end sending with `sendfile` must then call
-    /// [`Download::pace`] for every block (or use [`Download::stream`], which paces itself).
+    /// Whether a bandwidth limit applies: a front-end must then call [`Download::pace`]
+    /// before it sends each piece.
     pub fn is_rate_limited(&self) -> bool {
         self.limiter.is_some()
     }
 
     /// Waits as long as the user's download rate requires before `bytes` more are sent.
     pub async fn pace(&self, bytes: u64) {
-        if let Some(limiter) = &self.limiter {
-            limiter.acquire(bytes).await;
-        }
+        pace(self.limiter.as_deref(), bytes).await;
     }
 
     /// Attributes of the file when it was opened.
@@ -110,26 +114,22 @@ impl Download {
         &self.record.path
     }
 
-    /// Reads up to `len` bytes at `offset` (counted as sent).
+    /// Reads up to `len` bytes at `offset`. Nothing is counted until it is sent
+    /// ([`Download::add_sent`]); a storage error is kept for the audit event.
     pub async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
         let result = self.file.read_at(offset, len).await;
-        match &result {
-            Ok(bytes) => {
-                self.pace(bytes.len() as u64).await;
-                self.record.add(bytes.len() as u64);
-            }
-            Err(err) => self.record.set_outcome(Outcome::of_error(err)),
+        if let Err(err) = &result {
+            self.record.set_outcome(Outcome::of_error(err));
         }
         result
     }
 
-    /// The file's descriptor, for a front-end that sends with `sendfile`; it must then report
-    /// what it sent with [`Download::add_sent`].
+    /// The file's descriptor, for a front-end that sends with `sendfile`.
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         self.file.as_fd()
     }
 
-    /// Counts bytes a front-end sent by itself (zero-copy).
+    /// Counts `bytes` of the file as delivered to the client.
     pub fn add_sent(&self, bytes: u64) {
         self.record.add(bytes);
     }
@@ -154,7 +154,15 @@ impl Download {
     }
 }
 
-/// A sequential download in progress.
+/// Waits for `bytes` of a rate limit, if there is one.
+async fn pace(limiter: Option<&RateLimiter>, bytes: u64) {
+    if let Some(limiter) = limiter {
+        limiter.acquire(bytes).await;
+    }
+}
+
+/// A sequential download in progress. As with [`Download`], chunks are counted when the
+/// front-end reports them sent ([`DownloadStream::add_sent`]), not when they are read.
 pub struct DownloadStream {
     stream: ReadStream,
     record: TransferRecord,
@@ -165,17 +173,20 @@ impl DownloadStream {
     /// The next chunk of the file; `Ok(None)` at its end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         let result = self.stream.next_chunk().await;
-        match &result {
-            Ok(Some(chunk)) => {
-                if let Some(limiter) = &self.limiter {
-                    limiter.acquire(chunk.len() as u64).await;
-                }
-                self.record.add(chunk.len() as u64)
-            }
-            Ok(None) => {}
-            Err(err) => self.record.set_outcome(Outcome::of_error(err)),
+        if let Err(err) = &result {
+            self.record.set_outcome(Outcome::of_error(err));
         }
         result
+    }
+
+    /// Waits as long as the user's download rate requires before `bytes` more are sent.
+    pub async fn pace(&self, bytes: u64) {
+        pace(self.limiter.as_deref(), bytes).await;
+    }
+
+    /// Counts `bytes` of the file as delivered to the client.
+    pub fn add_sent(&self, bytes: u64) {
+        self.record.add(bytes);
     }
 
     /// Marks the download complete.

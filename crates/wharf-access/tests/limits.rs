@@ -90,6 +90,8 @@ async fn bandwidth_limit_slows_downloads_in_proportion() {
             let mut stream = s.open_read(&p("/movie.bin")).await.expect("open").stream(0);
             let mut total = 0;
             while let Some(chunk) = stream.next_chunk().await.expect("chunk") {
+                // As a front-end does before it sends a chunk.
+                stream.pace(chunk.len() as u64).await;
                 total += chunk.len();
             }
             assert_eq!(total, 3 << 20);

@@ -3,39 +3,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::client::{Behaviour, download, upload};
 use common::{TestServer, bounded, config, rule};
-use wharf_testkit::pattern;
+use wharf_testkit::{CapturedLog, pattern};
 use wharf_tftp::TftpConfig;
-
-/// Everything the log writes, kept for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn audit_lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|line| line.contains("wharf::audit"))
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 fn has(lines: &[String], parts: &[&str]) -> bool {
     lines.iter().any(|line| parts.iter().all(|part| line.contains(part)))
@@ -43,14 +14,7 @@ fn has(lines: &[String], parts: &[&str]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_and_refusals_are_audited() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let log = CapturedLog::install();
     bounded(30, async {
         let server = TestServer::with_config(TftpConfig {
             rules: vec![rule("127.0.0.1/32", "devices")],
@@ -71,7 +35,7 @@ async fn transfers_and_refusals_are_audited() {
         server.stop().await;
     })
     .await;
-    let lines = captured.audit_lines();
+    let lines = log.audit_lines();
     let all = lines.join("\n");
     assert!(
         has(&lines, &["user=devices", "protocol=\"tftp\"", "op=\"login\"", "outcome=\"ok\""]),

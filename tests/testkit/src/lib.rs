@@ -5,6 +5,11 @@
 //! - [`TestShare`]: a temporary storage tree with users and a [`Gateway`] over it.
 //! - [`run_bounded`]: run a child process with a time limit, killing it when exceeded.
 //! - [`pattern`], [`tree_digest`]: data to transfer and a way to prove a tree unchanged.
+//! - [`CapturedLog`]: the process's log in memory, for tests that read audit events.
+
+mod captured_log;
+
+pub use captured_log::CapturedLog;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

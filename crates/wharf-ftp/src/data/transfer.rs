@@ -269,7 +269,10 @@ async fn send_file(
             }
             None => &chunk,
         };
+        chunks.pace(chunk.len() as u64).await;
         within_stall_limit(stall, stream.write_all(wire)).await?;
+        // Counted once the client's socket took it: what the audit and xferlog report.
+        chunks.add_sent(chunk.len() as u64);
         progress.add(wire.len());
     }
     chunks.finish();

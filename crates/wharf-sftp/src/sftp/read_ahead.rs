@@ -103,6 +103,16 @@ pub(crate) enum ReadOutcome {
     Failed(ReadFailure),
 }
 
+impl ReadOutcome {
+    /// Bytes of the file this outcome answers with.
+    fn data_len(&self) -> u64 {
+        match self {
+            ReadOutcome::Data { head, tail } => (head.len() + tail.len()) as u64,
+            ReadOutcome::Eof | ReadOutcome::Failed(_) => 0,
+        }
+    }
+}
+
 /// Reads block `index` of `download`; the first storage error is kept in `failure`.
 async fn fetch_block(
     download: Arc<Download>,
@@ -225,7 +235,7 @@ impl ReadAhead {
         }
         let wanted =
             Wanted { start_in_block: (offset - first * BLOCK) as usize, len: len as usize };
-        match (head_block, tail_block) {
+        let read = match (head_block, tail_block) {
             (Block::Ready(head), None) => Read::Done(wanted.assemble(head, || None)),
             (Block::Ready(head), Some(Block::Ready(tail))) => {
                 Read::Done(wanted.assemble(head, || Some(tail)))
@@ -240,6 +250,36 @@ impl ReadAhead {
                         _ => None,
                     };
                     wanted.assemble(head, || tail)
+                }
+                .boxed(),
+            ),
+        };
+        self.delivered(read)
+    }
+
+    /// Counts the bytes a read answers with as delivered (blocks read ahead count only
+    /// when a request is answered from them), after the user's bandwidth allows them.
+    fn delivered(&self, read: Read) -> Read {
+        let download = self.download.clone();
+        match read {
+            Read::Done(outcome) if !download.is_rate_limited() => {
+                download.add_sent(outcome.data_len());
+                Read::Done(outcome)
+            }
+            Read::Done(outcome) => Read::Waiting(
+                async move {
+                    download.pace(outcome.data_len()).await;
+                    download.add_sent(outcome.data_len());
+                    outcome
+                }
+                .boxed(),
+            ),
+            Read::Waiting(pending) => Read::Waiting(
+                async move {
+                    let outcome = pending.await;
+                    download.pace(outcome.data_len()).await;
+                    download.add_sent(outcome.data_len());
+                    outcome
                 }
                 .boxed(),
             ),

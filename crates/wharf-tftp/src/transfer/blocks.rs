@@ -84,15 +84,19 @@ impl BlockStore {
         Ok(block)
     }
 
-    /// Forgets blocks before `n` (they are acknowledged).
+    /// Forgets blocks before `n`: they are acknowledged, so they count as delivered.
     pub(crate) fn release_before(&mut self, n: u64) {
-        while self.first < n && self.retained.pop_front().is_some() {
+        while self.first < n {
+            let Some(block) = self.retained.pop_front() else { break };
+            self.stream.add_sent(block.len() as u64);
             self.first += 1;
         }
     }
 
-    /// Marks the download complete (for the audit event).
-    pub(crate) fn finish(self) {
+    /// Marks the download complete (for the audit event): every block was acknowledged.
+    pub(crate) fn finish(mut self) {
+        let end = self.first + self.retained.len() as u64;
+        self.release_before(end);
         self.stream.finish();
     }
 
@@ -100,7 +104,13 @@ impl BlockStore {
         if self.end_of_file {
             return Ok(None);
         }
-        match self.stream.next_chunk().await? {
+        let chunk = self.stream.next_chunk().await?;
+        if let Some(chunk) = &chunk {
+            // Blocks go out as soon as they are cut, so a user's bandwidth limit is applied
+            // as the file is read; what counts as delivered waits for the acknowledgements.
+            self.stream.pace(chunk.len() as u64).await;
+        }
+        match chunk {
             Some(chunk) if self.netascii => Ok(Some(netascii::encode(&chunk))),
             Some(chunk) => Ok(Some(chunk)),
             None => {
