@@ -35,6 +35,7 @@ pub fn reply_for_kind(kind: ErrorKind) -> (u16, &'static str) {
         ErrorKind::NoSpace => (452, "Insufficient storage space"),
         ErrorKind::InvalidPath => (553, "Invalid path"),
         ErrorKind::Unsupported => (504, "Not supported here"),
+        ErrorKind::InvalidOffset => (501, "Offset beyond the largest file position"),
         ErrorKind::Io => (451, "Local error in processing"),
     }
 }
@@ -80,6 +81,7 @@ mod tests {
             (ErrorKind::NoSpace, 452),
             (ErrorKind::InvalidPath, 553),
             (ErrorKind::Unsupported, 504),
+            (ErrorKind::InvalidOffset, 501),
             (ErrorKind::Io, 451),
         ];
         assert_eq!(expected.len(), ErrorKind::ALL.len(), "a new kind needs a row here");

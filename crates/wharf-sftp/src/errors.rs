@@ -46,7 +46,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         | ErrorKind::QuotaExceeded
         | ErrorKind::NoSpace
         | ErrorKind::Io => StatusCode::Failure,
-        ErrorKind::InvalidPath => StatusCode::BadMessage,
+        ErrorKind::InvalidPath | ErrorKind::InvalidOffset => StatusCode::BadMessage,
         ErrorKind::Unsupported => StatusCode::OpUnsupported,
     }
 }
@@ -92,6 +92,7 @@ mod tests {
             (ErrorKind::NoSpace, StatusCode::Failure),
             (ErrorKind::InvalidPath, StatusCode::BadMessage),
             (ErrorKind::Unsupported, StatusCode::OpUnsupported),
+            (ErrorKind::InvalidOffset, StatusCode::BadMessage),
             (ErrorKind::Io, StatusCode::Failure),
         ];
         assert_eq!(expected.len(), ErrorKind::ALL.len(), "a kind is missing from this test");

@@ -50,6 +50,7 @@ pub fn for_kind(kind: ErrorKind) -> (ErrorCode, &'static str) {
         ErrorKind::NoSpace => (ErrorCode::DiskFull, "disk full"),
         ErrorKind::InvalidPath => (ErrorCode::AccessViolation, "invalid file name"),
         ErrorKind::Unsupported => (ErrorCode::NotDefined, "not supported on this folder"),
+        ErrorKind::InvalidOffset => (ErrorCode::IllegalOperation, "beyond the largest file size"),
         ErrorKind::Io => (ErrorCode::NotDefined, "storage error"),
     }
 }
@@ -86,6 +87,7 @@ mod tests {
             (ErrorKind::NoSpace, 3),
             (ErrorKind::InvalidPath, 2),
             (ErrorKind::Unsupported, 0),
+            (ErrorKind::InvalidOffset, 4),
             (ErrorKind::Io, 0),
         ];
         assert_eq!(expected.len(), ErrorKind::ALL.len());

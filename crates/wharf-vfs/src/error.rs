@@ -41,6 +41,10 @@ pub enum Error {
     /// random-offset writes, or a rename between two mounts).
     #[error("not supported here: {0}")]
     Unsupported(&'static str),
+    /// A byte offset or length from the client lies beyond the largest file position
+    /// (see [`crate::offset`]).
+    #[error("offset {0} is beyond the largest file position")]
+    InvalidOffset(u64),
     /// Any other failure of the storage.
     #[error("storage I/O error: {0}")]
     Io(#[source] io::Error),
@@ -69,13 +73,15 @@ pub enum ErrorKind {
     InvalidPath,
     /// See [`Error::Unsupported`].
     Unsupported,
+    /// See [`Error::InvalidOffset`].
+    InvalidOffset,
     /// See [`Error::Io`].
     Io,
 }
 
 impl ErrorKind {
     /// Every kind, for tests that check a mapping table is complete.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::NotFound,
         ErrorKind::PermissionDenied,
         ErrorKind::AlreadyExists,
@@ -86,6 +92,7 @@ impl ErrorKind {
         ErrorKind::NoSpace,
         ErrorKind::InvalidPath,
         ErrorKind::Unsupported,
+        ErrorKind::InvalidOffset,
         ErrorKind::Io,
     ];
 
@@ -102,6 +109,7 @@ impl ErrorKind {
             ErrorKind::NoSpace => "no_space",
             ErrorKind::InvalidPath => "invalid_path",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::InvalidOffset => "invalid_offset",
             ErrorKind::Io => "io",
         }
     }
@@ -121,6 +129,7 @@ impl Error {
             Error::NoSpace => ErrorKind::NoSpace,
             Error::InvalidPath(_) => ErrorKind::InvalidPath,
             Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::InvalidOffset(_) => ErrorKind::InvalidOffset,
             Error::Io(_) => ErrorKind::Io,
         }
     }
@@ -141,6 +150,7 @@ impl Error {
             Error::NoSpace => Error::NoSpace,
             Error::InvalidPath(err) => Error::InvalidPath(err.clone()),
             Error::Unsupported(what) => Error::Unsupported(what),
+            Error::InvalidOffset(offset) => Error::InvalidOffset(*offset),
             Error::Io(err) => Error::Io(io::Error::new(err.kind(), err.to_string())),
         }
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod local;
 pub mod metadata;
 pub mod mount;
+pub mod offset;
 pub mod path;
 pub mod storage;
 
