@@ -1,5 +1,6 @@
 //! What every front-end is handed: the shared layer in one handle.
 
+use crate::admission::DescriptorBudget;
 use crate::defender::Defender;
 use crate::lifecycle::Shutdown;
 use crate::login::Authenticator;
@@ -12,12 +13,19 @@ pub struct Gateway {
     pub authenticator: Authenticator,
     /// Shutdown signals and connection tracking.
     pub shutdown: Shutdown,
+    /// Descriptors sessions may hold, shared by every listener's [`crate::Admission`].
+    /// Unlimited until the binary sets it from its open-file limit.
+    pub descriptors: DescriptorBudget,
 }
 
 impl Gateway {
     /// A gateway around `authenticator`, running.
     pub fn new(authenticator: Authenticator) -> Self {
-        Gateway { authenticator, shutdown: Shutdown::new() }
+        Gateway {
+            authenticator,
+            shutdown: Shutdown::new(),
+            descriptors: DescriptorBudget::unlimited(),
+        }
     }
 
     /// The defender shared by every protocol: ask it at accept (`verdict`), report offenses

@@ -6,6 +6,7 @@
 //! the user's rules before it reaches storage and emits one audit event. Errors are the
 //! protocol-neutral [`Error`] of `wharf-vfs`, which each front-end maps to its own replies.
 
+pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod defender;
@@ -24,6 +25,7 @@ pub mod transfer;
 pub mod user;
 mod verifier;
 
+pub use admission::{Admission, AdmissionPermit, DescriptorBudget, Refusal};
 pub use audit::{AUDIT_TARGET, Actor, Operation, Outcome};
 pub use config::{AccessConfig, UsersLoadError};
 pub use defender::{Ban, Defender, DefenderConfig, Offense, Verdict};

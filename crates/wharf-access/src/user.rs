@@ -292,6 +292,8 @@ pub struct UsersFile {
 #[derive(Debug, Clone, Default)]
 pub struct UserDb {
     users: HashMap<String, Arc<User>>,
+    /// The most mounts any user has: each mount of a logged-in session holds a descriptor.
+    max_mounts: usize,
 }
 
 impl UserDb {
@@ -307,7 +309,14 @@ impl UserDb {
             }
             users.insert(user.name.clone(), Arc::new(user));
         }
-        Ok(UserDb { users })
+        let max_mounts = users.values().map(|user| user.mounts.len()).max().unwrap_or(0);
+        Ok(UserDb { users, max_mounts })
+    }
+
+    /// The most mounts any user has, so the most folders one logged-in session holds open
+    /// (each mount is a storage opened on its folder).
+    pub fn max_mounts(&self) -> usize {
+        self.max_mounts
     }
 
     /// The user called `name`.
