@@ -31,7 +31,7 @@ pub use command::{Command, ParseError, parse};
 pub use config::{FtpConfig, PassiveAddress, PortRange};
 pub use probe::PeerProbe;
 pub use reply::Reply;
-pub use server::{ControlConnection, FtpError, FtpServer, FtpService};
+pub use server::{ControlConnection, DESCRIPTORS_PER_SESSION, FtpError, FtpServer, FtpService};
 pub use tls::{
     BoxedStream, DataDirection, FtpStream, FtpTls, FtpTlsConnection, TlsPolicy, TlsSetup,
 };

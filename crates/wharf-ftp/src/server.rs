@@ -3,14 +3,13 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
-use wharf_access::{Gateway, SessionLimiter};
+use wharf_access::{Admission, AdmissionPermit, Gateway, Refusal};
 
 use crate::config::FtpConfig;
 use crate::data::PassivePorts;
@@ -22,8 +21,14 @@ use crate::tls::{BoxedStream, FtpTls, FtpTlsConnection, TlsPolicy, TlsSetup};
 /// Connections the kernel queues on a control listener before they are accepted.
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// How long a refused client gets to read its `421`.
-const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Descriptors one FTP or FTPS session holds at most, besides one per mount of its user: the
+/// control socket; the probe's duplicate of it; two data sockets (the passive listener and
+/// the connection it accepts, which coexist until the accept returns; or, while `PASV`
+/// replaces a waiting listener, the new one and the old); and two for storage (an upload
+/// holds its temporary file and the folder it is published into; a download, its file; a
+/// listing, its folder; a command such as `RNTO`, the two parent folders cap-std opens for a
+/// moment). Other commands wait while a transfer runs, so storage never holds more at once.
+pub const DESCRIPTORS_PER_SESSION: usize = 6;
 
 /// Why the FTP server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +52,7 @@ pub(crate) struct ServerContext {
     pub(crate) config: FtpConfig,
     pub(crate) gateway: Arc<Gateway>,
     pub(crate) passive_ports: PassivePorts,
-    pub(crate) limiter: SessionLimiter,
+    pub(crate) admission: Admission,
     pub(crate) tls: Option<TlsSetup>,
 }
 
@@ -119,8 +124,9 @@ impl FtpService {
             }
         }
         let passive_ports = PassivePorts::new(config.passive_ports);
-        let limiter = SessionLimiter::new(config.limits);
-        let context = ServerContext { config, gateway, passive_ports, limiter, tls };
+        let admission =
+            Admission::new("FTP", gateway.clone(), config.limits, DESCRIPTORS_PER_SESSION);
+        let context = ServerContext { config, gateway, passive_ports, admission, tls };
         Ok(FtpService { context: Arc::new(context) })
     }
 
@@ -134,36 +140,23 @@ impl FtpService {
         self.context.tls.as_ref().map(|setup| &setup.provider)
     }
 
-    /// Runs one session on `connection` until it ends. Admits it against the session caps
-    /// first (a refused client gets `421`). Spawn the future with
-    /// `gateway.shutdown.spawn` so shutdown waits for it.
+    /// The admission step of this service's listeners (the defender, the session caps shared
+    /// by every listener of the service, the descriptor budget). Call it in the accept loop,
+    /// before anything else is done for the connection.
+    pub fn admit(&self, peer: IpAddr) -> Result<AdmissionPermit, Refusal> {
+        self.context.admission.admit(peer)
+    }
+
+    /// Runs one session on `connection`, admitted with `permit`, until it ends. Spawn the
+    /// future with `gateway.shutdown.spawn` so shutdown waits for it.
     pub fn serve(
         &self,
         connection: ControlConnection,
+        permit: AdmissionPermit,
     ) -> impl Future<Output = ()> + Send + 'static {
         let context = self.context.clone();
         let span = tracing::info_span!("ftp", peer = %connection.peer);
         async move {
-            let verdict = context.gateway.defender().verdict(connection.peer.ip());
-            if !verdict.is_allowed() {
-                // A banned or deny-listed address learns nothing: the connection just closes.
-                tracing::info!(?verdict, "connection refused by the defender");
-                return;
-            }
-            let permit = match context.limiter.try_admit(connection.peer.ip()) {
-                Ok(permit) => permit,
-                Err(limit) => {
-                    tracing::info!(%limit, "session refused");
-                    let mut stream = connection.stream;
-                    let refusal = Reply::new(421, format!("{limit}.")).to_bytes();
-                    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-                        stream.write_all(&refusal).await?;
-                        stream.shutdown().await
-                    })
-                    .await;
-                    return;
-                }
-            };
             tracing::debug!("session started");
             FtpSession::new(context, connection).run().await;
             drop(permit);
@@ -249,18 +242,36 @@ async fn accept_loop(listener: TcpListener, service: FtpService, policy: TlsPoli
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => match ControlConnection::plain(stream, policy) {
-                Ok(connection) => {
-                    shutdown.spawn(service.serve(connection));
+            Ok((stream, peer)) => {
+                let permit = match service.admit(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        refuse(&stream, refusal);
+                        continue;
+                    }
+                };
+                match ControlConnection::plain(stream, policy) {
+                    Ok(connection) => {
+                        shutdown.spawn(service.serve(connection, permit));
+                    }
+                    Err(err) => tracing::debug!(error = %err, "control connection lost at accept"),
                 }
-                Err(err) => tracing::debug!(error = %err, "control connection lost at accept"),
-            },
+            }
             Err(err) => {
                 // Out of descriptors, say: back off instead of spinning.
                 tracing::warn!(error = %err, "accepting an FTP connection failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// Tells a client over a cap why it is refused (`421`), without waiting: a full socket buffer
+/// just loses the courtesy. A banned or deny-listed client is told nothing. The connection
+/// closes when the caller drops it.
+fn refuse(stream: &TcpStream, refusal: Refusal) {
+    if let Some(text) = refusal.client_text() {
+        let _ = stream.try_write(&Reply::new(421, format!("{text}.")).to_bytes());
     }
 }
 

@@ -96,7 +96,8 @@ async fn a_session_future_is_small() {
             policy: wharf_ftp::TlsPolicy::default(),
             probe: None,
         };
-        let session = service.serve(connection);
+        let permit = service.admit(addr.ip()).expect("admitted");
+        let session = service.serve(connection, permit);
         let size = std::mem::size_of_val(&session);
         eprintln!("session future: {size} bytes");
         // Every task of an idle session holds this much; transfers are boxed separately.

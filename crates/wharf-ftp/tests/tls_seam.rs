@@ -173,7 +173,8 @@ async fn implicit_tls_connections_start_secure() {
         let (tls, calls) = setup(TlsPolicy { require_control: true, require_data: true });
         let share = wharf_testkit::TestShare::new(common::USERS);
         share.put("secure/f.txt", b"implicit");
-        // What wharf-ftps's implicit listener does: accept, handshake, hand over to the service.
+        // What wharf-ftps's implicit listener does: accept, admit, handshake, hand over to the
+        // service.
         let config = wharf_ftp::FtpConfig { listen: vec![], ..wharf_ftp::FtpConfig::default() };
         let service = wharf_ftp::FtpService::new(config, share.gateway.clone(), Some(tls.clone()))
             .expect("service");
@@ -183,6 +184,7 @@ async fn implicit_tls_connections_start_secure() {
         let gateway = share.gateway.clone();
         tokio::spawn(async move {
             let (stream, peer) = listener.accept().await.expect("accept");
+            let permit = service.admit(peer.ip()).expect("admitted");
             let local = stream.local_addr().expect("local");
             let connection = provider.connection();
             let secured = connection.secure_control(Box::new(stream)).await.expect("handshake");
@@ -194,7 +196,7 @@ async fn implicit_tls_connections_start_secure() {
                 policy: TlsPolicy { require_control: true, require_data: true },
                 probe: None,
             };
-            gateway.shutdown.spawn(service.serve(control));
+            gateway.shutdown.spawn(service.serve(control, permit));
         });
         let mut client = RawClient::connect(addr).await;
         client.expect("AUTH TLS", 503).await;

@@ -1,16 +1,18 @@
 //! Implicit FTPS listeners: TLS from the first byte (conventionally port 990), then the same
 //! FTP sessions as everywhere else.
 //!
-//! Each accepted connection gets the TLS state of a new control connection, runs the
-//! handshake (bounded by the FTP login timeout, abandoned when shutdown starts) and is handed
-//! to [`FtpService::serve`] already protected, with `PBSZ 0` and `PROT P` in force.
+//! Each accepted connection is admitted first, in the accept loop, against the FTP service's
+//! caps (shared with the FTP listeners): a refused one is closed at once, before a task or a
+//! handshake is spent on it. An admitted one gets the TLS state of a new control connection,
+//! runs the handshake (bounded by the FTP login timeout, abandoned when shutdown starts) and
+//! is handed to [`FtpService::serve`] already protected, with `PBSZ 0` and `PROT P` in force.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use wharf_access::Gateway;
+use wharf_access::{AdmissionPermit, Gateway};
 use wharf_ftp::{ControlConnection, FtpService, FtpTlsConnection, PeerProbe, TlsPolicy};
 
 use crate::provider::FtpsTls;
@@ -26,7 +28,7 @@ pub(crate) struct ImplicitSessions {
     pub(crate) policy: TlsPolicy,
     /// How long a client may take to complete the handshake.
     pub(crate) handshake_timeout: Duration,
-    /// The defender, and shutdown (connection tasks are spawned on it).
+    /// Shutdown (connection tasks are spawned on it).
     pub(crate) gateway: Arc<Gateway>,
 }
 
@@ -48,9 +50,14 @@ impl ImplicitSessions {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((tcp, peer)) => {
-                    shutdown.spawn(self.clone().session(tcp, peer));
-                }
+                Ok((tcp, peer)) => match self.service.admit(peer.ip()) {
+                    Ok(permit) => {
+                        shutdown.spawn(self.clone().session(tcp, peer, permit));
+                    }
+                    // Refused: closed at once (dropped), without a word, since the client
+                    // expects a TLS handshake first.
+                    Err(_) => drop(tcp),
+                },
                 Err(err) => {
                     // Out of descriptors, say: back off instead of spinning.
                     tracing::warn!(error = %err, "accepting an implicit FTPS connection failed");
@@ -60,14 +67,8 @@ impl ImplicitSessions {
         }
     }
 
-    /// One connection: handshake, then the FTP session.
-    async fn session(self, tcp: TcpStream, peer: SocketAddr) {
-        // A banned address is not worth a handshake (the FTP session would refuse it anyway).
-        let verdict = self.gateway.defender().verdict(peer.ip());
-        if !verdict.is_allowed() {
-            tracing::info!(%peer, ?verdict, "implicit FTPS connection refused by the defender");
-            return;
-        }
+    /// One admitted connection: handshake, then the FTP session.
+    async fn session(self, tcp: TcpStream, peer: SocketAddr, permit: AdmissionPermit) {
         let local = match tcp.local_addr() {
             Ok(local) => local,
             Err(err) => {
@@ -119,6 +120,6 @@ impl ImplicitSessions {
             policy: self.policy,
             probe: Some(probe),
         };
-        self.service.serve(control).await;
+        self.service.serve(control, permit).await;
     }
 }

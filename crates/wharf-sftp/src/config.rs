@@ -211,6 +211,30 @@ impl SftpConfig {
     }
 }
 
+/// Descriptors one open handle holds at most: an upload holds its temporary file and the
+/// folder it is published into (a read holds its file, a directory listing its folder).
+const DESCRIPTORS_PER_HANDLE: usize = 2;
+
+/// Descriptors an SFTP session holds for a moment beside its handles: the two parent folders
+/// cap-std opens for a rename, or an open refused at the handle cap. A session carries out
+/// such requests one at a time (only reads run concurrently, on handles already open).
+const DESCRIPTORS_PER_REQUEST: usize = 2;
+
+impl SftpConfig {
+    /// Descriptors one SSH connection holds at most, besides one per mount of its user: its
+    /// socket, and for each SFTP session it may run at once (one per session channel) up to
+    /// `max_open_handles` handles and one request in progress. Not holding the count exactly
+    /// (most handles are reads, most connections one channel), admission budgets this worst
+    /// case.
+    pub fn descriptors_per_connection(&self) -> usize {
+        let per_session = self
+            .max_open_handles
+            .saturating_mul(DESCRIPTORS_PER_HANDLE)
+            .saturating_add(DESCRIPTORS_PER_REQUEST);
+        crate::ssh::MAX_CHANNELS_PER_CONNECTION.saturating_mul(per_session).saturating_add(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +271,15 @@ max_open_handles: 100
         assert_eq!(config, SftpConfig::default());
         assert!(config.listen.is_empty());
         config.validate().expect("defaults are consistent");
+    }
+
+    #[test]
+    fn the_descriptor_worst_case_follows_the_handle_cap() {
+        let config = SftpConfig { max_open_handles: 8, ..SftpConfig::default() };
+        // The socket, then 4 channels of 8 handles of 2 descriptors and one request of 2.
+        assert_eq!(config.descriptors_per_connection(), 1 + 4 * (8 * 2 + 2));
+        let absurd = SftpConfig { max_open_handles: usize::MAX, ..SftpConfig::default() };
+        assert_eq!(absurd.descriptors_per_connection(), usize::MAX, "saturates, never wraps");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The SFTP server: listeners, admission, and the life of each connection.
 //!
-//! Each accepted connection is admitted against the session limits, then run by russh with
+//! Each accepted connection is admitted in the accept loop (the defender, the session caps,
+//! the descriptor budget: [`wharf_access::Admission`]) before anything is spent on it, then
+//! run by russh with
 //! an [`SshHandler`] in a task spawned through the gateway's [`wharf_access::Shutdown`]. The
 //! connection task enforces what russh does not: the time allowed to authenticate, and
 //! shutdown (an idle connection closes when draining starts, one with an SFTP session once the
@@ -17,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
-use wharf_access::{Gateway, SessionLimiter, SessionPermit};
+use wharf_access::{Admission, AdmissionPermit, Gateway};
 
 use crate::algorithms;
 use crate::auth::OFFERED_METHODS;
@@ -48,7 +50,7 @@ const TOO_MANY_SESSIONS: &str = "Too many SFTP sessions; try again later\r\n";
 struct Shared {
     gateway: Arc<Gateway>,
     ssh: Arc<Config>,
-    limiter: SessionLimiter,
+    admission: Admission,
     auth_timeout: Duration,
     subsystem: SubsystemSettings,
 }
@@ -126,10 +128,16 @@ impl SftpServer {
             listeners.push(listener);
             local_addrs.push(bound);
         }
+        let admission = Admission::new(
+            "SFTP",
+            gateway.clone(),
+            config.limits,
+            config.descriptors_per_connection(),
+        );
         let shared = Arc::new(Shared {
             gateway,
             ssh: Arc::new(ssh),
-            limiter: SessionLimiter::new(config.limits),
+            admission,
             auth_timeout: config.auth_timeout,
             subsystem,
         });
@@ -182,26 +190,23 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn admit(socket: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-    let verdict = shared.gateway.defender().verdict(peer.ip());
-    if !verdict.is_allowed() {
-        // A banned or deny-listed address learns nothing: the connection just closes.
-        tracing::info!(%peer, ?verdict, "SFTP connection refused by the defender");
-        return;
-    }
+    let permit = match shared.admission.admit(peer.ip()) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            // A banned or deny-listed address learns nothing. A client over a cap is told:
+            // text before the identification line is allowed (RFC 4253, 4.2) and shown by
+            // clients; a full socket buffer just loses the courtesy. Dropping the socket
+            // closes it.
+            if refusal.client_text().is_some() {
+                let _ = socket.try_write(TOO_MANY_SESSIONS.as_bytes());
+            }
+            return;
+        }
+    };
     if let Err(err) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
     }
-    match shared.limiter.try_admit(peer.ip()) {
-        Ok(permit) => {
-            shared.gateway.shutdown.spawn(connection(socket, peer, permit, shared.clone()));
-        }
-        Err(limit) => {
-            tracing::info!(%peer, reason = %limit, "SFTP connection refused");
-            // Text before the identification line is allowed (RFC 4253, 4.2) and shown by
-            // clients; a full socket buffer just loses the courtesy.
-            let _ = socket.try_write(TOO_MANY_SESSIONS.as_bytes());
-        }
-    }
+    shared.gateway.shutdown.spawn(connection(socket, peer, permit, shared.clone()));
 }
 
 /// Ends the connection: asks russh to send a disconnect message (so the client sees why) and,
@@ -228,7 +233,7 @@ async fn disconnect(
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
-    permit: SessionPermit,
+    permit: AdmissionPermit,
     shared: Arc<Shared>,
 ) {
     let shutdown = shared.gateway.shutdown.clone();

@@ -27,7 +27,7 @@ pub(crate) const REFUSAL_MESSAGE: &str =
     "This server provides SFTP only: shells, commands and forwarding are disabled.\r\n";
 
 /// Session channels one connection may hold at once (OpenSSH clients use one).
-const MAX_CHANNELS_PER_CONNECTION: usize = 4;
+pub(crate) const MAX_CHANNELS_PER_CONNECTION: usize = 4;
 
 /// The subsystem served.
 const SFTP_SUBSYSTEM: &str = "sftp";

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wharf_access::{AccessConfig, DefenderConfig};
+use wharf_access::{AccessConfig, DefenderConfig, SessionLimits};
 use wharf_vfs::StorageConfig;
 
 /// The configuration compiled into the binary: what `wharf serve` runs without `--config`.
@@ -63,6 +63,49 @@ pub struct MetricsConfig {
     /// Where `GET /metrics` and `GET /bans` are answered (keep it on loopback or a management
     /// network: it is not authenticated).
     pub listen: std::net::SocketAddr,
+    /// Connections served at once, in total and per address (each holds a socket and a task
+    /// for at most 5 s).
+    #[serde(default)]
+    pub limits: MetricsLimits,
+}
+
+/// The `metrics.limits` section: the keys of the protocols' `limits`, with defaults sized for
+/// a few scrapers rather than for clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsLimits {
+    /// Connections at once, from everyone.
+    #[serde(default = "default_metrics_max")]
+    pub max_sessions: usize,
+    /// Connections at once from one address.
+    #[serde(default = "default_metrics_max_per_address")]
+    pub max_sessions_per_address: usize,
+}
+
+fn default_metrics_max() -> usize {
+    64
+}
+
+fn default_metrics_max_per_address() -> usize {
+    8
+}
+
+impl Default for MetricsLimits {
+    fn default() -> Self {
+        MetricsLimits {
+            max_sessions: default_metrics_max(),
+            max_sessions_per_address: default_metrics_max_per_address(),
+        }
+    }
+}
+
+impl From<MetricsLimits> for SessionLimits {
+    fn from(limits: MetricsLimits) -> SessionLimits {
+        SessionLimits {
+            max_sessions: limits.max_sessions,
+            max_sessions_per_address: limits.max_sessions_per_address,
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -233,6 +276,22 @@ mod tests {
         assert!(message.contains("fsync_on_comit"), "{message}");
         assert!(message.contains("line 4"), "{message}");
         assert!(message.starts_with("w.yaml: "), "{message}");
+    }
+
+    #[test]
+    fn metrics_limits_have_their_own_defaults() {
+        let parse = |text: &str| {
+            LoadedConfig::parse(text, ConfigSource::Embedded, Path::new("/x"))
+                .expect("valid")
+                .config
+                .metrics
+                .expect("metrics section")
+                .limits
+        };
+        let default = parse("metrics: { listen: \"127.0.0.1:0\" }\n");
+        assert_eq!((default.max_sessions, default.max_sessions_per_address), (64, 8));
+        let partial = parse("metrics: { listen: \"127.0.0.1:0\", limits: { max_sessions: 10 } }\n");
+        assert_eq!((partial.max_sessions, partial.max_sessions_per_address), (10, 8));
     }
 
     #[test]

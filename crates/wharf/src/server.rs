@@ -101,7 +101,8 @@ impl Server {
         }
         if let Some(metrics_config) = server.loaded.config.metrics.clone() {
             let addr = listen_addrs(&[metrics_config.listen])[0];
-            let endpoint = MetricsEndpoint::bind(addr, metrics, server.gateway.clone())
+            let limits = metrics_config.limits.into();
+            let endpoint = MetricsEndpoint::bind(addr, limits, metrics, server.gateway.clone())
                 .await
                 .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
             let bound = endpoint.local_addr()?;

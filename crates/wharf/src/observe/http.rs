@@ -3,7 +3,10 @@
 //!
 //! Two read-only routes do not justify an HTTP framework's weight in the build, so this is a
 //! deliberately small HTTP/1.1 responder: one request per connection, a bounded request head,
-//! a timeout, `Connection: close`.
+//! a timeout, `Connection: close`. Connections are admitted like every other listener's
+//! ([`Admission`]: the defender, then caps in total and per address, then the descriptor
+//! budget) before a task is spawned for them, so the caps bound the tasks too; a refused
+//! connection is closed at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,29 +14,37 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use wharf_access::Gateway;
+use wharf_access::{Admission, Gateway, SessionLimits};
 
 use super::metrics::Metrics;
 
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Descriptors one connection holds: its socket (the answers come from memory).
+pub const DESCRIPTORS_PER_CONNECTION: usize = 1;
+
 /// A bound metrics endpoint.
 pub struct MetricsEndpoint {
     listener: TcpListener,
     metrics: Arc<Metrics>,
     gateway: Arc<Gateway>,
+    admission: Admission,
 }
 
 impl MetricsEndpoint {
-    /// Binds `addr`.
+    /// Binds `addr`; at most `limits` connections are served at once.
     pub async fn bind(
         addr: SocketAddr,
+        limits: SessionLimits,
         metrics: Arc<Metrics>,
         gateway: Arc<Gateway>,
     ) -> std::io::Result<MetricsEndpoint> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(MetricsEndpoint { listener, metrics, gateway })
+        let admission =
+            Admission::new("metrics", gateway.clone(), limits, DESCRIPTORS_PER_CONNECTION)
+                .without_logins();
+        Ok(MetricsEndpoint { listener, metrics, gateway, admission })
     }
 
     /// The address bound.
@@ -48,10 +59,13 @@ impl MetricsEndpoint {
             tokio::select! {
                 _ = shutdown.draining() => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
+                        // Refused: dropped, so closed at once.
+                        let Ok(permit) = self.admission.admit(peer.ip()) else { continue };
                         let (metrics, gateway) = (self.metrics.clone(), self.gateway.clone());
                         tokio::spawn(async move {
                             let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &metrics, &gateway)).await;
+                            drop(permit);
                         });
                     }
                     Err(err) => {
