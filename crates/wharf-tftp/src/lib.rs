@@ -31,3 +31,4 @@ pub use config::{InvalidSetting, TftpConfig};
 pub use remap::{FilenameMapper, RemapError, RemapRule};
 pub use rules::{AccessRule, AccessRules};
 pub use server::{TftpError, TftpServer, check_config};
+pub use transfer::DESCRIPTORS_PER_TRANSFER;

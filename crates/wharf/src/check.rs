@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use wharf_access::UserDb;
 
 use crate::config::LoadedConfig;
+use crate::descriptors::{DescriptorPlan, OpenFileLimit};
 
 /// Checks everything that can be checked without binding ports; returns the summary.
 pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
@@ -14,6 +15,11 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
     check_protocol_sections(loaded, &users)?;
     let mut out = String::new();
     let _ = writeln!(out, "{} is valid.", loaded.source);
+    // `wharf serve` raises its soft limit to the hard one, so the hard limit is what it gets.
+    let plan = DescriptorPlan::of(config, &users);
+    if let Some(warning) = plan.shortfall(OpenFileLimit::current().hard) {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
     let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
     let _ = writeln!(out, "  storage root:   {}", config.storage.root.display());
     let mut names: Vec<_> = users.iter().map(|u| u.name.clone()).collect();

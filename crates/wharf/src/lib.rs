@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod descriptors;
 pub mod frontends;
 pub mod hash_password;
 pub mod logging;

@@ -46,7 +46,7 @@ fn serve(
     let observers =
         Observers::new(open(&log.audit_file)?, open(&log.transfer_log)?, metrics.clone());
     logging::init(format, log.level.as_deref(), observers)?;
-    raise_file_limit();
+    let open_files = wharf::descriptors::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         // A write past the process's file-size limit raises SIGXFSZ, whose default action kills
@@ -56,7 +56,7 @@ fn serve(
             tokio::signal::unix::SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw()),
         )
         .context("installing the SIGXFSZ handler")?;
-        let server = Server::start(loaded, metrics).await?;
+        let server = Server::start_limited(loaded, metrics, open_files.soft).await?;
         print!("{}", server.banner());
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -87,19 +87,4 @@ fn print_bans(config: Option<&std::path::Path>) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Every session holds sockets and directory handles; the usual soft limit of 1024 open files
-/// would cap a busy server far below what it can serve.
-fn raise_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if let Some(max) = limit.maximum {
-        if limit.current.is_some_and(|cur| cur < max) {
-            let raised = rustix::process::Rlimit { current: Some(max), maximum: Some(max) };
-            if let Err(err) = setrlimit(Resource::Nofile, raised) {
-                tracing::warn!(error = %err, "could not raise the open-file limit");
-            }
-        }
-    }
 }

@@ -9,6 +9,7 @@ use wharf_access::{Authenticator, Defender, Gateway};
 use wharf_vfs::LocalStorage;
 
 use crate::config::{ConfigSource, LoadedConfig};
+use crate::descriptors::DescriptorPlan;
 use crate::observe::http::MetricsEndpoint;
 use crate::observe::metrics::Metrics;
 use crate::provision::{DemoAccount, provision_users};
@@ -38,6 +39,8 @@ pub struct Server {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The FTPS certificate holder, reloaded on SIGHUP.
     ftps_tls: Option<Arc<wharf_ftps::FtpsTls>>,
+    /// The open-file limit sessions are budgeted under; `None`: no budget.
+    open_files: Option<u64>,
 }
 
 /// Whether listeners should ignore their configured ports (see [`EPHEMERAL_PORTS_ENV`]).
@@ -54,7 +57,21 @@ pub fn listen_addrs(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 impl Server {
     /// Prepares the data directory and storage, loads users and binds every listener.
     /// `metrics` is what the metrics endpoint shows (the counters the log layer feeds).
+    /// Sessions get no descriptor budget: an in-process server shares the process's
+    /// descriptors with its host (tests); the binary uses [`Server::start_limited`].
     pub async fn start(loaded: LoadedConfig, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
+        Self::start_limited(loaded, metrics, None).await
+    }
+
+    /// Like [`Server::start`], with the process's open-file limit `open_files` (`None`:
+    /// unlimited): what the configuration's reserve leaves of it is the budget admission lets
+    /// sessions hold (see [`crate::descriptors`]), and a limit that cannot hold every session
+    /// at its worst is warned about.
+    pub async fn start_limited(
+        loaded: LoadedConfig,
+        metrics: Arc<Metrics>,
+        open_files: Option<u64>,
+    ) -> anyhow::Result<Server> {
         let config = &loaded.config;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -74,6 +91,15 @@ impl Server {
             }
         }
         let gateway = Arc::new(Gateway::new(authenticator));
+        if open_files.is_some() {
+            let plan = DescriptorPlan::of(config, &gateway.authenticator.users());
+            let capacity = plan.capacity(open_files);
+            gateway.descriptors.set_capacity(capacity);
+            tracing::info!(capacity, reserve = plan.reserve, "descriptor budget for sessions");
+            if let Some(warning) = plan.shortfall(open_files) {
+                tracing::warn!("{warning}");
+            }
+        }
         let mut server = Server {
             loaded,
             gateway,
@@ -82,6 +108,7 @@ impl Server {
             demo,
             tasks: Vec::new(),
             ftps_tls: None,
+            open_files,
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -194,6 +221,12 @@ impl Server {
         if let Some(tls) = &self.ftps_tls {
             let fingerprint = tls.reload().context("reloading the FTPS certificate")?;
             tracing::info!(%fingerprint, "FTPS certificate reloaded for new connections");
+        }
+        if self.open_files.is_some() {
+            // Mounts count in every session's worst case; the listeners and caps stay those
+            // the server started with.
+            let plan = DescriptorPlan::of(&self.loaded.config, &users);
+            self.gateway.descriptors.set_capacity(plan.capacity(self.open_files));
         }
         self.gateway.authenticator.replace_users(users);
         self.gateway.defender().reconfigure(config.defender.clone());

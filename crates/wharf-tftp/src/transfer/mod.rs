@@ -37,6 +37,11 @@ use crate::packet::{DATA_HEADER_LEN, Packet, Request, TransferMode, WireOption};
 use crate::remap::FilenameMapper;
 use crate::rules::AccessRules;
 
+/// Descriptors one transfer holds at most, besides one per mount of its identity: its own
+/// socket ([`Channel::open`]) and, for an upload, the temporary file and the folder it is
+/// published into (a download holds its one file).
+pub const DESCRIPTORS_PER_TRANSFER: usize = 3;
+
 /// What every transfer of a server shares.
 pub(crate) struct Services {
     pub(crate) gateway: Arc<Gateway>,
