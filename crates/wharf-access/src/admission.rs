@@ -281,7 +281,15 @@ mod tests {
         assert_eq!(admission.active(), 0, "a refused address holds no place");
         assert_eq!(gateway.descriptors.held(), 0, "nor descriptors");
         assert_eq!(Refusal::Denied.client_text(), None, "and is told nothing");
-        let _admitted = admission.admit(ip("198.51.100.8")).expect("others are admitted");
+        // An address at its cap that gets banned is told nothing either: the defender's
+        // verdict is asked before the caps.
+        let full = Admission::new("test", gateway.clone(), limits(10, 1), PER_SESSION);
+        let offender = ip("198.51.100.8");
+        let _held = full.admit(offender).expect("first connection");
+        assert_eq!(full.admit(offender).err(), Some(Refusal::PerAddress));
+        gateway.defender().report(offender, Offense::BounceAttempt);
+        assert!(matches!(full.admit(offender), Err(Refusal::Banned { .. })), "silent, not 421");
+        let _admitted = admission.admit(ip("198.51.100.9")).expect("others are admitted");
         assert_eq!(admission.active(), 1);
     }
 

@@ -216,6 +216,50 @@ async fn session_caps_per_address_and_in_total() {
     .await
 }
 
+/// What the server sends a new connection on `addr` before it closes or goes quiet: the
+/// first reply line.
+async fn first_line(addr: std::net::SocketAddr) -> String {
+    let stream = bounded("connect", TcpStream::connect(addr)).await.expect("connect");
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    bounded("first line", tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line))
+        .await
+        .expect("read");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_descriptor_budget_refuses_with_421_below_the_caps() {
+    common::within_test_limit(async {
+        let server = TestServer::start().await;
+        let gateway = &server.share.gateway;
+        // Each session's worst case: the FTP session's own and one per mount of the user
+        // with the most mounts. Room for two, far below the caps (50 per address).
+        let worst = wharf_ftp::DESCRIPTORS_PER_SESSION + gateway.authenticator.users().max_mounts();
+        gateway.descriptors.set_capacity(2 * worst + worst - 1);
+        let first = RawClient::connect(server.addr).await;
+        let _second = RawClient::connect(server.addr).await;
+        assert_eq!(gateway.descriptors.held(), 2 * worst);
+        let mut refused = bounded("connect", TcpStream::connect(server.addr)).await.expect("tcp");
+        let mut text = String::new();
+        bounded("refusal", refused.read_to_string(&mut text)).await.expect("read to the end");
+        assert_eq!(text, "421 too many sessions; try again later.\r\n", "then closed");
+        assert_eq!(gateway.descriptors.held(), 2 * worst, "the refused one took nothing");
+        // A session that ends gives its descriptors back (once the server has seen it end).
+        drop(first);
+        let mut greeted = false;
+        for _ in 0..100 {
+            if first_line(server.addr).await.starts_with("220") {
+                greeted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(greeted, "a new session is admitted once one has ended");
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_long_lines_are_refused_then_the_connection_closed() {
     common::within_test_limit(async {

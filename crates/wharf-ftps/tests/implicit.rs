@@ -123,3 +123,52 @@ async fn a_banned_address_gets_no_handshake() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_at_accept_without_a_handshake() {
+    common::whole_test(async {
+        const CAP: usize = 3;
+        let server = TestServer::start_with(
+            |_| {},
+            |ftp| {
+                ftp.limits = wharf_access::SessionLimits {
+                    max_sessions: 100,
+                    max_sessions_per_address: CAP,
+                };
+                // Longer than the test: a connection still waiting for its handshake is not
+                // closed by the timeout while the test runs.
+                ftp.login_timeout = Duration::from_secs(600);
+            },
+        )
+        .await;
+        // CAP idle connections that never start a handshake hold every place of the address.
+        let mut idle = Vec::new();
+        for _ in 0..CAP {
+            idle.push(bounded("connect", TcpStream::connect(server.implicit)).await.expect("tcp"));
+        }
+        // The next one is closed at once: end of stream, not a byte of a handshake.
+        let mut over = bounded("connect", TcpStream::connect(server.implicit)).await.expect("tcp");
+        let mut answer = Vec::new();
+        bounded("closed at accept", over.read_to_end(&mut answer)).await.expect("EOF");
+        assert!(answer.is_empty(), "nothing sent over the cap: {answer:?}");
+        // The caps are the FTP listeners' too.
+        let mut plain = bounded("connect", TcpStream::connect(server.ftp)).await.expect("tcp");
+        let mut refusal = String::new();
+        bounded("421", plain.read_to_string(&mut refusal)).await.expect("read");
+        assert!(refusal.starts_with("421 too many sessions from your address"), "{refusal:?}");
+        // A connection that ends gives its place back (once its task has seen the end).
+        drop(idle.pop());
+        let config = server.client_config();
+        let mut served = false;
+        for _ in 0..100 {
+            let tcp = bounded("connect", TcpStream::connect(server.implicit)).await.expect("tcp");
+            if bounded("handshake", tls_connect(&config, tcp)).await.is_ok() {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(served, "a handshake is served once a place is free");
+    })
+    .await
+}

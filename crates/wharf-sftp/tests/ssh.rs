@@ -331,6 +331,36 @@ async fn sessions_are_capped_per_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_descriptor_budget_refuses_below_the_caps_with_the_message() {
+    bounded(async {
+        let server = Server::start(&simple_users()).await;
+        let gateway = &server.share.gateway;
+        // One connection's worst case (its socket, every channel's handles, the mounts of the
+        // user with the most), and not two: far below the caps (50 per address).
+        let worst = SftpConfig::default().descriptors_per_connection()
+            + gateway.authenticator.users().max_mounts();
+        gateway.descriptors.set_capacity(worst + worst - 1);
+        let first = login_password(server.addr, "alice").await;
+        assert_eq!(gateway.descriptors.held(), worst);
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        let mut refusal = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut refusal))
+            .await
+            .expect("closed at once")
+            .ok();
+        assert_eq!(
+            String::from_utf8_lossy(&refusal),
+            "Too many SFTP sessions; try again later\r\n",
+            "the message and nothing else: no identification, no key exchange"
+        );
+        assert_eq!(gateway.descriptors.held(), worst, "the refused one took nothing");
+        drop(first);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_closes_idle_sessions_and_lets_uploads_finish() {
     bounded(async {
         let server = Server::start(&simple_users()).await;

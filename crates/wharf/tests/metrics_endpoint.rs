@@ -59,3 +59,56 @@ async fn scrape_and_bans() {
     assert!(huge.starts_with("HTTP/1.1 431"), "{huge}");
     assert!(server.shutdown().await);
 }
+
+/// Whether `response` (what a client read until the end) is an HTTP answer.
+fn answered(response: &[u8]) -> bool {
+    response.starts_with(b"HTTP/1.1 ")
+}
+
+/// Sends a whole request on a new connection and reads until the server closes it: the
+/// answer, or nothing for a connection closed at accept (its reset counts as nothing).
+fn request(addr: std::net::SocketAddr) -> Vec<u8> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => response,
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => response,
+        Err(err) => panic!("reading the answer: {err}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_caps_are_closed_at_accept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path().join("data")).expect("mkdir");
+    std::fs::write(tmp.path().join("data/users.yaml"), "users: []\n").expect("users");
+    let yaml = "data_dir: data\naccess: { users_file: users.yaml }\n\
+                metrics: { listen: \"127.0.0.1:0\", limits: { max_sessions_per_address: 2 } }\n";
+    let loaded = LoadedConfig::parse(yaml, ConfigSource::Embedded, tmp.path()).expect("config");
+    let server = Server::start(loaded, Arc::new(Metrics::default())).await.expect("start");
+    let addr = server.listener("metrics").expect("metrics endpoint bound");
+    tokio::task::spawn_blocking(move || {
+        // Two idle connections (no request yet) hold the address's places; the server accepts
+        // connections in the order they were made.
+        let idle: Vec<_> = (0..2)
+            .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect"))
+            .collect();
+        let refused = request(addr);
+        assert!(!answered(&refused), "a third connection is not answered: {refused:?}");
+        // A place is free again once an idle connection has ended.
+        drop(idle);
+        let served = (0..100).any(|_| {
+            let again = answered(&request(addr));
+            if !again {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            again
+        });
+        assert!(served, "answered again once the idle connections ended");
+    })
+    .await
+    .expect("client");
+    assert!(server.shutdown().await);
+}
