@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Running, greeting, serve, wharf, write};
+use common::{Running, greeting, serve, wharf, write, write_alice_and_devices};
 use wharf_testkit::{TEST_PASSWORD, require_tool, run_bounded};
 
 /// Wrong passwords tried over SFTP; with a login failure scoring 2, four reach the threshold.
@@ -19,17 +19,7 @@ const BAN: Duration = Duration::from_secs(4);
 
 /// A server with FTP, SFTP and TFTP on loopback and the defender configured by `defender`.
 fn start(tmp: &tempfile::TempDir, defender: &str) -> Running {
-    let hash =
-        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
-    write(
-        tmp.path(),
-        "data/users.yaml",
-        &format!(
-            "users:\n  - {{ name: alice, password: \"{hash}\", home: alice }}\n  \
-             - {{ name: devices, passwordless: true, home: devices, protocols: [tftp] }}\n"
-        ),
-    );
-    write(tmp.path(), "data/share/devices/boot.bin", "firmware");
+    write_alice_and_devices(tmp.path());
     let config: PathBuf = write(
         tmp.path(),
         "wharf.yaml",

@@ -9,7 +9,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use wharf_testkit::ChildGuard;
+use wharf_testkit::{ChildGuard, TEST_PASSWORD};
 
 /// The binary under test.
 pub const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -117,6 +117,22 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     }
     std::fs::write(&path, text).expect("write");
     path
+}
+
+/// Writes the users of `dir/data/users.yaml`: `alice` (password [`TEST_PASSWORD`], home
+/// `alice`) and `devices` (TFTP's passwordless identity, home `devices`, holding `boot.bin`).
+pub fn write_alice_and_devices(dir: &Path) {
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    write(
+        dir,
+        "data/users.yaml",
+        &format!(
+            "users:\n  - {{ name: alice, password: \"{hash}\", home: alice }}\n  \
+             - {{ name: devices, passwordless: true, home: devices, protocols: [tftp] }}\n"
+        ),
+    );
+    write(dir, "data/share/devices/boot.bin", "firmware");
 }
 
 /// The first line a TCP server sends on `addr`, or `None` if it closes without a word.
