@@ -1,7 +1,8 @@
 //! A flood of idle connections from one address, on the real binary: every TCP listener (FTP,
 //! implicit FTPS, SFTP, metrics) gets four times its per-address cap; the excess is refused at
 //! once (`421`, the SFTP message, or a plain close), the server's descriptors stay within what
-//! the caps allow, and every protocol still serves a client from another address.
+//! the caps allow, and every protocol still serves a client from another address. And the
+//! descriptor budget behind admission: under a low open-file limit, and across a reload.
 
 mod common;
 
@@ -37,6 +38,15 @@ const STEP: Duration = Duration::from_secs(60);
 /// The flood's source, and the fresh clients' source (another loopback address).
 const FLOOD_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const FRESH_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A runtime for the tests' clients (and for the in-process server of the reload test).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
 
 /// Awaits `future` for at most [`STEP`]; the test fails, naming `what`, when it takes longer.
 async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
@@ -187,11 +197,7 @@ fn a_flood_of_idle_connections_is_refused_at_the_caps_and_everyone_else_is_serve
     let tftp = server.listener("TFTP");
     let metrics = server.listener("metrics");
     let baseline = descriptors(&server);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         // FTP: the first FTP_CAP are greeted, every other one gets 421 and is closed.
         let (mut seen, _ftp_hold) = flood(ftp, FLOOD * FTP_CAP).await;
@@ -350,11 +356,7 @@ fn under_a_low_open_file_limit_sessions_are_refused_before_descriptors_run_out()
     let serve = ["serve", "--log-format", "json", "--config", config];
     let server = common::start(under_low_limit(tmp.path(), &serve));
     let ftp = server.listener("FTP");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let (mut seen, mut hold) = flood(ftp, fit + 10).await;
         admitted_and_refused(
@@ -386,4 +388,38 @@ fn under_a_low_open_file_limit_sessions_are_refused_before_descriptors_run_out()
     let log = std::fs::read_to_string(tmp.path().join("wharf.err")).expect("the server's log");
     assert!(log.contains(&format!("\"soft\":\"{LOW_LIMIT}\"")), "the limit is logged: {log}");
     assert!(log.contains("cannot hold every configured session"), "start-up warns: {log}");
+}
+
+#[test]
+fn a_reload_recomputes_the_budget_with_the_new_users_mounts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let users = |mounts: &str| {
+        write(
+            tmp.path(),
+            "data/users.yaml",
+            &format!(
+                "users:\n  - {{ name: devices, passwordless: true, home: devices, \
+                 protocols: [tftp], mounts: {{ {mounts} }} }}\n"
+            ),
+        );
+    };
+    users("");
+    let config = "data_dir: data\naccess: { users_file: users.yaml }\n\
+                  tftp: { listen: [\"127.0.0.1:0\"], max_transfers: 10, \
+                  rules: [{ network: 127.0.0.0/8, identity: devices }] }\n";
+    let config = write(tmp.path(), "wharf.yaml", config);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let loaded = wharf::LoadedConfig::load(Some(&config)).expect("configuration");
+        let metrics = std::sync::Arc::new(wharf::observe::metrics::Metrics::default());
+        let server =
+            wharf::Server::start_limited(loaded, metrics, Some(10_000)).await.expect("start");
+        let budget = &server.gateway().descriptors;
+        let before = budget.capacity();
+        // Every TFTP transfer's worst case is reserved; each holds one more folder per mount.
+        users("/a: a, /b: b");
+        server.reload().expect("reload");
+        assert_eq!(budget.capacity(), before - 10 * 2, "two more mounts per transfer reserved");
+        assert!(server.shutdown().await);
+    });
 }
