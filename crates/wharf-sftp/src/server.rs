@@ -2,11 +2,11 @@
 //!
 //! Each accepted connection is admitted in the accept loop (the defender, the session caps,
 //! the descriptor budget: [`wharf_access::Admission`]) before anything is spent on it, then
-//! run by russh with
-//! an [`SshHandler`] in a task spawned through the gateway's [`wharf_access::Shutdown`]. The
-//! connection task enforces what russh does not: the time allowed to authenticate, and
-//! shutdown (an idle connection closes when draining starts, one with an SFTP session once the
-//! session has no file open, everything when the grace period ends).
+//! run by russh with an [`SshHandler`] in a task spawned through the gateway's
+//! [`wharf_access::Shutdown`]. The connection task enforces what russh does not: the time
+//! allowed to authenticate, and shutdown (an idle connection closes when draining starts, one
+//! with an SFTP session once the session has no file open, everything when the grace period
+//! ends).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
