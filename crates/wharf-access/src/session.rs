@@ -341,7 +341,7 @@ impl Session {
                 Err(err) => return Err(err),
             };
             self.require(to, needed)?;
-            self.inner.tree.rename(from, to).await
+            self.inner.tree.rename(from, to).await.map(drop)
         })
         .await
     }

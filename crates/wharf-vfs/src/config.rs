@@ -1,10 +1,11 @@
 //! The `storage` section of the configuration.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::local::LocalOptions;
+use crate::local::{DEFAULT_STALE_TEMPORARY_AGE, LocalOptions};
 
 /// Where the shared storage tree lives and how uploads are made durable.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -18,6 +19,16 @@ pub struct StorageConfig {
     /// throughput.
     #[serde(default)]
     pub fsync_on_commit: bool,
+    /// A temporary upload file (`.wharf-tmp-…`) that no upload of this process is writing and
+    /// that nothing wrote to for this long is a crash's leftover: the periodic sweep and
+    /// folder removal delete it. It must be longer than any transfer of another Wharf process
+    /// on the same share may stay silent (the binary refuses values below its own timeouts).
+    #[serde(default = "default_stale_temporary_age", with = "humantime_serde")]
+    pub stale_temporary_age: Duration,
+}
+
+fn default_stale_temporary_age() -> Duration {
+    DEFAULT_STALE_TEMPORARY_AGE
 }
 
 fn default_root() -> PathBuf {
@@ -26,13 +37,20 @@ fn default_root() -> PathBuf {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { root: default_root(), fsync_on_commit: false }
+        StorageConfig {
+            root: default_root(),
+            fsync_on_commit: false,
+            stale_temporary_age: default_stale_temporary_age(),
+        }
     }
 }
 
 impl StorageConfig {
     /// The backend options these settings ask for.
     pub fn local_options(&self) -> LocalOptions {
-        LocalOptions { fsync_on_commit: self.fsync_on_commit }
+        LocalOptions {
+            fsync_on_commit: self.fsync_on_commit,
+            stale_temporary_age: self.stale_temporary_age,
+        }
     }
 }

@@ -21,6 +21,6 @@ pub use metadata::{DirEntry, DiskUsage, FileId, FileKind, Metadata, Space};
 pub use mount::{Mount, MountError, Tree};
 pub use path::{PathError, VPath};
 pub use storage::{
-    Capabilities, DirLister, ReadFile, ReadStream, ReadStreamSender, Storage, TRANSFER_CHUNK,
-    WriteFile, WriteMode,
+    Capabilities, Committed, DirLister, PublishCheck, ReadFile, ReadStream, ReadStreamSender,
+    Storage, TRANSFER_CHUNK, WriteFile, WriteMode,
 };

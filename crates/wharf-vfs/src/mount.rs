@@ -276,7 +276,7 @@ impl Storage for Tree {
         mount.storage.open_write(&inner, mode).await
     }
 
-    async fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
+    async fn rename(&self, from: &VPath, to: &VPath) -> Result<Option<u64>> {
         if self.has_mounts_below(from) || self.has_mounts_below(to) || self.is_mount_point(to) {
             return Err(Error::PermissionDenied);
         }
@@ -290,7 +290,7 @@ impl Storage for Tree {
         from_mount.storage.rename(&from_inner, &to_inner).await
     }
 
-    async fn remove_file(&self, path: &VPath) -> Result<()> {
+    async fn remove_file(&self, path: &VPath) -> Result<Option<u64>> {
         if self.is_mount_point(path) || self.has_mounts_below(path) {
             return Err(Error::IsADirectory);
         }

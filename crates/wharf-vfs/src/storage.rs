@@ -83,10 +83,13 @@ pub trait Storage: Send + Sync + Debug {
     async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn WriteFile>>;
 
     /// Renames `from` to `to`, replacing a file at `to` (atomically where the backend can).
-    async fn rename(&self, from: &VPath, to: &VPath) -> Result<()>;
+    /// Returns the size of the regular file it replaced at `to`, `None` when `to` held none
+    /// (nothing, a link, an empty directory) or already was `from`.
+    async fn rename(&self, from: &VPath, to: &VPath) -> Result<Option<u64>>;
 
-    /// Removes the file `path` (not a directory).
-    async fn remove_file(&self, path: &VPath) -> Result<()>;
+    /// Removes the file `path` (not a directory). Returns its size if it was a regular file,
+    /// `None` for a link or a special file.
+    async fn remove_file(&self, path: &VPath) -> Result<Option<u64>>;
 
     /// Creates the directory `path` (its parent must exist).
     async fn make_dir(&self, path: &VPath) -> Result<()>;
@@ -177,6 +180,31 @@ pub trait ReadFile: Send + Sync {
     fn as_fd(&self) -> Option<BorrowedFd<'_>>;
 }
 
+/// What a finished upload did, as measured by the backend when it did it.
+#[derive(Debug)]
+pub struct Committed {
+    /// Bytes this upload wrote.
+    pub written: u64,
+    /// The size of the file under its name now.
+    pub size: u64,
+    /// For a whole-file upload, the size of the regular file its publication replaced;
+    /// `None` when the name held no regular file (the upload added a file). Always `None`
+    /// for in-place writes, which replace nothing (see [`WriteFile::created`]).
+    pub replaced: Option<u64>,
+    /// Set when the file is in place but flushing it or its directory to stable storage
+    /// failed (only asked for with `fsync_on_commit` or after [`WriteFile::sync`]): the
+    /// upload happened, yet may not survive a power loss.
+    pub unsynced: Option<Error>,
+}
+
+/// A last word on publishing a whole-file upload, given while no other publish, rename or
+/// removal made by this process can change the name (see `local/names.rs`): it receives the
+/// size of the regular file the name holds now (`None`: none) and the size of the file about
+/// to take its place, and may refuse with an error, which keeps the old file and discards the
+/// upload. Quotas use it to settle on what is really there rather than on what was there
+/// when the upload opened.
+pub type PublishCheck = Box<dyn FnOnce(Option<u64>, u64) -> Result<()> + Send>;
+
 /// An open file being written.
 ///
 /// Writes are queued to a background task, so an error (a full disk, say) may surface on a
@@ -192,12 +220,30 @@ pub trait WriteFile: Send {
     /// position (SFTP). Refused in [`WriteMode::Append`].
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()>;
 
-    /// Waits until everything queued is written and flushed to stable storage.
+    /// Waits until everything queued is written and flushed to stable storage. For an atomic
+    /// upload not yet published, that is its temporary file; the upload then also flushes
+    /// its publication (the file and its directory) when it commits, as `fsync_on_commit`
+    /// does for every upload.
     async fn sync(&mut self) -> Result<()>;
 
     /// Finishes the upload: waits for queued writes and, for an atomic upload, publishes the
     /// file under its name. Returns the number of bytes written.
-    async fn commit(self: Box<Self>) -> Result<u64>;
+    async fn commit(self: Box<Self>) -> Result<u64> {
+        let committed = self.publish(None).await?;
+        match committed.unsynced {
+            Some(err) => Err(err),
+            None => Ok(committed.written),
+        }
+    }
+
+    /// Like [`WriteFile::commit`], with `check` consulted just before an atomic upload is
+    /// published (in-place writes publish nothing and ignore it); reports what the upload
+    /// did.
+    async fn publish(self: Box<Self>, check: Option<PublishCheck>) -> Result<Committed>;
+
+    /// Whether opening this in-place write created its file (`false` when the file existed,
+    /// and for whole-file uploads, which create their file only when they publish).
+    fn created(&self) -> bool;
 
     /// Bytes accepted so far.
     fn bytes_written(&self) -> u64;

@@ -242,3 +242,166 @@ async fn reads_from_an_offset() {
     let err = storage.open_read(&VPath::root()).await.err().expect("refused");
     assert_eq!(err.kind(), ErrorKind::IsADirectory);
 }
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+#[tokio::test]
+async fn an_overwrite_keeps_the_files_mode_and_a_new_file_gets_the_default() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("private.key"), b"old secret").expect("write");
+    std::fs::set_permissions(root.join("private.key"), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod");
+    for mode in [WriteMode::Replace, WriteMode::Replace] {
+        let mut writer = storage.open_write(&p("private.key"), mode).await.expect("open");
+        writer.write(Bytes::from_static(b"new secret")).await.expect("write");
+        writer.commit().await.expect("commit");
+        assert_eq!(mode_of(&root.join("private.key")), 0o600, "the overwrite kept 0600");
+    }
+    assert_eq!(std::fs::read(root.join("private.key")).expect("read"), b"new secret");
+
+    // A new file gets what a file created with 0644 gets under this process's umask.
+    std::fs::write(root.join("reference"), b"").expect("write");
+    let writer = storage.open_write(&p("fresh.txt"), WriteMode::Replace).await.expect("open");
+    writer.commit().await.expect("commit");
+    assert_eq!(mode_of(&root.join("fresh.txt")), mode_of(&root.join("reference")));
+}
+
+#[tokio::test]
+async fn publishing_reports_what_it_replaced_and_a_check_can_refuse() {
+    let (_tmp, root, storage) = setup();
+    let upload = |content: &'static [u8]| {
+        let storage = storage.clone();
+        async move {
+            let mut writer =
+                storage.open_write(&p("doc.txt"), WriteMode::Replace).await.expect("open");
+            writer.write(Bytes::from_static(content)).await.expect("write");
+            writer
+        }
+    };
+    let first = upload(b"first version").await;
+    let second = upload(b"second").await;
+    // Both opened while the name was free; the second to publish replaces the first.
+    let done = first.publish(None).await.expect("publish");
+    assert_eq!((done.written, done.size, done.replaced), (13, 13, None));
+    let done = second.publish(None).await.expect("publish");
+    assert_eq!((done.written, done.size, done.replaced), (6, 6, Some(13)));
+
+    let third = upload(b"refused").await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let check: wharf_vfs::PublishCheck = Box::new(move |replaced, size| {
+        *record.lock().expect("lock") = Some((replaced, size));
+        Err(wharf_vfs::Error::QuotaExceeded)
+    });
+    let err = third.publish(Some(check)).await.expect_err("refused by the check");
+    assert_eq!(err.kind(), ErrorKind::QuotaExceeded);
+    assert_eq!(*seen.lock().expect("lock"), Some((Some(6), 7)));
+    assert_eq!(std::fs::read(root.join("doc.txt")).expect("read"), b"second");
+    assert_eq!(raw_names(&root), vec!["doc.txt"], "the refused upload left nothing");
+}
+
+#[tokio::test]
+async fn in_place_writes_say_whether_they_created_the_file() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("old.log"), b"x").expect("write");
+    for (name, mode, created) in [
+        ("old.log", WriteMode::Append, false),
+        ("new.log", WriteMode::Append, true),
+        ("old.log", WriteMode::At(1), false),
+        ("new.bin", WriteMode::At(0), true),
+        ("old.log", WriteMode::Replace, false),
+        ("other.bin", WriteMode::Replace, false),
+    ] {
+        let writer = storage.open_write(&p(name), mode).await.expect("open");
+        assert_eq!(writer.created(), created, "{name} {mode:?}");
+        let done = writer.publish(None).await.expect("commit");
+        assert_eq!(done.replaced.is_some(), name == "old.log" && mode.is_atomic());
+    }
+}
+
+#[tokio::test]
+async fn renames_and_removals_report_the_file_they_took_away() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("a"), b"12345").expect("write");
+    std::fs::write(root.join("b"), b"123").expect("write");
+    std::fs::create_dir(root.join("dir")).expect("mkdir");
+    std::os::unix::fs::symlink("a", root.join("link")).expect("symlink");
+    assert_eq!(storage.rename(&p("a"), &p("b")).await.expect("rename over"), Some(3));
+    assert_eq!(storage.rename(&p("b"), &p("c")).await.expect("rename"), None);
+    assert_eq!(storage.rename(&p("c"), &p("link")).await.expect("over a link"), None);
+    std::fs::hard_link(root.join("link"), root.join("twin")).expect("hard link");
+    assert_eq!(storage.rename(&p("link"), &p("twin")).await.expect("same file"), None);
+    assert_eq!(raw_names(&root), vec!["dir", "link", "twin"], "a rename onto itself does nothing");
+    assert_eq!(storage.remove_file(&p("twin")).await.expect("rm"), Some(5));
+    std::os::unix::fs::symlink("dir", root.join("dirlink")).expect("symlink");
+    assert_eq!(storage.remove_file(&p("dirlink")).await.expect("rm link"), None);
+    let err = storage.remove_file(&p("dir")).await.expect_err("a directory");
+    assert_eq!(err.kind(), ErrorKind::IsADirectory);
+}
+
+/// Plants a temporary upload file as a crash would leave it, last written `age` ago.
+fn plant_leftover(dir: &std::path::Path, age: std::time::Duration) -> PathBuf {
+    let path = dir.join(".wharf-tmp-00000000deadbeef");
+    let file = std::fs::File::create(&path).expect("leftover");
+    file.set_modified(std::time::SystemTime::now() - age).expect("mtime");
+    path
+}
+
+#[tokio::test]
+async fn removing_a_folder_that_lists_empty_removes_its_stale_temporary_files() {
+    let (_tmp, root, storage) = setup();
+    let hour = std::time::Duration::from_secs(3600);
+    std::fs::create_dir(root.join("crashed")).expect("mkdir");
+    plant_leftover(&root.join("crashed"), 2 * hour);
+    storage.remove_dir(&p("crashed")).await.expect("a stale leftover does not keep it");
+    assert!(!root.join("crashed").exists());
+
+    // A leftover younger than the age may be another process's upload: the folder stays.
+    std::fs::create_dir(root.join("recent")).expect("mkdir");
+    let recent = plant_leftover(&root.join("recent"), std::time::Duration::from_secs(60));
+    let err = storage.remove_dir(&p("recent")).await.expect_err("not stale yet");
+    assert_eq!(err.kind(), ErrorKind::DirectoryNotEmpty);
+    assert!(recent.exists());
+
+    // Beside a real file nothing is removed.
+    std::fs::create_dir(root.join("full")).expect("mkdir");
+    let leftover = plant_leftover(&root.join("full"), 2 * hour);
+    std::fs::write(root.join("full/kept.txt"), b"x").expect("write");
+    let err = storage.remove_dir(&p("full")).await.expect_err("not empty");
+    assert_eq!(err.kind(), ErrorKind::DirectoryNotEmpty);
+    assert!(leftover.exists());
+}
+
+#[tokio::test]
+async fn an_upload_in_progress_is_never_swept_whatever_its_age() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let options =
+        LocalOptions { stale_temporary_age: std::time::Duration::ZERO, ..LocalOptions::default() };
+    let storage = LocalStorage::open(tmp.path(), false, options).expect("open");
+    std::fs::create_dir(tmp.path().join("inbox")).expect("mkdir");
+    let mut writer = storage.open_write(&p("inbox/slow.bin"), WriteMode::Replace).await.expect("o");
+    writer.write(Bytes::from_static(b"first part")).await.expect("write");
+    writer.sync().await.expect("sync");
+    let err = storage.remove_dir(&p("inbox")).await.expect_err("an upload is in progress");
+    assert_eq!(err.kind(), ErrorKind::DirectoryNotEmpty);
+    let mut sweeper = storage.temporary_sweeper();
+    let run = sweeper.run_once().await;
+    assert!(run.pass_complete);
+    assert_eq!(run.removed, 0);
+    writer.write(Bytes::from_static(b", second part")).await.expect("write");
+    writer.commit().await.expect("the upload still publishes");
+    assert_eq!(
+        std::fs::read(tmp.path().join("inbox/slow.bin")).expect("read"),
+        b"first part, second part"
+    );
+
+    // Once it is over, a leftover of the same age is swept.
+    let leftover = plant_leftover(&tmp.path().join("inbox"), std::time::Duration::from_secs(1));
+    let run = sweeper.run_once().await;
+    assert_eq!((run.removed, run.pass_complete), (1, true));
+    assert!(!leftover.exists());
+}

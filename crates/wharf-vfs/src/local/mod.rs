@@ -8,7 +8,9 @@
 
 mod cached;
 mod list;
+mod names;
 mod read;
+mod temporaries;
 mod write;
 
 use std::fmt;
@@ -28,13 +30,30 @@ use crate::metadata::{FileId, FileKind, Metadata, Space};
 use crate::path::{PathError, VPath};
 use crate::storage::{Capabilities, DirLister, ReadFile, Storage, WriteFile, WriteMode, blocking};
 
-pub use write::TEMP_PREFIX;
+pub use temporaries::{
+    SWEEP_ENTRIES_PER_RUN, SWEEP_MAX_DEPTH, SweepRun, TEMP_PREFIX, TemporarySweeper,
+};
 
 /// Options of the local backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalOptions {
-    /// Flush an upload to stable storage before publishing it (slower, survives power loss).
+    /// Flush an upload to stable storage before publishing it, and its directory after (slower,
+    /// survives power loss).
     pub fsync_on_commit: bool,
+    /// How long a temporary upload file no upload of this process is writing must have been
+    /// left untouched before it counts as a crash's leftover and may be removed (see
+    /// `temporaries.rs`).
+    pub stale_temporary_age: Duration,
+}
+
+/// The default of [`LocalOptions::stale_temporary_age`]: far longer than any transfer may
+/// stay silent with the default timeouts.
+pub const DEFAULT_STALE_TEMPORARY_AGE: Duration = Duration::from_secs(3600);
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions { fsync_on_commit: false, stale_temporary_age: DEFAULT_STALE_TEMPORARY_AGE }
+    }
 }
 
 /// A directory on the local disk, serving as the root of a [`Storage`].
@@ -74,6 +93,12 @@ impl LocalStorage {
         })
         .await?;
         Ok(LocalStorage { root: Arc::new(dir), options: self.options.clone() })
+    }
+
+    /// A sweeper of the stale temporary upload files below this root (see
+    /// [`TemporarySweeper`]).
+    pub fn temporary_sweeper(&self) -> TemporarySweeper {
+        TemporarySweeper::new(self.root.clone(), self.options.stale_temporary_age)
     }
 
     async fn with_root<T, F>(&self, work: F) -> Result<T>
@@ -122,6 +147,22 @@ fn check_reserved(path: &VPath) -> Result<()> {
         return Err(Error::NotFound);
     }
     Ok(())
+}
+
+/// The directory `rel` (`.` for the root itself) beneath `root`, opened.
+fn open_parent(root: &Dir, rel: &str) -> Result<Dir> {
+    Ok(if rel == "." { root.try_clone()? } else { root.open_dir(rel)? })
+}
+
+/// The regular file `name` in `dir` (its size), `None` when the name holds something else
+/// or nothing; with its identity, to tell two names of one file.
+fn regular_file(dir: &Dir, name: &str) -> Result<Option<(u64, (u64, u64))>> {
+    match dir.symlink_metadata(name) {
+        Ok(meta) if meta.is_file() => Ok(Some((meta.len(), (meta.dev(), meta.ino())))),
+        Ok(_) => Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The parent directory and final name of a path that must not be the root.
@@ -267,15 +308,14 @@ impl Storage for LocalStorage {
         let fsync = self.options.fsync_on_commit;
         let writer = self
             .with_root(move |root| {
-                let parent_dir =
-                    if parent_rel == "." { root.try_clone()? } else { root.open_dir(&parent_rel)? };
+                let parent_dir = open_parent(root, &parent_rel)?;
                 write::LocalWriter::open(parent_dir, name, mode, fsync)
             })
             .await?;
         Ok(Box::new(writer))
     }
 
-    async fn rename(&self, from: &VPath, to: &VPath) -> Result<()> {
+    async fn rename(&self, from: &VPath, to: &VPath) -> Result<Option<u64>> {
         check_reserved(from)?;
         check_reserved(to)?;
         if from.is_root() || to.is_root() {
@@ -284,21 +324,41 @@ impl Storage for LocalStorage {
         if to.starts_with(from) && to != from {
             return Err(Error::InvalidPath(PathError::NotAName));
         }
-        let (from, to) = (rel(from).to_owned(), rel(to).to_owned());
-        self.with_root(move |root| Ok(root.rename(&from, root, &to)?)).await
+        let (from_parent, from_name) = split_parent(from)?;
+        let (to_parent, to_name) = split_parent(to)?;
+        let (from_parent, to_parent) = (rel(&from_parent).to_owned(), rel(&to_parent).to_owned());
+        self.with_root(move |root| {
+            let from_dir = open_parent(root, &from_parent)?;
+            let to_dir = open_parent(root, &to_parent)?;
+            let stripes =
+                [names::stripe(&from_dir, &from_name)?, names::stripe(&to_dir, &to_name)?];
+            let _held = names::lock(&stripes);
+            let source = regular_file(&from_dir, &from_name)?;
+            let replaced = regular_file(&to_dir, &to_name)?;
+            from_dir.rename(&from_name, &to_dir, &to_name)?;
+            // Two names of one file: the rename did nothing, and nothing was replaced.
+            let same = matches!((source, replaced), (Some((_, a)), Some((_, b))) if a == b);
+            Ok(replaced.filter(|_| !same).map(|(size, _)| size))
+        })
+        .await
     }
 
-    async fn remove_file(&self, path: &VPath) -> Result<()> {
+    async fn remove_file(&self, path: &VPath) -> Result<Option<u64>> {
         check_reserved(path)?;
         if path.is_root() {
             return Err(Error::IsADirectory);
         }
-        let rel = rel(path).to_owned();
+        let (parent, name) = split_parent(path)?;
+        let parent = rel(&parent).to_owned();
         self.with_root(move |root| {
-            if root.symlink_metadata(&rel)?.is_dir() {
+            let dir = open_parent(root, &parent)?;
+            let _held = names::lock(&[names::stripe(&dir, &name)?]);
+            if dir.symlink_metadata(&name)?.is_dir() {
                 return Err(Error::IsADirectory);
             }
-            Ok(root.remove_file(&rel)?)
+            let removed = regular_file(&dir, &name)?.map(|(size, _)| size);
+            dir.remove_file(&name)?;
+            Ok(removed)
         })
         .await
     }
@@ -318,11 +378,20 @@ impl Storage for LocalStorage {
             return Err(Error::PermissionDenied);
         }
         let rel = rel(path).to_owned();
+        let max_age = self.options.stale_temporary_age;
         self.with_root(move |root| {
             if !root.symlink_metadata(&rel)?.is_dir() {
                 return Err(Error::NotADirectory);
             }
-            Ok(root.remove_dir(&rel)?)
+            match root.remove_dir(&rel).map_err(Error::from) {
+                // A folder that lists empty may still hold a crash's temporary files.
+                Err(Error::DirectoryNotEmpty)
+                    if temporaries::clear_stale(&root.open_dir_nofollow(&rel)?, max_age)? =>
+                {
+                    Ok(root.remove_dir(&rel)?)
+                }
+                other => other,
+            }
         })
         .await
     }

@@ -12,24 +12,29 @@
 //! [`super::cached`]), its temporary file is created by the first blocking call the upload
 //! makes anyway: with its first block, or with the commit of a small file. A 4 KiB upload then
 //! costs one trip to the blocking pool instead of three.
+//!
+//! Publishing looks at what the name holds under the name's lock (`names.rs`) in the same
+//! blocking call as the rename: the file it replaces is reported (quotas settle on it), and
+//! its permission bits go to the new file first, so an overwrite keeps the file's mode. With
+//! `fsync_on_commit` (or after [`WriteFile::sync`]), the file is flushed before the rename
+//! and its directory after it, so the publication itself survives a power loss; an in-place
+//! write that created its file flushes the directory too.
 
 use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt as _};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
+use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
 use tokio::task::JoinHandle;
 
+use super::names;
 use super::open_nonblocking;
+use super::temporaries::TempName;
 use crate::error::{Error, Result};
-use crate::storage::{TRANSFER_CHUNK, WriteFile, WriteMode, blocking};
-
-/// Prefix of temporary upload files. Names with it are hidden from listings and refused as
-/// paths, so no client can see, open or publish another upload's temporary file.
-pub const TEMP_PREFIX: &str = ".wharf-tmp-";
+use crate::storage::{Committed, PublishCheck, TRANSFER_CHUNK, WriteFile, WriteMode, blocking};
 
 /// Where a block goes: a position, or the end of a file opened for appending.
 #[derive(Debug, Clone, Copy)]
@@ -64,25 +69,103 @@ impl FileSlot {
     }
 }
 
+/// The mode new files are created with (before the umask).
+const NEW_FILE_MODE: u32 = 0o644;
+
 /// Creates an upload's temporary file (refusing to reuse a name).
 fn create_temp(parent: &Dir, temp_name: &str) -> Result<File> {
-    let options = OpenOptions::new().write(true).create_new(true).mode(0o644).clone();
+    let options = OpenOptions::new().write(true).create_new(true).mode(NEW_FILE_MODE).clone();
     Ok(parent.open_with(temp_name, &options)?.into_std())
 }
 
-/// A fresh temporary name for an upload.
-fn temp_name() -> String {
-    format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>())
+/// Flushes the directory `dir` (its entries: a rename or a creation in it) to stable storage.
+fn sync_dir(dir: &Dir) -> Result<()> {
+    // The handle may be a path-only descriptor (`O_PATH`), which cannot be flushed: open the
+    // directory itself for reading, by `.` relative to the handle.
+    use rustix::fs::{Mode, OFlags};
+    let readable = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fsync(&readable)?;
+    #[cfg(test)]
+    synced_dirs::record(dir);
+    Ok(())
+}
+
+/// Test-only record of the directories [`sync_dir`] flushed, by identity, so unit tests can
+/// see that publishing really flushed the directory (concurrent tests each look for their own
+/// directory).
+#[cfg(test)]
+pub(super) mod synced_dirs {
+    use std::sync::Mutex;
+
+    use cap_std::fs::{Dir, MetadataExt as _};
+
+    static SYNCED: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+    pub(in crate::local) fn record(dir: &Dir) {
+        if let Ok(meta) = dir.dir_metadata() {
+            SYNCED.lock().unwrap_or_else(|p| p.into_inner()).push((meta.dev(), meta.ino()));
+        }
+    }
+
+    /// Forgets the flushes of a directory with this identity (an inode number is reused once
+    /// its directory is gone: a test starts from a clean count for its own).
+    pub(in crate::local) fn forget(dev: u64, ino: u64) {
+        SYNCED.lock().unwrap_or_else(|p| p.into_inner()).retain(|&id| id != (dev, ino));
+    }
+
+    /// How many times the directory with this identity was flushed.
+    pub(in crate::local) fn count(dev: u64, ino: u64) -> usize {
+        SYNCED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|&&id| id == (dev, ino))
+            .count()
+    }
+}
+
+/// Opens `name` in `parent` for an in-place write, creating it when missing; returns the file
+/// and whether this call created it (decided by the kernel, `O_EXCL`, not by a prior look).
+fn open_in_place(parent: &Dir, name: &str, append: bool) -> Result<(File, bool)> {
+    let options = || {
+        let mut options = OpenOptions::new();
+        options.write(true).append(append).mode(NEW_FILE_MODE);
+        options
+    };
+    // A file removed or created between two attempts sends us round again; a few rounds
+    // are plenty unless another program toggles the name on purpose.
+    for _ in 0..4 {
+        match open_nonblocking(parent, name, &mut options()) {
+            Ok(file) => return Ok((file.into_std(), false)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
+        match open_nonblocking(parent, name, options().create_new(true)) {
+            Ok(file) => return Ok((file.into_std(), true)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(Error::Io(std::io::Error::other("the file kept appearing and disappearing")))
 }
 
 pub(super) struct LocalWriter {
     file: FileSlot,
     parent: Arc<Dir>,
     /// The temporary name while an atomic upload is unpublished.
-    temp_name: Option<String>,
+    temp_name: Option<TempName>,
     name: String,
     mode: WriteMode,
+    /// Flush the file and its directory on commit: `fsync_on_commit`, or asked for by
+    /// [`WriteFile::sync`].
     fsync_on_commit: bool,
+    /// Whether opening created the file (in-place writes).
+    created: bool,
     /// Next sequential position (relative to the start of the file).
     position: u64,
     pending: BytesMut,
@@ -108,33 +191,25 @@ impl LocalWriter {
                 return Err(Error::AlreadyExists);
             }
         }
-        let (file, temp_name, position) = match mode {
+        let (file, temp_name, position, created) = match mode {
             WriteMode::Replace | WriteMode::CreateNew => {
-                let temp = temp_name();
-                let file = create_temp(&parent, &temp)?;
-                (file, Some(temp), 0)
+                let temp = TempName::fresh();
+                let file = create_temp(&parent, temp.as_str())?;
+                (file, Some(temp), 0, false)
             }
             WriteMode::Append => {
-                let file = open_nonblocking(
-                    &parent,
-                    &name,
-                    OpenOptions::new().append(true).create(true).mode(0o644),
-                )?;
-                (file.into_std(), None, 0)
+                let (file, created) = open_in_place(&parent, &name, true)?;
+                (file, None, 0, created)
             }
             WriteMode::At(offset) => {
-                let file = open_nonblocking(
-                    &parent,
-                    &name,
-                    OpenOptions::new().write(true).create(true).mode(0o644),
-                )?;
-                (file.into_std(), None, offset)
+                let (file, created) = open_in_place(&parent, &name, false)?;
+                (file, None, offset, created)
             }
         };
         if !file.metadata()?.is_file() {
             return Err(Error::PermissionDenied);
         }
-        Ok(LocalWriter::with_file(
+        let mut writer = LocalWriter::with_file(
             FileSlot::Open(Arc::new(file)),
             Arc::new(parent),
             temp_name,
@@ -142,7 +217,9 @@ impl LocalWriter {
             mode,
             fsync_on_commit,
             position,
-        ))
+        );
+        writer.created = created;
+        Ok(writer)
     }
 
     /// A whole-file upload to `name` in `parent` whose temporary file is created when first
@@ -151,15 +228,16 @@ impl LocalWriter {
     pub(super) fn deferred(parent: Dir, name: String, mode: WriteMode, fsync: bool) -> Self {
         debug_assert!(mode.is_atomic());
         let parent = Arc::new(parent);
-        let temp = temp_name();
-        let file = FileSlot::Deferred { parent: parent.clone(), temp_name: temp.clone() };
+        let temp = TempName::fresh();
+        let file =
+            FileSlot::Deferred { parent: parent.clone(), temp_name: temp.as_str().to_owned() };
         LocalWriter::with_file(file, parent, Some(temp), name, mode, fsync, 0)
     }
 
     fn with_file(
         file: FileSlot,
         parent: Arc<Dir>,
-        temp_name: Option<String>,
+        temp_name: Option<TempName>,
         name: String,
         mode: WriteMode,
         fsync_on_commit: bool,
@@ -174,6 +252,7 @@ impl LocalWriter {
             name,
             mode,
             fsync_on_commit,
+            created: false,
             position,
             pending: BytesMut::new(),
             pending_at,
@@ -302,17 +381,27 @@ impl WriteFile for LocalWriter {
     async fn sync(&mut self) -> Result<()> {
         self.drain().await?;
         let slot = self.file.clone();
+        let parent = self.parent.clone();
+        let created = self.created;
         let synced = blocking(move || {
             let file = slot.open()?;
             file.sync_data()?;
+            if created {
+                sync_dir(&parent)?;
+            }
             Ok(file)
         })
         .await;
         self.file = FileSlot::Open(synced.map_err(|err| self.note(err))?);
+        // What was synced of an unpublished upload is its temporary file; a client asking for
+        // durability wants the publication to last too.
+        if self.temp_name.is_some() {
+            self.fsync_on_commit = true;
+        }
         Ok(())
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<u64> {
+    async fn publish(mut self: Box<Self>, check: Option<PublishCheck>) -> Result<Committed> {
         // The last block goes in the same trip to the blocking pool as the sync and the
         // publishing rename: a small upload costs one trip on commit, not two.
         let settled = self.check_failed().and(self.settle().await);
@@ -325,40 +414,37 @@ impl WriteFile for LocalWriter {
         let slot = self.file.clone();
         let parent = self.parent.clone();
         let name = self.name.clone();
-        let temp = self.temp_name.clone();
-        let (fsync, exclusive) = (self.fsync_on_commit, self.mode == WriteMode::CreateNew);
+        let temp = self.temp_name.as_ref().map(|t| t.as_str().to_owned());
+        let exclusive = self.mode == WriteMode::CreateNew;
+        let (fsync, created, written) = (self.fsync_on_commit, self.created, self.written);
         let published = blocking(move || {
             let file = slot.open()?;
             if !last.is_empty() {
                 write_block(&file, at, &last)?;
             }
             let Some(temp) = temp else {
-                if fsync {
-                    file.sync_data()?;
-                }
-                return Ok(());
+                let size = file.metadata()?.len();
+                let unsynced = match fsync {
+                    true => file.sync_data().map_err(Error::from).and_then(|()| match created {
+                        true => sync_dir(&parent),
+                        false => Ok(()),
+                    }),
+                    false => Ok(()),
+                };
+                return Ok(Committed { written, size, replaced: None, unsynced: unsynced.err() });
             };
             if fsync {
                 file.sync_all()?;
             }
-            if exclusive {
-                rustix::fs::renameat_with(
-                    &*parent,
-                    temp.as_str(),
-                    &*parent,
-                    name.as_str(),
-                    rustix::fs::RenameFlags::NOREPLACE,
-                )?;
-            } else {
-                parent.rename(&temp, &parent, &name)?;
-            }
-            Ok(())
+            let replaced = publish_temp(&file, &parent, &temp, &name, exclusive, check)?;
+            let unsynced = if fsync { sync_dir(&parent).err() } else { None };
+            Ok(Committed { written, size: replaced.size, replaced: replaced.file, unsynced })
         })
         .await;
         match published {
-            Ok(()) => {
+            Ok(committed) => {
                 self.temp_name = None;
-                Ok(self.written)
+                Ok(committed)
             }
             Err(err) => {
                 self.discard();
@@ -367,16 +453,68 @@ impl WriteFile for LocalWriter {
         }
     }
 
+    fn created(&self) -> bool {
+        self.created
+    }
+
     fn bytes_written(&self) -> u64 {
         self.written
     }
+}
+
+/// What [`publish_temp`] found and did.
+struct Published {
+    /// The size of the new file.
+    size: u64,
+    /// The size of the regular file it replaced, if any.
+    file: Option<u64>,
+}
+
+/// Renames the temporary file `temp` (open as `file`) over `name`, with the name locked: looks
+/// at what the name holds, lets `check` refuse, gives a replaced file's permission bits to the
+/// new one, renames (refusing to replace anything when `exclusive`). Runs on the blocking pool.
+fn publish_temp(
+    file: &File,
+    parent: &Dir,
+    temp: &str,
+    name: &str,
+    exclusive: bool,
+    check: Option<PublishCheck>,
+) -> Result<Published> {
+    let new = file.metadata()?;
+    let _held = names::lock(&[names::stripe(parent, name)?]);
+    let old = match parent.symlink_metadata(name) {
+        Ok(meta) => Some(meta),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err.into()),
+    };
+    if exclusive && old.is_some() {
+        return Err(Error::AlreadyExists);
+    }
+    let old_file = old.filter(|meta| meta.is_file());
+    let replaced = old_file.as_ref().map(|meta| meta.len());
+    if let Some(check) = check {
+        check(replaced, new.len())?;
+    }
+    if let Some(old) = &old_file {
+        let mode = old.mode() & 0o777;
+        if mode != new.permissions().mode() & 0o777 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    if exclusive {
+        rustix::fs::renameat_with(parent, temp, parent, name, rustix::fs::RenameFlags::NOREPLACE)?;
+    } else {
+        parent.rename(temp, parent, name)?;
+    }
+    Ok(Published { size: new.len(), file: replaced })
 }
 
 impl LocalWriter {
     /// Removes an unpublished temporary file; the target stays as it was.
     fn discard(&mut self) {
         if let Some(temp) = self.temp_name.take() {
-            remove_temp(&self.parent, &temp);
+            remove_temp(&self.parent, temp.as_str());
         }
     }
 }
@@ -400,15 +538,78 @@ impl Drop for LocalWriter {
                 match tokio::runtime::Handle::try_current() {
                     Ok(runtime) => drop(runtime.spawn(async move {
                         let _ = task.await;
-                        remove_temp(&parent, &temp);
+                        remove_temp(&parent, temp.as_str());
                     })),
                     // Dropped outside the runtime (only while it shuts down): nothing can wait.
-                    Err(_) => remove_temp(&parent, &temp),
+                    Err(_) => remove_temp(&parent, temp.as_str()),
                 }
             }
             // A write in flight to a file that exists goes to an unlinked file: harmless.
-            (_, _, Some(temp)) => remove_temp(&self.parent, &temp),
+            (_, _, Some(temp)) => remove_temp(&self.parent, temp.as_str()),
             (_, _, None) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::synced_dirs;
+    use crate::local::{LocalOptions, LocalStorage};
+    use crate::{Storage, VPath, WriteMode};
+
+    fn p(s: &str) -> VPath {
+        VPath::resolve(&VPath::root(), s).expect("valid path")
+    }
+
+    /// A storage with a folder `inbox`, and how often `inbox` was flushed so far.
+    fn setup(fsync_on_commit: bool) -> (tempfile::TempDir, LocalStorage, impl Fn() -> usize) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("inbox")).expect("mkdir");
+        let meta = std::fs::metadata(tmp.path().join("inbox")).expect("stat");
+        let options = LocalOptions { fsync_on_commit, ..LocalOptions::default() };
+        let storage = LocalStorage::open(tmp.path(), false, options).expect("open");
+        let (dev, ino) = (meta.dev(), meta.ino());
+        synced_dirs::forget(dev, ino);
+        (tmp, storage, move || synced_dirs::count(dev, ino))
+    }
+
+    #[tokio::test]
+    async fn fsync_on_commit_flushes_the_directory_after_the_publishing_rename() {
+        let (_tmp, storage, flushes) = setup(true);
+        for mode in [WriteMode::Replace, WriteMode::CreateNew, WriteMode::Replace] {
+            let before = flushes();
+            let name = if mode == WriteMode::CreateNew { "inbox/new.bin" } else { "inbox/a.bin" };
+            let mut writer = storage.open_write(&p(name), mode).await.expect("open");
+            writer.write(bytes::Bytes::from_static(b"data")).await.expect("write");
+            writer.commit().await.expect("commit");
+            assert_eq!(flushes(), before + 1, "{mode:?}");
+        }
+        // An in-place write that creates its file flushes the directory; one into an existing
+        // file changes no directory entry and does not.
+        let writer = storage.open_write(&p("inbox/log.txt"), WriteMode::Append).await.expect("o");
+        writer.commit().await.expect("commit");
+        assert_eq!(flushes(), 4);
+        let writer = storage.open_write(&p("inbox/log.txt"), WriteMode::Append).await.expect("o");
+        writer.commit().await.expect("commit");
+        assert_eq!(flushes(), 4);
+    }
+
+    #[tokio::test]
+    async fn without_fsync_on_commit_nothing_is_flushed_unless_the_client_syncs() {
+        let (_tmp, storage, flushes) = setup(false);
+        let writer = storage.open_write(&p("inbox/a.bin"), WriteMode::Replace).await.expect("o");
+        writer.commit().await.expect("commit");
+        assert_eq!(flushes(), 0);
+        // A sync on an unpublished upload flushes its temporary file; the publication that
+        // follows is flushed too, or what the client was told is durable would not be.
+        let mut writer =
+            storage.open_write(&p("inbox/b.bin"), WriteMode::Replace).await.expect("o");
+        writer.write(bytes::Bytes::from_static(b"data")).await.expect("write");
+        writer.sync().await.expect("sync");
+        assert_eq!(flushes(), 0, "the temporary file's name is not worth flushing");
+        writer.commit().await.expect("commit");
+        assert_eq!(flushes(), 1);
     }
 }
