@@ -134,6 +134,10 @@ pub struct Authenticator {
     defender: Arc<Defender>,
     /// Per-user resources shared by the user's sessions, made at first login.
     runtimes: Mutex<HashMap<String, Arc<UserRuntime>>>,
+    /// Quota ledgers by user name. They outlive reloads (a reload only measures them again),
+    /// so a session opened before a reload and one opened after it reserve from one ledger
+    /// and cannot cross the limit together.
+    ledgers: Mutex<HashMap<String, QuotaAccount>>,
 }
 
 /// What the sessions of one user share: the quota ledger and the rate limiters.
@@ -164,6 +168,7 @@ impl Authenticator {
             next_session: AtomicU64::new(1),
             defender: Arc::new(Defender::disabled()),
             runtimes: Mutex::new(HashMap::new()),
+            ledgers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -187,7 +192,7 @@ impl Authenticator {
     }
 
     /// Replaces the users (reload). Sessions already open keep the rules they logged in with;
-    /// quota usage is measured again at each user's next login.
+    /// quota usage is measured again at each user's next login, into the same ledger.
     pub fn replace_users(&self, users: UserDb) {
         let users = Arc::new(users);
         match self.users.write() {
@@ -228,11 +233,7 @@ impl Authenticator {
                     .quota
                     .get_or_try_init(|| async {
                         let usage = home.usage(&VPath::root()).await?;
-                        Ok::<_, wharf_vfs::Error>(QuotaAccount::new(
-                            user.quota,
-                            usage.bytes,
-                            usage.files,
-                        ))
+                        Ok::<_, wharf_vfs::Error>(self.ledger_for(user, usage.bytes, usage.files))
                     })
                     .await
                     .map_err(LoginError::Unavailable)?
@@ -245,6 +246,22 @@ impl Authenticator {
             download: runtime.download.clone(),
             upload: runtime.upload.clone(),
         })
+    }
+
+    /// The quota ledger of `user`, with the limits and usage just measured.
+    fn ledger_for(&self, user: &User, used_bytes: u64, used_files: u64) -> QuotaAccount {
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        match ledgers.get(&user.name) {
+            Some(ledger) => {
+                ledger.remeasured(user.quota, used_bytes, used_files);
+                ledger.clone()
+            }
+            None => {
+                let ledger = QuotaAccount::new(user.quota, used_bytes, used_files);
+                ledgers.insert(user.name.clone(), ledger.clone());
+                ledger
+            }
+        }
     }
 
     /// A fresh session number for a connection, before any login.

@@ -1,19 +1,40 @@
 //! Per-user quotas (bytes and files in the user's home) and bandwidth settings.
 //!
-//! Usage is measured once, at the user's first login after start or reload, by walking the
-//! home; after that Wharf keeps it current from its own uploads and deletions. Changes made
-//! outside Wharf are picked up at the next reload. Only the home (the folder mounted at `/`)
-//! counts: shared folders mounted elsewhere belong to nobody's quota.
+//! Usage is measured at the user's first login after start or reload, by walking the home,
+//! into one ledger per user that lives as long as the process: sessions opened before and
+//! after a reload share it. After that Wharf keeps it current from its own uploads, renames
+//! and deletions; changes made outside Wharf are picked up at the next measurement.
+//! Only the home (the folder mounted at `/`) counts: shared folders mounted elsewhere belong
+//! to nobody's quota.
 //!
-//! An upload reserves the growth it causes as it writes, so concurrent uploads of one user
-//! cannot together cross the limit; the write that would cross it is refused before it
-//! reaches storage. A whole-file upload's growth is charged when it is published; an in-place
-//! write (append, resume) is charged for what it left on disk even if interrupted.
+//! The rule, so that concurrent sessions of one user (on any protocols) cannot together
+//! cross either limit:
+//!
+//! - **Reserve before spending.** An upload that may add a file (its name was free when it
+//!   opened) reserves a place in the file count when it opens, and is refused there when
+//!   files used plus places reserved reach the limit. Bytes are reserved before each write
+//!   reaches storage, for the growth that write causes; the write that would cross the limit
+//!   is refused.
+//! - **Settle on what storage did.** A whole-file upload is checked once more while its
+//!   name is held still by the backend, with what the name holds at that moment (the backend
+//!   looks in the same blocking call as the publishing rename): if the name was freed since
+//!   the open, a place must be reserved now; if the replaced file is smaller than thought,
+//!   more bytes must be; otherwise the upload is refused and the old file stays. Publication
+//!   then settles exactly: one file more only if no regular file was replaced, and the
+//!   size difference with the replaced file. Two uploads to one new name therefore count one
+//!   file: the second replaces the first. An abandoned whole-file upload releases everything.
+//! - In-place writes (append, resume) keep what they wrote even when interrupted, and add a
+//!   file when the backend's open created it (the kernel says so, `O_EXCL`). A resume whose
+//!   file is deleted between the session's look and the open recreates it without a reserved
+//!   place; that one file is counted even if it goes over the file limit.
+//! - Deleting or replacing a file by a rename frees exactly the regular file storage reports
+//!   it removed. A rename never moves a file between the home and another mount (the tree
+//!   refuses it), so it moves no usage.
 
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
-use wharf_vfs::{Error, Result, WriteMode};
+use wharf_vfs::{Error, PublishCheck, Result, WriteMode};
 
 use crate::size::ByteSize;
 
@@ -50,26 +71,56 @@ pub struct BandwidthConfig {
 
 #[derive(Debug, Default)]
 struct Ledger {
+    limits: QuotaConfig,
     used_bytes: u64,
     used_files: u64,
     /// Growth reserved by uploads in progress.
     reserved_bytes: u64,
+    /// Places in the file count reserved by uploads in progress that may add a file.
+    reserved_files: u64,
+}
+
+impl Ledger {
+    /// Whether `bytes` more would still fit.
+    fn bytes_fit(&self, bytes: u64) -> bool {
+        self.limits.bytes.is_none_or(|max| {
+            self.used_bytes.saturating_add(self.reserved_bytes).saturating_add(bytes) <= max.0
+        })
+    }
+
+    /// Whether one file more would still fit.
+    fn file_fits(&self) -> bool {
+        self.limits.files.is_none_or(|max| self.used_files + self.reserved_files < max)
+    }
+}
+
+/// What one upload holds reserved in the ledger.
+#[derive(Debug, Default)]
+struct Held {
+    bytes: u64,
+    place: bool,
 }
 
 /// A user's quota: the limits and the shared ledger of what is used.
 #[derive(Debug, Clone)]
 pub struct QuotaAccount {
-    limits: QuotaConfig,
     ledger: Arc<Mutex<Ledger>>,
 }
 
 impl QuotaAccount {
     /// An account with `limits` that starts at the measured usage.
     pub fn new(limits: QuotaConfig, used_bytes: u64, used_files: u64) -> Self {
-        QuotaAccount {
-            limits,
-            ledger: Arc::new(Mutex::new(Ledger { used_bytes, used_files, reserved_bytes: 0 })),
-        }
+        let ledger = Ledger { limits, used_bytes, used_files, ..Ledger::default() };
+        QuotaAccount { ledger: Arc::new(Mutex::new(ledger)) }
+    }
+
+    /// Replaces the limits and the usage with a new measurement (a reload); reservations of
+    /// uploads in progress stay, and every session sharing the account sees the change.
+    pub fn remeasured(&self, limits: QuotaConfig, used_bytes: u64, used_files: u64) {
+        let mut ledger = self.ledger();
+        ledger.limits = limits;
+        ledger.used_bytes = used_bytes;
+        ledger.used_files = used_files;
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -82,58 +133,87 @@ impl QuotaAccount {
         (ledger.used_bytes, ledger.used_files)
     }
 
-    /// Refuses a new file when the file count is at its limit, or any write when the byte
-    /// limit is already reached.
-    pub fn check_open(&self, new_file: bool) -> Result<()> {
+    /// Bytes and file places reserved by uploads in progress.
+    pub fn reserved(&self) -> (u64, u64) {
         let ledger = self.ledger();
-        if new_file && self.limits.files.is_some_and(|max| ledger.used_files >= max) {
-            return Err(Error::QuotaExceeded);
-        }
-        if self.limits.bytes.is_some_and(|max| ledger.used_bytes + ledger.reserved_bytes >= max.0) {
-            // Writing nothing is fine; writing anything is not. Opening a file that would stay
-            // empty is still refused: the user must free space first.
-            return Err(Error::QuotaExceeded);
-        }
-        Ok(())
+        (ledger.reserved_bytes, ledger.reserved_files)
     }
 
-    fn reserve(&self, bytes: u64) -> Result<()> {
-        let mut ledger = self.ledger();
-        if let Some(max) = self.limits.bytes {
-            if ledger.used_bytes + ledger.reserved_bytes + bytes > max.0 {
+    /// Opens the quota side of an upload in `mode` to a name that held a file of
+    /// `existing` bytes (`None`: no file, so the upload may add one and reserves a place).
+    /// Refused when that place is not free, or when the byte limit is already reached
+    /// (opening a file that would stay empty is refused too: the user must free space first).
+    pub fn open_upload(&self, mode: WriteMode, existing: Option<u64>) -> Result<QuotaCharge> {
+        let place = existing.is_none();
+        {
+            let mut ledger = self.ledger();
+            if (place && !ledger.file_fits()) || !ledger.bytes_fit(1) {
                 return Err(Error::QuotaExceeded);
             }
+            ledger.reserved_files += u64::from(place);
+        }
+        let end = match mode {
+            WriteMode::Append => existing.unwrap_or(0),
+            _ => 0,
+        };
+        Ok(QuotaCharge {
+            account: self.clone(),
+            mode,
+            old_size: existing.unwrap_or(0),
+            adds_file: place,
+            end,
+            held: Arc::new(Mutex::new(Held { bytes: 0, place })),
+            settled: false,
+        })
+    }
+
+    /// Reserves `bytes` more for `held`, if they fit.
+    fn reserve(&self, held: &Mutex<Held>, bytes: u64) -> Result<()> {
+        let mut ledger = self.ledger();
+        if !ledger.bytes_fit(bytes) {
+            return Err(Error::QuotaExceeded);
         }
         ledger.reserved_bytes += bytes;
+        held.lock().unwrap_or_else(|p| p.into_inner()).bytes += bytes;
         Ok(())
     }
 
-    fn settle(&self, reserved: u64, growth: i64, new_files: i64) {
+    /// Makes `held` cover publishing `size` bytes over what the name holds now (`replaced`):
+    /// a place if no regular file is replaced, the growth in bytes. Refuses when that does not
+    /// fit. Called by the backend with the name held still.
+    fn cover(&self, held: &Mutex<Held>, replaced: Option<u64>, size: u64) -> Result<()> {
         let mut ledger = self.ledger();
-        ledger.reserved_bytes = ledger.reserved_bytes.saturating_sub(reserved);
+        let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+        let place = replaced.is_none() && !held.place;
+        let bytes = size.saturating_sub(replaced.unwrap_or(0)).saturating_sub(held.bytes);
+        if (place && !ledger.file_fits()) || (bytes > 0 && !ledger.bytes_fit(bytes)) {
+            return Err(Error::QuotaExceeded);
+        }
+        ledger.reserved_files += u64::from(place);
+        ledger.reserved_bytes += bytes;
+        held.place |= place;
+        held.bytes += bytes;
+        Ok(())
+    }
+
+    /// Releases what `held` reserves and records that the home grew by `growth` bytes (less
+    /// when negative) and `files` files.
+    fn settle(&self, held: &Mutex<Held>, growth: i64, files: i64) {
+        let mut ledger = self.ledger();
+        let held = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
+        ledger.reserved_bytes = ledger.reserved_bytes.saturating_sub(held.bytes);
+        ledger.reserved_files = ledger.reserved_files.saturating_sub(u64::from(held.place));
         ledger.used_bytes = ledger.used_bytes.saturating_add_signed(growth);
-        ledger.used_files = ledger.used_files.saturating_add_signed(new_files);
+        ledger.used_files = ledger.used_files.saturating_add_signed(files);
     }
 
-    /// Records that a file of `size` bytes was removed.
-    pub fn removed(&self, size: u64) {
-        self.settle(0, -i64::try_from(size).unwrap_or(i64::MAX), -1);
-    }
-
-    /// Starts charging an upload in `mode` of a file that had `old_size` bytes (`None`: new).
-    pub fn charge(&self, mode: WriteMode, old_size: Option<u64>) -> QuotaCharge {
-        let base = match mode {
-            WriteMode::Append => old_size.unwrap_or(0),
-            _ => 0,
-        };
-        QuotaCharge {
-            account: self.clone(),
-            mode,
-            old_size: old_size.unwrap_or(0),
-            new_file: old_size.is_none(),
-            end: base,
-            reserved: 0,
-            settled: false,
+    /// Records that storage removed the regular file of `size` bytes from the home (deleted,
+    /// or replaced by a rename); `None` (a link, a special file, nothing) frees nothing.
+    pub fn removed(&self, size: Option<u64>) {
+        if let Some(size) = size {
+            let mut ledger = self.ledger();
+            ledger.used_bytes = ledger.used_bytes.saturating_sub(size);
+            ledger.used_files = ledger.used_files.saturating_sub(1);
         }
     }
 }
@@ -143,12 +223,19 @@ impl QuotaAccount {
 pub struct QuotaCharge {
     account: QuotaAccount,
     mode: WriteMode,
+    /// The size of the file when the upload opened.
     old_size: u64,
-    new_file: bool,
+    /// Whether the upload adds a file to the count, as far as is known so far.
+    adds_file: bool,
     /// The end of the data written so far (the file's projected size for whole uploads).
     end: u64,
-    reserved: u64,
+    /// What the upload holds reserved; shared with the publish check.
+    held: Arc<Mutex<Held>>,
     settled: bool,
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl QuotaCharge {
@@ -168,41 +255,82 @@ impl QuotaCharge {
         }
     }
 
-    fn growth(&self) -> i64 {
-        let projected = i64::try_from(self.projected_size(self.end)).unwrap_or(i64::MAX);
-        projected - i64::try_from(self.old_size).unwrap_or(i64::MAX)
-    }
-
     /// Reserves what writing up to offset `end` (exclusive) would add; refuses the write if
     /// it would cross the limit.
     pub fn before_write(&mut self, end: u64) -> Result<()> {
         let end = end.max(self.end);
         let growth = self.projected_size(end).saturating_sub(self.old_size);
-        if growth > self.reserved {
-            self.account.reserve(growth - self.reserved)?;
-            self.reserved = growth;
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).bytes;
+        if growth > held {
+            self.account.reserve(&self.held, growth - held)?;
         }
         self.end = end;
         Ok(())
     }
 
-    /// The upload ended; `kept` says whether its bytes are on disk (published, or written in
-    /// place).
-    pub fn finish(&mut self, kept: bool) {
-        if self.settled {
+    /// An in-place write was opened; `created` says whether the backend's open created the
+    /// file. A place reserved for a file that existed after all is released; a file created
+    /// without one (its old file was deleted since the session looked) is counted anyway.
+    pub fn opened_in_place(&mut self, created: bool) {
+        if created == self.adds_file {
             return;
         }
-        self.settled = true;
-        let (growth, files) = if kept { (self.growth(), i64::from(self.new_file)) } else { (0, 0) };
-        self.account.settle(self.reserved, growth, files);
+        let mut ledger = self.account.ledger();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if created {
+            ledger.reserved_files += 1;
+            held.place = true;
+        } else {
+            ledger.reserved_files = ledger.reserved_files.saturating_sub(u64::from(held.place));
+            held.place = false;
+        }
+        self.adds_file = created;
+    }
+
+    /// The check the backend runs just before publishing a whole-file upload (see the module
+    /// documentation); `None` for in-place writes, which publish nothing.
+    pub fn publish_check(&self) -> Option<PublishCheck> {
+        if !self.mode.is_atomic() {
+            return None;
+        }
+        let (account, held) = (self.account.clone(), self.held.clone());
+        Some(Box::new(move |replaced, size| account.cover(&held, replaced, size)))
+    }
+
+    /// The upload was committed: a whole-file upload of `size` bytes was published over the
+    /// regular file of `replaced` bytes (`None`: none); an in-place write keeps what it wrote.
+    pub fn committed(&mut self, replaced: Option<u64>, size: u64) {
+        if !self.mode.is_atomic() {
+            return self.finish();
+        }
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let growth = signed(size) - signed(replaced.unwrap_or(0));
+        self.account.settle(&self.held, growth, i64::from(replaced.is_none()));
+    }
+
+    /// The upload ended without publishing a whole file: an in-place write keeps what it
+    /// wrote, a whole-file upload leaves nothing.
+    pub fn finish(&mut self) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let (growth, files) = if self.mode.is_atomic() {
+            (0, 0)
+        } else {
+            (
+                signed(self.projected_size(self.end)) - signed(self.old_size),
+                i64::from(self.adds_file),
+            )
+        };
+        self.account.settle(&self.held, growth, files);
     }
 }
 
 impl Drop for QuotaCharge {
     fn drop(&mut self) {
-        // An abandoned in-place write keeps what it wrote; an abandoned whole upload does not.
-        let kept = !self.mode.is_atomic();
-        self.finish(kept);
+        self.finish();
     }
 }
 
@@ -210,45 +338,149 @@ impl Drop for QuotaCharge {
 mod tests {
     use super::*;
 
-    fn account(bytes: u64, files: u64) -> QuotaAccount {
-        QuotaAccount::new(QuotaConfig { bytes: Some(ByteSize(bytes)), files: Some(files) }, 0, 0)
+    fn account(bytes: Option<u64>, files: Option<u64>, used: (u64, u64)) -> QuotaAccount {
+        QuotaAccount::new(QuotaConfig { bytes: bytes.map(ByteSize), files }, used.0, used.1)
+    }
+
+    /// Publishes `charge` as the backend would: the check with what the name holds, then the
+    /// settlement.
+    fn publish(mut charge: QuotaCharge, replaced: Option<u64>, size: u64) -> Result<()> {
+        let check = charge.publish_check().expect("a whole-file upload");
+        check(replaced, size)?;
+        charge.committed(replaced, size);
+        Ok(())
     }
 
     #[test]
-    fn concurrent_uploads_cannot_cross_together() {
-        let quota = account(1_000, 10);
-        let mut a = quota.charge(WriteMode::Replace, None);
-        let mut b = quota.charge(WriteMode::Replace, None);
+    fn concurrent_uploads_cannot_cross_the_byte_limit_together() {
+        let quota = account(Some(1_000), None, (0, 0));
+        let mut a = quota.open_upload(WriteMode::Replace, None).expect("a");
+        let mut b = quota.open_upload(WriteMode::Replace, None).expect("b");
         a.before_write(600).expect("first half");
         assert!(matches!(b.before_write(600), Err(Error::QuotaExceeded)));
         b.before_write(400).expect("what is left");
-        a.finish(true);
-        b.finish(false);
+        publish(a, None, 600).expect("publish a");
+        drop(b);
         assert_eq!(quota.used(), (600, 1));
+        assert_eq!(quota.reserved(), (0, 0));
     }
 
     #[test]
-    fn replacing_counts_the_difference_and_aborts_count_nothing() {
-        let quota =
-            QuotaAccount::new(QuotaConfig { bytes: Some(ByteSize(1_000)), files: None }, 900, 3);
-        let mut smaller = quota.charge(WriteMode::Replace, Some(500));
-        smaller.before_write(100).expect("shrinking needs no room");
-        smaller.finish(true);
-        assert_eq!(quota.used(), (500, 3));
-        drop(quota.charge(WriteMode::Replace, None));
-        assert_eq!(quota.used(), (500, 3), "an abandoned whole upload costs nothing");
-        let mut resume = quota.charge(WriteMode::At(100), Some(100));
+    fn a_new_file_reserves_its_place_when_it_opens() {
+        let quota = account(None, Some(3), (10, 1));
+        let a = quota.open_upload(WriteMode::Replace, None).expect("a");
+        let b = quota.open_upload(WriteMode::CreateNew, None).expect("b");
+        assert_eq!(quota.reserved(), (0, 2));
+        let refused = quota.open_upload(WriteMode::Replace, None).expect_err("no place left");
+        assert!(matches!(refused, Error::QuotaExceeded));
+        let refused = quota.open_upload(WriteMode::At(0), None).expect_err("in place too");
+        assert!(matches!(refused, Error::QuotaExceeded));
+        // Overwriting an existing file needs no place.
+        let c = quota.open_upload(WriteMode::Replace, Some(10)).expect("overwrite");
+        publish(a, None, 0).expect("a");
+        drop(b);
+        assert_eq!((quota.used(), quota.reserved()), ((10, 2), (0, 0)), "an abort frees its place");
+        publish(c, Some(10), 4).expect("c");
+        assert_eq!(quota.used(), (4, 2), "the replaced file's bytes are freed");
+    }
+
+    #[test]
+    fn publication_settles_on_what_was_really_replaced() {
+        let quota = account(Some(1_000), Some(10), (500, 2));
+        // Opened as a replacement of a 300-byte file, which was deleted meanwhile: the upload
+        // adds a file after all, and all its bytes.
+        let mut charge = quota.open_upload(WriteMode::Replace, Some(300)).expect("open");
+        charge.before_write(400).expect("400 bytes, 100 more than the old file");
+        quota.removed(Some(300));
+        assert_eq!(quota.used(), (200, 1));
+        publish(charge, None, 400).expect("there is room");
+        assert_eq!((quota.used(), quota.reserved()), ((600, 2), (0, 0)));
+
+        // Replacing a 100-byte file with 50 bytes shrinks the home.
+        let charge = quota.open_upload(WriteMode::Replace, Some(100)).expect("open");
+        publish(charge, Some(100), 50).expect("smaller");
+        assert_eq!(quota.used(), (550, 2));
+    }
+
+    #[test]
+    fn a_publication_that_would_cross_a_limit_is_refused_and_releases_everything() {
+        // The file to overwrite is deleted and its bytes taken by another upload while this
+        // upload runs: publishing it as a new file would go over both limits.
+        let quota = account(Some(1_000), Some(2), (900, 2));
+        let mut over = quota.open_upload(WriteMode::Replace, Some(900)).expect("overwrite");
+        over.before_write(900).expect("no growth");
+        quota.removed(Some(900));
+        let mut other = quota.open_upload(WriteMode::Replace, None).expect("takes the place");
+        other.before_write(900).expect("and the bytes");
+        publish(other, None, 900).expect("published first");
+        let err = publish(over, None, 900).expect_err("nothing left for it");
+        assert!(matches!(err, Error::QuotaExceeded));
+        assert_eq!((quota.used(), quota.reserved()), ((900, 2), (0, 0)));
+    }
+
+    #[test]
+    fn two_uploads_to_one_new_name_count_one_file() {
+        let quota = account(Some(1_000), Some(5), (0, 0));
+        let mut first = quota.open_upload(WriteMode::Replace, None).expect("first");
+        let mut second = quota.open_upload(WriteMode::Replace, None).expect("second");
+        first.before_write(100).expect("write");
+        second.before_write(70).expect("write");
+        publish(first, None, 100).expect("first publishes a new file");
+        // The second finds the first's file under the name and replaces it.
+        publish(second, Some(100), 70).expect("second replaces it");
+        assert_eq!((quota.used(), quota.reserved()), ((70, 1), (0, 0)));
+    }
+
+    #[test]
+    fn in_place_writes_keep_what_they_wrote_and_count_created_files() {
+        let quota = account(Some(1_000), Some(10), (100, 1));
+        let mut resume = quota.open_upload(WriteMode::At(100), Some(100)).expect("resume");
+        resume.opened_in_place(false);
         resume.before_write(300).expect("grows by 200");
         drop(resume);
-        assert_eq!(quota.used(), (700, 3), "an interrupted resume keeps what it wrote");
-        quota.removed(700);
-        assert_eq!(quota.used(), (0, 2));
+        assert_eq!(quota.used(), (300, 1), "an interrupted resume keeps what it wrote");
+
+        let mut append = quota.open_upload(WriteMode::Append, None).expect("new log");
+        append.opened_in_place(true);
+        append.before_write(50).expect("50 bytes");
+        append.finish();
+        assert_eq!((quota.used(), quota.reserved()), ((350, 2), (0, 0)));
+
+        // Another session created the file between the look and the open: no file added.
+        let mut raced = quota.open_upload(WriteMode::At(0), None).expect("open");
+        assert_eq!(quota.reserved(), (0, 1));
+        raced.opened_in_place(false);
+        assert_eq!(quota.reserved(), (0, 0), "the place is released at once");
+        drop(raced);
+        // The file to resume was deleted between the look and the open: the open created it.
+        quota.removed(Some(0));
+        let mut recreated = quota.open_upload(WriteMode::At(0), Some(0)).expect("open");
+        recreated.opened_in_place(true);
+        drop(recreated);
+        assert_eq!((quota.used(), quota.reserved()), ((350, 2), (0, 0)));
     }
 
     #[test]
-    fn file_count_limit() {
-        let quota = QuotaAccount::new(QuotaConfig { bytes: None, files: Some(2) }, 0, 2);
-        assert!(matches!(quota.check_open(true), Err(Error::QuotaExceeded)));
-        quota.check_open(false).expect("overwriting an existing file adds no file");
+    fn deletes_and_renames_over_free_exactly_the_regular_file_removed() {
+        let quota = account(Some(1_000), Some(3), (600, 3));
+        quota.removed(Some(200));
+        assert_eq!(quota.used(), (400, 2));
+        quota.removed(None);
+        assert_eq!(quota.used(), (400, 2), "a link or nothing frees nothing");
+        quota.open_upload(WriteMode::Replace, None).expect("the freed place is usable");
+    }
+
+    #[test]
+    fn a_remeasurement_keeps_reservations_and_applies_new_limits_to_every_session() {
+        let quota = account(None, Some(1), (0, 0));
+        let session_before_reload = quota.clone();
+        let upload = session_before_reload.open_upload(WriteMode::Replace, None).expect("open");
+        quota.remeasured(QuotaConfig { bytes: None, files: Some(1) }, 0, 0);
+        let err = quota.open_upload(WriteMode::Replace, None).expect_err("the place is held");
+        assert!(matches!(err, Error::QuotaExceeded));
+        publish(upload, None, 0).expect("publish");
+        assert_eq!(quota.used(), (0, 1));
+        quota.remeasured(QuotaConfig { bytes: None, files: Some(5) }, 0, 1);
+        session_before_reload.open_upload(WriteMode::Replace, None).expect("new limit seen");
     }
 }

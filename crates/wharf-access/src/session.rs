@@ -275,13 +275,13 @@ impl Session {
     pub async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Upload> {
         let started = Instant::now();
         let opened = async {
-            let existing_size = match self.inner.tree.lstat(path).await {
+            let existing = match self.inner.tree.lstat(path).await {
                 Ok(meta) if meta.is_dir() => return Err(Error::IsADirectory),
-                Ok(meta) => Some(meta.size),
+                Ok(meta) => Some(meta),
                 Err(Error::NotFound) => None,
                 Err(err) => return Err(err),
             };
-            let exists = existing_size.is_some();
+            let exists = existing.is_some();
             let needed = match (mode, exists) {
                 (_, false) => Permissions::UPLOAD,
                 (WriteMode::Replace, true) => Permissions::OVERWRITE,
@@ -301,14 +301,16 @@ impl Session {
                 }
                 _ => {}
             }
-            let charge = match self.quota_at(path) {
-                Some(quota) => {
-                    quota.check_open(!exists)?;
-                    Some(quota.charge(mode, existing_size))
-                }
+            // Quotas count regular files: an upload over a link adds one.
+            let existing_file = existing.filter(Metadata::is_file).map(|meta| meta.size);
+            let mut charge = match self.quota_at(path) {
+                Some(quota) => Some(quota.open_upload(mode, existing_file)?),
                 None => None,
             };
             let file = self.inner.tree.open_write(path, mode).await?;
+            if let Some(charge) = charge.as_mut().filter(|_| !mode.is_atomic()) {
+                charge.opened_in_place(file.created());
+            }
             Ok((file, charge))
         }
         .await;
@@ -341,7 +343,13 @@ impl Session {
                 Err(err) => return Err(err),
             };
             self.require(to, needed)?;
-            self.inner.tree.rename(from, to).await.map(drop)
+            // Both ends are in one mount (the tree refuses others), so under one quota or
+            // none: the rename moves no usage and frees only the file it replaced.
+            let replaced = self.inner.tree.rename(from, to).await?;
+            if let Some(quota) = self.quota_at(to) {
+                quota.removed(replaced);
+            }
+            Ok(())
         })
         .await
     }
@@ -350,14 +358,9 @@ impl Session {
     pub async fn remove_file(&self, path: &VPath) -> Result<()> {
         self.audited(Operation::RemoveFile, path, None, async {
             self.require(path, Permissions::DELETE)?;
-            let quota = self.quota_at(path);
-            let size = match quota {
-                Some(_) => self.inner.tree.lstat(path).await?.size,
-                None => 0,
-            };
-            self.inner.tree.remove_file(path).await?;
-            if let Some(quota) = quota {
-                quota.removed(size);
+            let removed = self.inner.tree.remove_file(path).await?;
+            if let Some(quota) = self.quota_at(path) {
+                quota.removed(removed);
             }
             Ok(())
         })

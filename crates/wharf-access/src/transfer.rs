@@ -296,13 +296,23 @@ impl Upload {
         self.file.bytes_written()
     }
 
-    /// Finishes the upload and publishes it; returns the bytes written.
+    /// Finishes the upload and publishes it; returns the bytes written. A whole-file upload
+    /// is checked against the quota once more as it publishes, with what its name holds then,
+    /// and the quota is settled on what the backend reports it did (see `quota.rs`).
     pub async fn commit(mut self) -> Result<u64> {
-        let result = self.file.commit().await;
-        self.record.set_outcome(Outcome::of(&result));
+        let check = self.quota.as_ref().and_then(QuotaCharge::publish_check);
+        let result = self.file.publish(check).await;
         if let Some(quota) = self.quota.as_mut() {
-            quota.finish(result.is_ok());
+            match &result {
+                Ok(done) => quota.committed(done.replaced, done.size),
+                Err(_) => quota.finish(),
+            }
         }
+        let result = result.and_then(|done| match done.unsynced {
+            Some(err) => Err(err),
+            None => Ok(done.written),
+        });
+        self.record.set_outcome(Outcome::of(&result));
         result
     }
 }

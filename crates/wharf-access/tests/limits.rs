@@ -104,3 +104,103 @@ async fn bandwidth_limit_slows_downloads_in_proportion() {
     assert!(limited >= 1.2, "limited download took {limited:.2} s");
     assert!(limited > 4.0 * unlimited, "limited {limited:.2} s vs unlimited {unlimited:.2} s");
 }
+
+#[tokio::test]
+async fn uploads_opened_together_cannot_add_more_files_than_the_quota() {
+    let fx = share(USERS);
+    let sessions = [
+        fx.login("small", Protocol::Ftp).await,
+        fx.login("small", Protocol::Sftp).await,
+        fx.login("small", Protocol::Ftps).await,
+        fx.login("small", Protocol::Sftp).await,
+    ];
+    // All open before any writes or publishes: the places are taken at the open.
+    let mut opened = Vec::new();
+    let mut refused = 0;
+    for (i, s) in sessions.iter().enumerate() {
+        match s.open_write(&p(&format!("/new-{i}")), WriteMode::Replace).await {
+            Ok(up) => opened.push(up),
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::QuotaExceeded);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((opened.len(), refused), (3, 1));
+    for mut up in opened {
+        up.write(Bytes::from_static(b"0123456789")).await.expect("write");
+        up.commit().await.expect("publish");
+    }
+    assert_eq!(names(&fx.root.join("small")), vec!["new-0", "new-1", "new-2"]);
+    assert_eq!(sessions[0].quota_used(), Some((30, 3)));
+}
+
+#[tokio::test]
+async fn two_uploads_to_one_new_name_count_one_file() {
+    let fx = share(USERS);
+    let (a, b) = (fx.login("small", Protocol::Ftp).await, fx.login("small", Protocol::Sftp).await);
+    let mut first = a.open_write(&p("/same.txt"), WriteMode::Replace).await.expect("open");
+    let mut second = b.open_write(&p("/same.txt"), WriteMode::Replace).await.expect("open");
+    first.write(Bytes::from_static(b"first upload")).await.expect("write");
+    second.write(Bytes::from_static(b"second")).await.expect("write");
+    first.commit().await.expect("publish");
+    second.commit().await.expect("replaces the first");
+    assert_eq!(a.quota_used(), Some((6, 1)));
+    // Two places were reserved; one file exists: two more new files fit.
+    upload(&a, "/x", 1).await.expect("x");
+    upload(&a, "/y", 1).await.expect("y");
+    assert_eq!(upload(&a, "/z", 1).await, Err(ErrorKind::QuotaExceeded));
+}
+
+#[tokio::test]
+async fn renames_over_a_file_free_it_and_renames_across_mounts_move_nothing() {
+    let fx = share(USERS);
+    let s = fx.login("small", Protocol::Sftp).await;
+    upload(&s, "/a", 1000).await.expect("a");
+    upload(&s, "/b", 300).await.expect("b");
+    assert_eq!(s.quota_used(), Some((1300, 2)));
+    s.rename(&p("/a"), &p("/b")).await.expect("rename over");
+    assert_eq!(s.quota_used(), Some((1000, 1)), "the replaced 300-byte file is freed");
+    s.rename(&p("/b"), &p("/c")).await.expect("plain rename");
+    assert_eq!(s.quota_used(), Some((1000, 1)));
+    let err = s.rename(&p("/c"), &p("/shared/c")).await.expect_err("out of the home");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(s.quota_used(), Some((1000, 1)));
+    upload(&s, "/shared/d", 10).await.expect("outside the home");
+    let err = s.rename(&p("/shared/d"), &p("/d")).await.expect_err("into the home");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(s.quota_used(), Some((1000, 1)));
+}
+
+#[tokio::test]
+async fn deleting_the_file_an_upload_replaces_cannot_smuggle_bytes_past_the_quota() {
+    let fx = share(USERS);
+    let (a, b) = (fx.login("small", Protocol::Ftp).await, fx.login("small", Protocol::Sftp).await);
+    upload(&a, "/big", 90 * 1024).await.expect("90 KiB of 100");
+    // An overwrite of the same size needs no room...
+    let mut over = a.open_write(&p("/big"), WriteMode::Replace).await.expect("open");
+    over.write(Bytes::from(vec![1u8; 90 * 1024])).await.expect("write");
+    // ...until the file it replaces is deleted and its room taken by another upload.
+    b.remove_file(&p("/big")).await.expect("delete");
+    upload(&b, "/other", 90 * 1024).await.expect("takes the freed room");
+    let err = over.commit().await.expect_err("publishing now would need 90 KiB more");
+    assert_eq!(err.kind(), ErrorKind::QuotaExceeded);
+    assert_eq!(names(&fx.root.join("small")), vec!["other"]);
+    assert_eq!(a.quota_used(), Some((90 * 1024, 1)));
+}
+
+#[tokio::test]
+async fn sessions_from_before_and_after_a_reload_share_one_ledger() {
+    let fx = share(USERS);
+    let before = fx.login("small", Protocol::Ftp).await;
+    upload(&before, "/1", 10).await.expect("1");
+    upload(&before, "/2", 10).await.expect("2");
+    let held = before.open_write(&p("/3"), WriteMode::Replace).await.expect("the last place");
+    fx.auth.replace_users(fx.auth.users().as_ref().clone());
+    let after = fx.login("small", Protocol::Sftp).await;
+    assert_eq!(after.quota_used(), Some((20, 2)), "measured again");
+    let err = after.open_write(&p("/4"), WriteMode::Replace).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "the place held before the reload counts");
+    held.commit().await.expect("publish");
+    assert_eq!(after.quota_used(), Some((20, 3)));
+}
