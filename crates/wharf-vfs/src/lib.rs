@@ -16,7 +16,10 @@ pub mod storage;
 
 pub use config::StorageConfig;
 pub use error::{Error, ErrorKind, Result};
-pub use local::{LocalOptions, LocalStorage};
+pub use local::{
+    LocalOptions, LocalStorage, SWEEP_ENTRIES_PER_RUN, SWEEP_INTERVAL, SWEEP_MAX_DEPTH,
+    SWEEP_PAUSE, SweepRun, TemporarySweeper,
+};
 pub use metadata::{DirEntry, DiskUsage, FileId, FileKind, Metadata, Space};
 pub use mount::{Mount, MountError, Tree};
 pub use path::{PathError, VPath};

@@ -195,6 +195,49 @@ pub enum ConfigError {
     /// The working directory is unknown (needed to resolve relative paths).
     #[error("cannot determine the working directory: {0}")]
     WorkingDir(std::io::Error),
+    /// A value that parses but cannot work with the rest of the configuration.
+    #[error("{origin}: {key}: {reason}")]
+    Invalid {
+        /// Where the configuration came from.
+        origin: ConfigSource,
+        /// The key, as a path into the file.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl WharfConfig {
+    /// The longest a transfer in progress may go without writing anything under these
+    /// settings: an FTP data connection's stall timeout, an SFTP connection's idle timeout,
+    /// TFTP's retransmissions, or the shutdown grace of a draining server.
+    pub fn longest_silent_transfer(&self) -> Duration {
+        let ftp = self.ftp.as_ref().map(|ftp| ftp.data_stall_timeout);
+        let sftp = self.sftp.as_ref().map(|sftp| sftp.idle_timeout);
+        let tftp = self.tftp.as_ref().map(|tftp| tftp.timeout.saturating_mul(tftp.max_retries + 1));
+        [ftp, sftp, tftp].into_iter().flatten().fold(self.shutdown_grace, Duration::max)
+    }
+
+    /// Checks what each section cannot check alone.
+    fn check_across_sections(&self) -> Result<(), (&'static str, String)> {
+        // A temporary file of another Wharf process's upload (one draining during an
+        // upgrade) must never look stale while that upload may still write to it.
+        let silent = self.longest_silent_transfer();
+        if self.storage.stale_temporary_age < silent {
+            return Err((
+                "storage.stale_temporary_age",
+                format!(
+                    "{} is shorter than the longest a transfer may stay silent here ({}); \
+                     temporary files of uploads in progress could be taken for leftovers",
+                    humantime_serde::re::humantime::format_duration(
+                        self.storage.stale_temporary_age
+                    ),
+                    humantime_serde::re::humantime::format_duration(silent),
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl LoadedConfig {
@@ -220,6 +263,11 @@ impl LoadedConfig {
     ) -> Result<LoadedConfig, ConfigError> {
         let mut config: WharfConfig = serde_yaml::from_str(text)
             .map_err(|err| ConfigError::Parse { origin: source.clone(), source: err })?;
+        config.check_across_sections().map_err(|(key, reason)| ConfigError::Invalid {
+            origin: source.clone(),
+            key,
+            reason,
+        })?;
         config.data_dir = base.join(&config.data_dir);
         config.storage.root = config.data_dir.join(&config.storage.root);
         for path in [
@@ -292,6 +340,23 @@ mod tests {
         assert_eq!((default.max_sessions, default.max_sessions_per_address), (64, 8));
         let partial = parse("metrics: { listen: \"127.0.0.1:0\", limits: { max_sessions: 10 } }\n");
         assert_eq!((partial.max_sessions, partial.max_sessions_per_address), (10, 8));
+    }
+
+    #[test]
+    fn a_stale_temporary_age_shorter_than_a_silent_transfer_is_refused() {
+        let text = "storage: { stale_temporary_age: 5m }\nsftp: { idle_timeout: 10m }\n";
+        let err = LoadedConfig::parse(text, ConfigSource::File("w.yaml".into()), Path::new("/"))
+            .expect_err("too short");
+        let message = err.to_string();
+        assert!(message.starts_with("w.yaml: storage.stale_temporary_age: 5m "), "{message}");
+        assert!(message.contains("(10m)"), "{message}");
+        let text = "storage: { stale_temporary_age: 10m }\nsftp: { idle_timeout: 10m }\n";
+        let loaded =
+            LoadedConfig::parse(text, ConfigSource::Embedded, Path::new("/")).expect("enough");
+        assert_eq!(loaded.config.storage.stale_temporary_age, Duration::from_secs(600));
+        let default = LoadedConfig::parse("{}", ConfigSource::Embedded, Path::new("/"))
+            .expect("the default age fits the default timeouts");
+        assert_eq!(default.config.storage.stale_temporary_age, Duration::from_secs(3600));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Server {
     ftps_tls: Option<Arc<wharf_ftps::FtpsTls>>,
     /// The open-file limit sessions are budgeted under; `None`: no budget.
     open_files: Option<u64>,
+    /// The sweep of stale temporary upload files, started once everything else did; aborted
+    /// at shutdown.
+    sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Whether listeners should ignore their configured ports (see [`EPHEMERAL_PORTS_ENV`]).
@@ -109,6 +112,7 @@ impl Server {
             tasks: Vec::new(),
             ftps_tls: None,
             open_files,
+            sweeper: None,
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -140,6 +144,11 @@ impl Server {
             });
             server.tasks.push(tokio::spawn(endpoint.run()));
         }
+        // Temporary files a crash left in the share are removed from the start on, off the
+        // async workers, a bounded number of folder entries at a time.
+        let sweeper = server.gateway.authenticator.share().temporary_sweeper();
+        server.sweeper =
+            Some(tokio::spawn(sweeper.run(wharf_vfs::SWEEP_PAUSE, wharf_vfs::SWEEP_INTERVAL)));
         Ok(server)
     }
 
@@ -243,6 +252,9 @@ impl Server {
     /// Stops accepting, lets transfers finish within the configured grace period, closes the
     /// rest. Returns whether everything finished in time.
     pub async fn shutdown(self) -> bool {
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.abort();
+        }
         self.save_bans();
         let grace = self.loaded.config.shutdown_grace;
         let clean = self.gateway.shutdown.shut_down(grace).await;

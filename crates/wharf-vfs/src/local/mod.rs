@@ -31,7 +31,8 @@ use crate::path::{PathError, VPath};
 use crate::storage::{Capabilities, DirLister, ReadFile, Storage, WriteFile, WriteMode, blocking};
 
 pub use temporaries::{
-    SWEEP_ENTRIES_PER_RUN, SWEEP_MAX_DEPTH, SweepRun, TEMP_PREFIX, TemporarySweeper,
+    SWEEP_ENTRIES_PER_RUN, SWEEP_INTERVAL, SWEEP_MAX_DEPTH, SWEEP_PAUSE, SweepRun, TEMP_PREFIX,
+    TemporarySweeper,
 };
 
 /// Options of the local backend.

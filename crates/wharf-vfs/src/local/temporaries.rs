@@ -119,6 +119,12 @@ pub(super) fn clear_stale(dir: &Dir, max_age: Duration) -> std::io::Result<bool>
 /// Directory entries one sweep run looks at, at most: a few milliseconds of work.
 pub const SWEEP_ENTRIES_PER_RUN: usize = 10_000;
 
+/// How long the sweep rests between runs until a pass is complete.
+pub const SWEEP_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long the sweep rests between complete passes.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
 /// Directory levels the sweep descends: far deeper than any real share, and a bound on the
 /// descriptors one run holds open (one per level).
 pub const SWEEP_MAX_DEPTH: usize = 64;
