@@ -10,6 +10,7 @@
 //!     partners/acme/     the home of partner `acme`
 //!     partners/globex/   the home of partner `globex`
 //!     quota/             the home of `tight`, limited to QUOTA_BYTES
+//!     counted/           the home of `counted`, limited to COUNTED_FILES files
 //!   host-keys/           the SSH host keys (outside the share)
 //!   outside/sentinel.txt never to be read or changed by any client
 //!   client/id_ed25519    the client key OpenSSH's `sftp` uses
@@ -42,6 +43,10 @@ pub const GLOBEX: &str = "globex";
 pub const TIGHT: &str = "tight";
 /// Bytes `tight`'s home may hold.
 pub const QUOTA_BYTES: usize = 4096;
+/// A user whose home holds at most [`COUNTED_FILES`] files.
+pub const COUNTED: &str = "counted";
+/// Files `counted`'s home may hold.
+pub const COUNTED_FILES: usize = 4;
 /// The TFTP identity of 127.0.0.0/8: reads `/firmware`, creates files in `/uploads`.
 pub const DEVICES: &str = "devices";
 /// The TFTP identity of 127.0.0.2 alone: reads `/uploads`, reads and replaces in `/lab`.
@@ -114,6 +119,11 @@ const USERS: &str = r#"
       authorized_keys: ["{key}"]
       home: quota
       quota: { bytes: {quota} }
+    - name: counted
+      password: "{hash}"
+      authorized_keys: ["{key}"]
+      home: counted
+      quota: { files: {counted_files} }
     - name: devices
       passwordless: true
       protocols: [tftp]
@@ -188,7 +198,8 @@ impl Wharf {
         let users = USERS
             .replace("{hash}", &hash)
             .replace("{key}", &public)
-            .replace("{quota}", &QUOTA_BYTES.to_string());
+            .replace("{quota}", &QUOTA_BYTES.to_string())
+            .replace("{counted_files}", &COUNTED_FILES.to_string());
         let text = CONFIG
             .replace("{users}", users.trim_end_matches('\n'))
             .replace("{tftp_timeout}", &TFTP_TIMEOUT.as_millis().to_string())
