@@ -277,7 +277,9 @@ impl Upload {
         Ok(())
     }
 
-    /// Waits until everything written is on stable storage.
+    /// Waits until everything written is on stable storage: the file itself for an in-place
+    /// write; for a whole-file upload not yet published, its temporary file, and its commit
+    /// then makes the publication durable too (see [`wharf_vfs::WriteFile::sync`]).
     pub async fn sync(&mut self) -> Result<()> {
         let synced = self.file.sync().await;
         self.note_failure(&synced);
