@@ -331,9 +331,7 @@ impl Storage for LocalStorage {
         self.with_root(move |root| {
             let from_dir = open_parent(root, &from_parent)?;
             let to_dir = open_parent(root, &to_parent)?;
-            let stripes =
-                [names::stripe(&from_dir, &from_name)?, names::stripe(&to_dir, &to_name)?];
-            let _held = names::lock(&stripes);
+            let _held = names::lock(&[names::stripe(&from_name), names::stripe(&to_name)]);
             let source = regular_file(&from_dir, &from_name)?;
             let replaced = regular_file(&to_dir, &to_name)?;
             from_dir.rename(&from_name, &to_dir, &to_name)?;
@@ -353,7 +351,7 @@ impl Storage for LocalStorage {
         let parent = rel(&parent).to_owned();
         self.with_root(move |root| {
             let dir = open_parent(root, &parent)?;
-            let _held = names::lock(&[names::stripe(&dir, &name)?]);
+            let _held = names::lock(&[names::stripe(&name)]);
             if dir.symlink_metadata(&name)?.is_dir() {
                 return Err(Error::IsADirectory);
             }

@@ -8,29 +8,25 @@
 //! other than Wharf changing the share can still slip in between; quotas pick such changes up
 //! at their next measurement.
 //!
-//! A name is its directory's identity (device and inode, so every mount and path reaching the
-//! directory agree) and the entry's name, hashed onto a fixed set of mutexes. The locks are
-//! held on the blocking pool for a few system calls (no data is written under them), and
-//! taken in index order, so two names never deadlock.
+//! A name is hashed onto a fixed set of mutexes by the entry's name alone: the same name in
+//! two directories shares a lock (harmless: more exclusion, never less), and no system call is
+//! needed to tell which directory a path reaches through mounts and links. The locks are held
+//! on the blocking pool for a few system calls (no data is written under them), and taken in
+//! index order, so two names never deadlock.
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::{Mutex, MutexGuard};
-
-use cap_std::fs::{Dir, MetadataExt as _};
-
-use crate::error::Result;
 
 /// Enough stripes that unrelated names rarely share one.
 const STRIPES: usize = 64;
 
 static LOCKS: [Mutex<()>; STRIPES] = [const { Mutex::new(()) }; STRIPES];
 
-/// The stripe of `name` in `dir`.
-pub(super) fn stripe(dir: &Dir, name: &str) -> Result<usize> {
-    let meta = dir.dir_metadata()?;
+/// The stripe of the directory entry `name`, in whatever directory.
+pub(super) fn stripe(name: &str) -> usize {
     let mut hasher = DefaultHasher::new();
-    (meta.dev(), meta.ino(), name).hash(&mut hasher);
-    Ok((hasher.finish() % STRIPES as u64) as usize)
+    name.hash(&mut hasher);
+    (hasher.finish() % STRIPES as u64) as usize
 }
 
 /// Holds the locks of the given stripes until dropped.

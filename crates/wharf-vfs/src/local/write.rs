@@ -174,6 +174,9 @@ pub(super) struct LocalWriter {
     in_flight: Option<JoinHandle<Result<Arc<File>>>>,
     failed: Option<Error>,
     written: u64,
+    /// The end of the furthest write (an atomic upload's temporary file starts empty, so this
+    /// is its size).
+    end: u64,
 }
 
 impl LocalWriter {
@@ -259,6 +262,7 @@ impl LocalWriter {
             in_flight: None,
             failed: None,
             written: 0,
+            end: 0,
         }
     }
 
@@ -328,6 +332,9 @@ impl LocalWriter {
             self.pending_at = at;
         }
         self.written += data.len() as u64;
+        if let Position::At(offset) = at {
+            self.end = self.end.max(offset + data.len() as u64);
+        }
         if self.pending.is_empty() && data.len() >= TRANSFER_CHUNK {
             // A large block goes out as it is, without a copy.
             return self.send_block(data).await;
@@ -416,7 +423,8 @@ impl WriteFile for LocalWriter {
         let name = self.name.clone();
         let temp = self.temp_name.as_ref().map(|t| t.as_str().to_owned());
         let exclusive = self.mode == WriteMode::CreateNew;
-        let (fsync, created, written) = (self.fsync_on_commit, self.created, self.written);
+        let (fsync, created, written, size) =
+            (self.fsync_on_commit, self.created, self.written, self.end);
         let published = blocking(move || {
             let file = slot.open()?;
             if !last.is_empty() {
@@ -436,9 +444,10 @@ impl WriteFile for LocalWriter {
             if fsync {
                 file.sync_all()?;
             }
-            let replaced = publish_temp(&file, &parent, &temp, &name, exclusive, check)?;
+            let target = Target { parent: &parent, name: &name, exclusive };
+            let replaced = publish_temp(&file, size, &temp, target, check)?;
             let unsynced = if fsync { sync_dir(&parent).err() } else { None };
-            Ok(Committed { written, size: replaced.size, replaced: replaced.file, unsynced })
+            Ok(Committed { written, size, replaced, unsynced })
         })
         .await;
         match published {
@@ -462,27 +471,27 @@ impl WriteFile for LocalWriter {
     }
 }
 
-/// What [`publish_temp`] found and did.
-struct Published {
-    /// The size of the new file.
-    size: u64,
-    /// The size of the regular file it replaced, if any.
-    file: Option<u64>,
+/// Where an atomic upload is published.
+struct Target<'a> {
+    parent: &'a Dir,
+    name: &'a str,
+    /// Refuse to replace anything (`CreateNew`).
+    exclusive: bool,
 }
 
-/// Renames the temporary file `temp` (open as `file`) over `name`, with the name locked: looks
-/// at what the name holds, lets `check` refuse, gives a replaced file's permission bits to the
-/// new one, renames (refusing to replace anything when `exclusive`). Runs on the blocking pool.
+/// Renames the temporary file `temp` (open as `file`, `size` bytes) over the target, with the
+/// name locked: looks at what the name holds, lets `check` refuse, gives a replaced file's
+/// permission bits to the new one, renames. Returns the size of the regular file replaced.
+/// Runs on the blocking pool.
 fn publish_temp(
     file: &File,
-    parent: &Dir,
+    size: u64,
     temp: &str,
-    name: &str,
-    exclusive: bool,
+    target: Target<'_>,
     check: Option<PublishCheck>,
-) -> Result<Published> {
-    let new = file.metadata()?;
-    let _held = names::lock(&[names::stripe(parent, name)?]);
+) -> Result<Option<u64>> {
+    let Target { parent, name, exclusive } = target;
+    let _held = names::lock(&[names::stripe(name)]);
     let old = match parent.symlink_metadata(name) {
         Ok(meta) => Some(meta),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
@@ -494,20 +503,17 @@ fn publish_temp(
     let old_file = old.filter(|meta| meta.is_file());
     let replaced = old_file.as_ref().map(|meta| meta.len());
     if let Some(check) = check {
-        check(replaced, new.len())?;
+        check(replaced, size)?;
     }
     if let Some(old) = &old_file {
-        let mode = old.mode() & 0o777;
-        if mode != new.permissions().mode() & 0o777 {
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
+        file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o777))?;
     }
     if exclusive {
         rustix::fs::renameat_with(parent, temp, parent, name, rustix::fs::RenameFlags::NOREPLACE)?;
     } else {
         parent.rename(temp, parent, name)?;
     }
-    Ok(Published { size: new.len(), file: replaced })
+    Ok(replaced)
 }
 
 impl LocalWriter {
