@@ -35,7 +35,7 @@ impl Side {
     /// The order of run `run`: alternating, so that a drift of the machine (writeback, a
     /// neighbour's build) does not always favour the same side.
     pub fn order(run: usize) -> [Side; 2] {
-        if run % 2 == 0 { [Side::Peer, Side::Wharf] } else { [Side::Wharf, Side::Peer] }
+        if run.is_multiple_of(2) { [Side::Peer, Side::Wharf] } else { [Side::Wharf, Side::Peer] }
     }
 
     /// Lower-case name for file names and JSON.

@@ -51,10 +51,10 @@ impl Lineup {
                 [(Side::Peer, &mut peer_endpoints), (Side::Wharf, &mut wharf_endpoints)]
             {
                 let slot = endpoints.get_mut(*protocol);
-                if let Ok(endpoint) = slot {
-                    if let Err(err) = probe(scratch, *protocol, side, endpoint) {
-                        *slot = Err(Unavailable::Broken(format!("first transfer failed: {err:#}")));
-                    }
+                if let Ok(endpoint) = slot
+                    && let Err(err) = probe(scratch, *protocol, side, endpoint)
+                {
+                    *slot = Err(Unavailable::Broken(format!("first transfer failed: {err:#}")));
                 }
             }
         }

@@ -90,10 +90,10 @@ pub fn descendants(root: u32) -> Vec<u32> {
     let mut parent_by_pid = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
-                if let Some(parent) = parent_of(pid) {
-                    parent_by_pid.push((pid, parent));
-                }
+            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+                && let Some(parent) = parent_of(pid)
+            {
+                parent_by_pid.push((pid, parent));
             }
         }
     }

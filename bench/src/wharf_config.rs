@@ -211,15 +211,15 @@ fn derived_section(example: Option<&Mapping>, section: &str, bench_user: &str) -
 pub fn candidates(example: Option<&Mapping>, section: &str, bench_user: &str) -> Vec<Value> {
     let derived = derived_section(example, section, bench_user);
     let mut list: Vec<Value> = known_section(section).into_iter().collect();
-    if !has_limit_key(&derived) {
-        if let Value::Mapping(mapping) = &derived {
-            let mut nested = mapping.clone();
-            nested.insert(Value::from("limits"), Value::Mapping(raised_limits()));
-            list.push(Value::Mapping(nested));
-            let mut flat = mapping.clone();
-            flat.extend(raised_limits());
-            list.push(Value::Mapping(flat));
-        }
+    if !has_limit_key(&derived)
+        && let Value::Mapping(mapping) = &derived
+    {
+        let mut nested = mapping.clone();
+        nested.insert(Value::from("limits"), Value::Mapping(raised_limits()));
+        list.push(Value::Mapping(nested));
+        let mut flat = mapping.clone();
+        flat.extend(raised_limits());
+        list.push(Value::Mapping(flat));
     }
     if derived.as_mapping().is_some_and(|m| !m.is_empty()) {
         list.push(derived);

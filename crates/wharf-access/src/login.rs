@@ -205,10 +205,11 @@ impl Authenticator {
     /// The shared resources of `user`, made on first use or when the user's limits changed.
     fn runtime_for(&self, user: &User) -> Arc<UserRuntime> {
         let mut runtimes = self.runtimes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = runtimes.get(&user.name) {
-            if existing.quota_config == user.quota && existing.bandwidth_config == user.bandwidth {
-                return existing.clone();
-            }
+        if let Some(existing) = runtimes.get(&user.name)
+            && existing.quota_config == user.quota
+            && existing.bandwidth_config == user.bandwidth
+        {
+            return existing.clone();
         }
         let limiter =
             |rate: Option<crate::size::ByteSize>| rate.map(|r| Arc::new(RateLimiter::new(r.0)));

@@ -233,11 +233,11 @@ impl Upload {
 
     /// Charges the quota and waits for the bandwidth before `len` bytes ending at `end`.
     async fn admit(&mut self, end: u64, len: u64) -> Result<()> {
-        if let Some(quota) = self.quota.as_mut() {
-            if let Err(err) = quota.before_write(end) {
-                self.record.set_outcome(Outcome::of_error(&err));
-                return Err(err);
-            }
+        if let Some(quota) = self.quota.as_mut()
+            && let Err(err) = quota.before_write(end)
+        {
+            self.record.set_outcome(Outcome::of_error(&err));
+            return Err(err);
         }
         if let Some(limiter) = &self.limiter {
             limiter.acquire(len).await;

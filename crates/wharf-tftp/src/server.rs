@@ -97,10 +97,10 @@ fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
-    if let SocketAddr::V6(v6) = addr {
-        if v6.ip().is_unspecified() {
-            rustix::net::sockopt::set_ipv6_v6only(&fd, true)?;
-        }
+    if let SocketAddr::V6(v6) = addr
+        && v6.ip().is_unspecified()
+    {
+        rustix::net::sockopt::set_ipv6_v6only(&fd, true)?;
     }
     rustix::net::bind(&fd, &addr)?;
     Ok(std::net::UdpSocket::from(fd))

@@ -139,10 +139,8 @@ pub trait Storage: Send + Sync + Debug {
                         }
                         FileKind::Dir => {
                             let first_visit = entry.metadata.id.is_none_or(|id| seen.insert(id));
-                            if first_visit {
-                                if let Ok(child) = dir.join(&entry.name) {
-                                    pending.push(child);
-                                }
+                            if first_visit && let Ok(child) = dir.join(&entry.name) {
+                                pending.push(child);
                             }
                         }
                         FileKind::Symlink | FileKind::Other => {}

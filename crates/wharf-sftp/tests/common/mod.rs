@@ -94,10 +94,10 @@ impl client::Handler for Client {
         &mut self,
         server_public_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        if let PublicKeyOrCertificate::PublicKey { key, .. } = server_public_key {
-            if let Ok(mut slot) = self.host_key.lock() {
-                *slot = Some(key.clone());
-            }
+        if let PublicKeyOrCertificate::PublicKey { key, .. } = server_public_key
+            && let Ok(mut slot) = self.host_key.lock()
+        {
+            *slot = Some(key.clone());
         }
         Ok(true)
     }

@@ -212,14 +212,13 @@ impl WriteTransfer {
         while answers < self.max_retries {
             match self.channel.receive(&mut buffer, deadline) {
                 Ok(Received::Datagram(len)) => {
-                    if let Ok(Packet::Data { block, payload }) = Packet::parse(&buffer[..len]) {
-                        if self.window.on_data(block, payload.len())
+                    if let Ok(Packet::Data { block, payload }) = Packet::parse(&buffer[..len])
+                        && self.window.on_data(block, payload.len())
                             == (DataEffect::Skip { acknowledge: true })
-                        {
-                            answers += 1;
-                            if self.acknowledge().is_err() {
-                                return;
-                            }
+                    {
+                        answers += 1;
+                        if self.acknowledge().is_err() {
+                            return;
                         }
                     }
                 }

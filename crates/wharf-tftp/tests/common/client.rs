@@ -245,7 +245,8 @@ pub async fn download(
                 any_data_acked = true;
             }
             acks_sent += 1;
-            let dropped = !done && behaviour.drop_every_nth_ack.is_some_and(|n| acks_sent % n == 0);
+            let dropped =
+                !done && behaviour.drop_every_nth_ack.is_some_and(|n| acks_sent.is_multiple_of(n));
             if dropped {
                 // Remember it anyway: a retransmission on silence repeats it.
                 conv.last_sent = encode_ack(block).to_vec();

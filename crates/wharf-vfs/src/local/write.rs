@@ -526,10 +526,10 @@ impl LocalWriter {
 }
 
 fn remove_temp(parent: &Dir, temp_name: &str) {
-    if let Err(err) = parent.remove_file(temp_name) {
-        if err.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(error = %err, "could not remove temporary upload file");
-        }
+    if let Err(err) = parent.remove_file(temp_name)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %err, "could not remove temporary upload file");
     }
 }
 
