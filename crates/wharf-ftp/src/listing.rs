@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 use wharf_access::Permissions;
-use wharf_vfs::{FileKind, Metadata};
+use wharf_vfs::Metadata;
 
 /// A fact `MLSD`/`MLST` can show (RFC 3659, section 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,53 +86,10 @@ pub fn timestamp(time: SystemTime) -> Option<String> {
     ))
 }
 
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// About six months: `ls` shows the time of day for files younger than this, else the year.
-const RECENT_SECS: u64 = 182 * 24 * 3600;
-
-/// The date column of `ls -l`: `Mar  4 12:00` when recent, `Mar  4  2021` otherwise.
-fn ls_date(modified: Option<SystemTime>, now: SystemTime) -> String {
-    let modified = modified.unwrap_or(UNIX_EPOCH);
-    let Some(t) = utc(modified) else { return "Jan  1  1970".to_owned() };
-    let month = MONTHS[usize::from(u8::from(t.month())) - 1];
-    let recent = now.duration_since(modified).is_ok_and(|age| age.as_secs() < RECENT_SECS);
-    if recent {
-        format!("{month} {:>2} {:02}:{:02}", t.day(), t.hour(), t.minute())
-    } else {
-        format!("{month} {:>2}  {}", t.day(), t.year())
-    }
-}
-
-fn mode_string(meta: &Metadata) -> String {
-    let kind = match meta.kind {
-        FileKind::Dir => 'd',
-        FileKind::Symlink => 'l',
-        FileKind::File | FileKind::Other => '-',
-    };
-    let mut text = String::with_capacity(10);
-    text.push(kind);
-    for shift in [6u32, 3, 0] {
-        let bits = (meta.mode >> shift) & 0o7;
-        text.push(if bits & 0o4 != 0 { 'r' } else { '-' });
-        text.push(if bits & 0o2 != 0 { 'w' } else { '-' });
-        text.push(if bits & 0o1 != 0 { 'x' } else { '-' });
-    }
-    text
-}
-
-/// One `LIST` line, in the `ls -l` form: mode, links, owner, group, size, date, name. Owner
-/// and group are always `ftp`: host account names mean nothing to a client.
+/// One `LIST` line, in the `ls -l` form shared with SFTP ([`wharf_vfs::ls::long_line`]).
+/// Owner and group are always `ftp`: host account names mean nothing to a client.
 pub fn list_line(name: &str, meta: &Metadata, now: SystemTime) -> String {
-    format!(
-        "{} {:>3} ftp      ftp      {:>13} {} {}",
-        mode_string(meta),
-        meta.nlink,
-        meta.size,
-        ls_date(meta.modified, now),
-        name
-    )
+    wharf_vfs::ls::long_line(name, meta, "ftp", "ftp", now)
 }
 
 /// The `perm` fact (RFC 3659, 7.5.5) from this user's permissions at the entry.
@@ -197,7 +154,7 @@ pub fn mlsx_line(name: &str, meta: &Metadata, perms: Permissions, enabled: &[Mls
 mod tests {
     use std::time::Duration;
 
-    use wharf_vfs::FileId;
+    use wharf_vfs::{FileId, FileKind};
 
     use super::*;
 
@@ -215,20 +172,24 @@ mod tests {
         }
     }
 
+    /// The layout itself is tested with the formatter (`wharf_vfs::ls`); here, that `LIST`
+    /// shows `ftp` for owner and group whatever the host's ids are.
     #[test]
-    fn ls_line_recent_and_old() {
+    fn list_lines_show_ftp_as_owner_and_group() {
         // 2021-03-04 12:34:56 UTC
         let meta = file(1234, 1_614_861_296, 0o644);
         let soon = UNIX_EPOCH + Duration::from_secs(1_614_861_296 + 86_400);
         assert_eq!(
             list_line("a b.txt", &meta, soon),
-            "-rw-r--r--   1 ftp      ftp               1234 Mar  4 12:34 a b.txt"
+            "-rw-r--r--   1 ftp      ftp          1234 Mar  4 12:34 a b.txt"
         );
-        let much_later = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert!(list_line("x", &meta, much_later).contains(" Mar  4  2021 x"));
         let mut dir = Metadata::virtual_dir();
         dir.modified = meta.modified;
-        assert!(list_line("d", &dir, soon).starts_with("dr-xr-xr-x   2 ftp"));
+        assert!(list_line("d", &dir, soon).starts_with("dr-xr-xr-x   2 ftp      ftp "));
+        // Set-id and sticky bits show as `ls` shows them (FTP's own copy left them out).
+        let mut shared = file(0, 1_614_861_296, 0o1777);
+        shared.kind = FileKind::Dir;
+        assert!(list_line("tmp", &shared, soon).starts_with("drwxrwxrwt "));
     }
 
     #[test]

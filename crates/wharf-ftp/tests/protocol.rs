@@ -229,7 +229,7 @@ async fn list_nlst_mlsd_and_stat_listings() {
         assert_eq!(lines.len(), 3, "{list:?}");
         let file_line = lines.iter().find(|l| l.ends_with(" a file.txt")).expect("file listed");
         assert!(file_line.starts_with("-rw-r--r--"), "{file_line}");
-        assert!(file_line.contains(" ftp      ftp                  5 "), "{file_line}");
+        assert!(file_line.contains(" ftp      ftp             5 "), "{file_line}");
         assert!(lines.iter().any(|l| l.starts_with('d') && l.ends_with(" sub")), "{list}");
         assert!(lines.iter().any(|l| l.ends_with(" ünïcödé.bin")), "{list}");
 

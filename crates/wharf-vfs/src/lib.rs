@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod ls;
 pub mod metadata;
 pub mod mount;
 pub mod offset;

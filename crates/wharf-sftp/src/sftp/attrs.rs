@@ -1,19 +1,15 @@
 //! File attributes as SFTP carries them, and the `ls -l` line (`longname`) of directory
-//! listings, formatted as OpenSSH's server formats it (times in UTC).
+//! listings, with OpenSSH's server's columns (the formatter is shared with FTP).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use russh_sftp::protocol::FileAttributes;
-use time::OffsetDateTime;
 use wharf_vfs::{FileKind, Metadata};
 
 /// `S_IFDIR`, `S_IFREG`, `S_IFLNK`: the type bits of a Unix mode.
 const TYPE_DIR: u32 = 0o040_000;
 const TYPE_FILE: u32 = 0o100_000;
 const TYPE_SYMLINK: u32 = 0o120_000;
-
-/// `ls -l` shows the time of day for files changed within the last half year, else the year.
-const RECENT: Duration = Duration::from_secs(365 * 24 * 60 * 60 / 2);
 
 fn type_bits(kind: FileKind) -> u32 {
     match kind {
@@ -51,70 +47,11 @@ pub(crate) fn file_attributes(meta: &Metadata) -> FileAttributes {
     }
 }
 
-/// `drwxr-xr-x`-style type and permission letters.
-fn mode_letters(kind: FileKind, mode: u32) -> String {
-    let type_letter = match kind {
-        FileKind::Dir => 'd',
-        FileKind::File => '-',
-        FileKind::Symlink => 'l',
-        FileKind::Other => '?',
-    };
-    let mut letters = String::with_capacity(10);
-    letters.push(type_letter);
-    // (read bit, write bit, execute bit, special bit, letter when special and executable)
-    let triads = [(0o400, 0o200, 0o100, 0o4000, 's'), (0o040, 0o020, 0o010, 0o2000, 's')];
-    for (read, write, exec, special, special_letter) in triads {
-        letters.push(if mode & read != 0 { 'r' } else { '-' });
-        letters.push(if mode & write != 0 { 'w' } else { '-' });
-        letters.push(match (mode & exec != 0, mode & special != 0) {
-            (true, true) => special_letter,
-            (false, true) => special_letter.to_ascii_uppercase(),
-            (true, false) => 'x',
-            (false, false) => '-',
-        });
-    }
-    letters.push(if mode & 0o004 != 0 { 'r' } else { '-' });
-    letters.push(if mode & 0o002 != 0 { 'w' } else { '-' });
-    letters.push(match (mode & 0o001 != 0, mode & 0o1000 != 0) {
-        (true, true) => 't',
-        (false, true) => 'T',
-        (true, false) => 'x',
-        (false, false) => '-',
-    });
-    letters
-}
-
-/// `Jan  5 13:07` for recent times, `Jan  5  2023` for others.
-fn ls_time(modified: SystemTime, now: SystemTime) -> String {
-    let seconds = modified
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let Ok(when) = OffsetDateTime::from_unix_timestamp(seconds) else {
-        return "Jan  1  1970".to_owned();
-    };
-    let month = when.month().to_string();
-    let month = month.get(..3).unwrap_or("???");
-    let recent = modified <= now && now.duration_since(modified).is_ok_and(|age| age < RECENT);
-    if recent {
-        format!("{month} {:>2} {:02}:{:02}", when.day(), when.hour(), when.minute())
-    } else {
-        format!("{month} {:>2}  {}", when.day(), when.year())
-    }
-}
-
-/// The `ls -l` line for `name`, as OpenSSH's server writes it.
+/// The `ls -l` line for `name`, in the layout shared with FTP ([`wharf_vfs::ls::long_line`]).
+/// Owner and group are the numeric ids, as OpenSSH's server shows ids it has no name for:
+/// Wharf's users are not host accounts, so host names for them would mislead.
 pub(crate) fn longname(name: &str, meta: &Metadata, now: SystemTime) -> String {
-    format!(
-        "{} {:>3} {:<8} {:<8} {:>8} {} {}",
-        mode_letters(meta.kind, meta.mode),
-        meta.nlink,
-        meta.uid,
-        meta.gid,
-        meta.size,
-        ls_time(meta.modified.unwrap_or(UNIX_EPOCH), now),
-        name
-    )
+    wharf_vfs::ls::long_line(name, meta, &meta.uid.to_string(), &meta.gid.to_string(), now)
 }
 
 #[cfg(test)]
@@ -145,14 +82,11 @@ mod tests {
         let old = modified + Duration::from_secs(400 * 24 * 3600);
         let line = longname("docs", &meta(FileKind::Dir, 0o755, 4096, modified), old);
         assert_eq!(line, "drwxr-xr-x   1 1000     100          4096 Mar  5  2024 docs");
-    }
-
-    #[test]
-    fn special_bits_show_like_ls() {
-        assert_eq!(mode_letters(FileKind::File, 0o4755), "-rwsr-xr-x");
-        assert_eq!(mode_letters(FileKind::File, 0o2644), "-rw-r-Sr--");
-        assert_eq!(mode_letters(FileKind::Dir, 0o1777), "drwxrwxrwt");
-        assert_eq!(mode_letters(FileKind::Symlink, 0o777), "lrwxrwxrwx");
+        // The shared formatter shows a time before 1970 as its date (SFTP's own copy showed
+        // every such time as the epoch).
+        let before = UNIX_EPOCH - Duration::from_secs(86_400);
+        let line = longname("old", &meta(FileKind::File, 0o600, 1, before), now);
+        assert_eq!(line, "-rw-------   1 1000     100             1 Dec 31  1969 old");
     }
 
     #[test]
