@@ -180,12 +180,9 @@ async fn waiting_for_a_data_connection_is_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_control_and_data_connections() {
     common::within_test_limit(async {
-        let listener = std::net::TcpListener::bind("[::1]:0");
-        if listener.is_err() {
-            eprintln!("SKIPPED: no IPv6 loopback here");
+        if !wharf_testkit::require_ipv6_loopback() {
             return;
         }
-        drop(listener);
         let server = TestServer::start_with(
             common::USERS,
             |c| c.listen = vec![SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0)],

@@ -553,7 +553,7 @@ async fn listeners_on_both_families_and_a_bind_error_that_names_the_address() {
     common::within_test_limit(async {
         let share = wharf_testkit::TestShare::new(common::USERS);
         let mut listen = vec!["127.0.0.1:0".parse().expect("v4")];
-        let has_ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        let has_ipv6 = wharf_testkit::require_ipv6_loopback();
         if has_ipv6 {
             listen.push("[::1]:0".parse().expect("v6"));
         }

@@ -2,6 +2,7 @@
 //!
 //! - [`require_tool`]: find a real client (curl, lftp, sftp, tftp, ...). Under `CI=true` a
 //!   missing client fails the test; elsewhere the test is skipped with a message.
+//! - [`require_ipv6_loopback`]: the same rule for the IPv6 loopback address `::1`.
 //! - [`TestShare`]: a temporary storage tree with users and a [`Gateway`] over it.
 //! - [`run_bounded`]: run a child process with a time limit, killing it when exceeded.
 //! - [`pattern`], [`tree_digest`]: data to transfer and a way to prove a tree unchanged.
@@ -40,16 +41,30 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
             })
         })
     });
-    match found {
-        Some(path) => Some(path),
-        None if in_ci() => panic!("required client `{name}` is not installed (CI=true)"),
-        None => {
-            eprintln!(
-                "SKIPPED: `{name}` is not installed; install it or run under CI=true to fail"
-            );
-            None
-        }
+    if found.is_none() {
+        unavailable(&format!("client `{name}` is not installed"), in_ci());
     }
+    found
+}
+
+/// Whether `::1` can be bound here. When it cannot, this fails the test under `CI=true` (CI
+/// machines have IPv6 loopback, and a test skipped there would pass untested), and elsewhere
+/// says the test is skipped and returns `false`.
+pub fn require_ipv6_loopback() -> bool {
+    let bound = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok();
+    if !bound {
+        unavailable("the IPv6 loopback address ::1 cannot be bound", in_ci());
+    }
+    bound
+}
+
+/// The one rule for something a test needs and this machine lacks (`what` says which): under
+/// CI the test fails, elsewhere it is skipped with a message.
+fn unavailable(what: &str, ci: bool) {
+    if ci {
+        panic!("required: {what} (CI=true)");
+    }
+    eprintln!("SKIPPED: {what}; provide it, or run under CI=true to fail");
 }
 
 /// Runs `command` to completion within `limit`, with stdin closed. Kills it and panics when
@@ -219,5 +234,21 @@ impl TestShare {
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("sentinel.txt")], "nothing added outside");
         assert_eq!(std::fs::read(self.outside.join("sentinel.txt")).expect("sentinel"), SENTINEL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "required: the thing (CI=true)")]
+    fn a_missing_requirement_fails_under_ci() {
+        unavailable("the thing", true);
+    }
+
+    #[test]
+    fn a_missing_requirement_is_skipped_elsewhere() {
+        unavailable("the thing", false);
     }
 }
