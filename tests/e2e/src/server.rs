@@ -84,9 +84,9 @@ pub struct Wharf {
     /// TFTP listener.
     pub tftp: SocketAddr,
     /// The implicit FTPS listener (explicit FTPS is `AUTH TLS` on [`Wharf::ftp`]).
-    pub ftps: Option<SocketAddr>,
+    pub ftps: SocketAddr,
     /// A TLS client configuration trusting the server's generated certificate.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// The users, all inline in the configuration. `{hash}` is the password hash and `{key}` the
@@ -178,6 +178,12 @@ tftp:
 impl Wharf {
     /// Creates the directory tree and starts the server with every protocol.
     pub async fn start() -> Wharf {
+        Wharf::start_with(CONFIG).await
+    }
+
+    /// [`Wharf::start`] with `config` (placeholders as in [`CONFIG`]). Every protocol must
+    /// have its listener: a suite that quietly ran without one would pass while testing less.
+    async fn start_with(config: &str) -> Wharf {
         let tmp = tempfile::tempdir().expect("temporary directory");
         let base = tmp.path().to_path_buf();
         let root = base.join("share");
@@ -200,7 +206,7 @@ impl Wharf {
             .replace("{key}", &public)
             .replace("{quota}", &QUOTA_BYTES.to_string())
             .replace("{counted_files}", &COUNTED_FILES.to_string());
-        let text = CONFIG
+        let text = config
             .replace("{users}", users.trim_end_matches('\n'))
             .replace("{tftp_timeout}", &TFTP_TIMEOUT.as_millis().to_string())
             .replace("{tftp_retries}", &TFTP_RETRIES.to_string());
@@ -211,12 +217,11 @@ impl Wharf {
         let address = |name: &str| {
             server.listener(name).unwrap_or_else(|| panic!("no {name} listener: {text}"))
         };
-        let (ftp, sftp, tftp) = (address("FTP"), address("SFTP"), address("TFTP"));
-        let ftps = server.listener(Protocol::Ftps.name());
-        for addr in [ftp, sftp, tftp].into_iter().chain(ftps) {
+        let [ftp, ftps, sftp, tftp] = Protocol::ALL.map(|protocol| address(protocol.name()));
+        for addr in [ftp, ftps, sftp, tftp] {
             assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
         }
-        let tls = ftps.map(|_| tls_client_config(&base.join("ftps/ftps-certificate.pem")));
+        let tls = tls_client_config(&base.join("ftps/ftps-certificate.pem"));
         Wharf {
             tls,
             root,
@@ -230,19 +235,6 @@ impl Wharf {
             tftp,
             ftps,
             tmp,
-        }
-    }
-
-    /// The protocols this server serves, in matrix order (FTPS once the binary serves it).
-    pub fn protocols(&self) -> Vec<Protocol> {
-        Protocol::ALL.into_iter().filter(|p| self.serves(*p)).collect()
-    }
-
-    /// Whether `protocol` has a listener.
-    pub fn serves(&self, protocol: Protocol) -> bool {
-        match protocol {
-            Protocol::Ftps => self.ftps.is_some(),
-            _ => true,
         }
     }
 
@@ -341,15 +333,30 @@ impl Wharf {
     /// its own session cache, so that data connections resume this control connection's
     /// session and not another's (the server refuses those).
     pub fn tls_for_one_session(&self) -> Arc<rustls::ClientConfig> {
-        let shared = self.tls.as_ref().expect("the server serves FTPS");
-        let mut config = rustls::ClientConfig::clone(shared);
+        let mut config = rustls::ClientConfig::clone(&self.tls);
         config.resumption = rustls::client::Resumption::in_memory_sessions(8);
         Arc::new(config)
     }
 
-    /// The FTP flavours a test runs its FTP part over: in the clear, and over TLS when the
-    /// server serves FTPS.
-    pub fn ftp_flavours(&self) -> Vec<bool> {
-        if self.serves(Protocol::Ftps) { vec![false, true] } else { vec![false] }
+    /// The FTP flavours a test runs its FTP part over (`true`: over TLS): in the clear, and
+    /// over TLS, which the server always serves (see [`Wharf::start`]).
+    pub fn ftp_flavours(&self) -> [bool; 2] {
+        [false, true]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without an FTPS listener the suite refuses to start, rather than quietly dropping the
+    /// FTPS cases of every test.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[should_panic(expected = "no FTPS listener")]
+    async fn a_server_without_ftps_is_refused() {
+        let ftps =
+            "ftps:\n  implicit_listen: [\"127.0.0.1:0\"]\n  generated_certificate_dir: ftps\n";
+        assert!(CONFIG.contains(ftps), "the FTPS section moved: {CONFIG}");
+        let _never = Wharf::start_with(&CONFIG.replace(ftps, "")).await;
     }
 }

@@ -38,15 +38,14 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
     let shared = Arc::new(pattern(MIB + 333));
     wharf.put("firmware/shared.bin", &shared);
     std::fs::create_dir_all(wharf.root.join("exchange")).expect("exchange");
-    let ftps_sessions = if wharf.serves(Protocol::Ftps) { FTPS_SESSIONS } else { 0 };
     // Everyone logs in (TFTP clients get ready), then all transfers start together.
-    let start = Arc::new(Barrier::new(FTP_SESSIONS + ftps_sessions + SFTP_SESSIONS + TFTP_READS));
+    let start = Arc::new(Barrier::new(FTP_SESSIONS + FTPS_SESSIONS + SFTP_SESSIONS + TFTP_READS));
     let clock = Instant::now();
     let mut tasks = Vec::new();
     let wharf = Arc::new(wharf);
     let sessions = [
         (Protocol::Ftp, FTP_SESSIONS),
-        (Protocol::Ftps, ftps_sessions),
+        (Protocol::Ftps, FTPS_SESSIONS),
         (Protocol::Sftp, SFTP_SESSIONS),
     ];
     for (protocol, count) in sessions {
@@ -82,7 +81,7 @@ async fn two_hundred_clients_at_once_are_byte_exact() {
     })
     .await;
     eprintln!(
-        "{FTP_SESSIONS} FTP + {ftps_sessions} FTPS + {SFTP_SESSIONS} SFTP sessions and \
+        "{FTP_SESSIONS} FTP + {FTPS_SESSIONS} FTPS + {SFTP_SESSIONS} SFTP sessions and \
          {TFTP_READS} TFTP reads: {:.1?}",
         clock.elapsed()
     );

@@ -15,7 +15,7 @@ use wharf_e2e::clients::tftp::TftpClient;
 use wharf_e2e::interrupted::{assert_previous_file_intact, kill_mid_upload, notice_limit};
 use wharf_e2e::server::{DEVICES, LAB, RW};
 use wharf_e2e::tree::{temporary_files, wait_for_no_temporary_files, wait_for_upload_in_progress};
-use wharf_e2e::{MIB, Protocol, Wharf, step};
+use wharf_e2e::{MIB, Wharf, step};
 use wharf_testkit::pattern;
 
 fn old_content() -> Vec<u8> {
@@ -41,10 +41,8 @@ enum FtpExit {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ftp_client_gone_mid_upload_leaves_the_previous_file() {
     let wharf = Wharf::start().await;
-    let mut exits = vec![FtpExit::ControlThenData, FtpExit::DataResetThenControl];
-    if wharf.serves(Protocol::Ftps) {
-        exits.push(FtpExit::TlsControlThenData);
-    }
+    let exits =
+        [FtpExit::ControlThenData, FtpExit::DataResetThenControl, FtpExit::TlsControlThenData];
     for exit in exits {
         let relative = format!("exchange/ftp-{exit:?}.bin");
         let old = old_content();
