@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::client::{Behaviour, Manual, download, error_code, exchange};
+use common::client::{Behaviour, Manual, download, error_code, exchange, exchange_from};
 use common::{TestServer, bounded, config};
 use tokio::net::UdpSocket;
 use wharf_testkit::pattern;
@@ -13,6 +13,8 @@ use wharf_tftp::TftpConfig;
 use wharf_tftp::packet::{Packet, encode_ack};
 
 const SHORT: Duration = Duration::from_millis(300);
+/// How long a reply the test waits for may take (a bound, not a measure).
+const ANSWER: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_datagrams_are_answered_or_ignored_and_serving_goes_on() {
@@ -229,7 +231,7 @@ async fn a_retransmitted_request_starts_no_second_transfer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_stops_new_requests_and_lets_transfers_finish() {
     bounded(30, async {
-        let server =
+        let mut server =
             TestServer::with_config(TftpConfig { timeout: Duration::from_secs(2), ..config() })
                 .await;
         let content = pattern(3000);
@@ -241,7 +243,8 @@ async fn draining_stops_new_requests_and_lets_transfers_finish() {
         let shutdown = server.share.gateway.shutdown.clone();
         let stopping =
             tokio::spawn(async move { shutdown.shut_down(Duration::from_secs(10)).await });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The positive signal: the listeners are closed. Only then is silence an answer.
+        server.listeners_closed().await;
         assert!(
             exchange(
                 server.addr,
@@ -297,12 +300,15 @@ async fn banned_and_denied_addresses_are_ignored_and_forged_garbage_bans_no_one(
             deny: vec!["127.0.0.3/32".parse().expect("net")],
             ..wharf_access::DefenderConfig::default()
         });
-        // Garbage from an address whose source nobody verified does not count against it.
-        for _ in 0..20 {
-            let socket = UdpSocket::bind("127.0.0.4:0").await.expect("bind");
-            socket.send_to(b"\x00\x09garbage", server.addr).await.expect("send");
+        // Garbage from an address whose source nobody verified does not count against it. Each
+        // datagram is answered (ERROR 4), so the server has dealt with all of them when the
+        // verdict is asked for.
+        for attempt in 0..20 {
+            let garbage = b"\x00\x09garbage";
+            let reply = exchange_from("127.0.0.4", server.addr, garbage, ANSWER).await;
+            let (reply, _) = reply.unwrap_or_else(|| panic!("garbage {attempt} not answered"));
+            assert_eq!(error_code(&reply), Some(4), "garbage {attempt}: {reply:?}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(defender.verdict("127.0.0.4".parse().expect("ip")).is_allowed());
 
         // An address banned through another protocol, and a deny-listed one, get no answer.

@@ -137,7 +137,7 @@ fn bans_survive_a_reload_and_a_restart_and_wharf_bans_lists_them() {
     }
     assert!(!ftp_greets(&server), "banned");
     server.signal(rustix::process::Signal::HUP);
-    std::thread::sleep(Duration::from_millis(500));
+    server.wait_for_log("configuration reloaded", Duration::from_secs(10));
     assert!(!ftp_greets(&server), "still banned after SIGHUP");
     assert!(server.stop().success());
 

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 use common::{Running, WHARF, serve, wharf, write};
 use wharf_testkit::{TEST_PASSWORD, pattern, require_tool, run_bounded};
 
+/// How long the server may take to log that it acted on a signal.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
+/// What the server logs when a reload is refused (`crates/wharf/src/server.rs`).
+const RELOAD_REFUSED: &str = "reload failed; keeping the previous configuration";
+
 /// A scratch directory with a configuration serving FTP, SFTP and TFTP and a users file.
 struct Setup {
     tmp: tempfile::TempDir,
@@ -175,8 +181,13 @@ fn sigterm_lets_a_running_upload_finish() {
     // The client sends at 1 MiB/s, so the upload is still running when SIGTERM arrives.
     let (upload, content) = start_slow_upload(&setup, &server, upload);
     server.signal(rustix::process::Signal::TERM);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(common::greeting(server.listener("FTP")), None, "no new sessions while draining");
+    server.wait_for_log("shutting down", LOG_WAIT);
+    // Draining starts right after that line: new connections are then refused or closed
+    // without a greeting (the listener is gone), while the upload goes on.
+    let started = Instant::now();
+    while let Some(greeting) = common::greeting(server.listener("FTP")) {
+        assert!(started.elapsed() < LOG_WAIT, "still greeting while draining: {greeting}");
+    }
     assert_eq!(
         finish(upload, Duration::from_secs(30)),
         0,
@@ -229,7 +240,7 @@ fn sighup_with_a_broken_users_file_or_configuration_changes_nothing() {
         USERS.replace("$HASH", &setup.hash).replace("    home: alice\n", "    hom: alice\n");
     std::fs::write(&setup.users_file, broken).expect("users file");
     server.signal(rustix::process::Signal::HUP);
-    std::thread::sleep(Duration::from_millis(500));
+    server.wait_for_log(RELOAD_REFUSED, LOG_WAIT);
     assert_eq!(list("alice"), 0, "alice still logs in after a refused reload");
     // A good users file without alice, but a misspelled key in the configuration: refused
     // as a whole, so alice is not removed.
@@ -239,7 +250,8 @@ fn sighup_with_a_broken_users_file_or_configuration_changes_nothing() {
     let config = std::fs::read_to_string(&setup.config).expect("config");
     std::fs::write(&setup.config, format!("{config}shutdown_grase: 5s\n")).expect("config");
     server.signal(rustix::process::Signal::HUP);
-    std::thread::sleep(Duration::from_millis(500));
+    let refused = server.wait_for_log(RELOAD_REFUSED, LOG_WAIT);
+    assert!(refused.contains("shutdown_grase"), "the error names the key: {refused}");
     assert_eq!(list("alice"), 0, "a broken configuration file changes nothing either");
     assert!(server.stop().success(), "the server survived the broken reloads");
 }

@@ -344,7 +344,17 @@ pub async fn exchange(
     datagram: &[u8],
     wait: Duration,
 ) -> Option<(Vec<u8>, SocketAddr)> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    exchange_from("127.0.0.1", to, datagram, wait).await
+}
+
+/// [`exchange`] from a fresh socket on the loopback address `source`.
+pub async fn exchange_from(
+    source: &str,
+    to: SocketAddr,
+    datagram: &[u8],
+    wait: Duration,
+) -> Option<(Vec<u8>, SocketAddr)> {
+    let socket = UdpSocket::bind(format!("{source}:0")).await.expect("bind");
     socket.send_to(datagram, to).await.expect("send");
     let mut buf = vec![0u8; 65_536];
     let (len, from) = tokio::time::timeout(wait, socket.recv_from(&mut buf)).await.ok()?.ok()?;

@@ -55,7 +55,9 @@ pub struct TestServer {
     pub share: TestShare,
     /// The first listening address.
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    /// The server's `run`, until [`TestServer::listeners_closed`] or [`TestServer::stop`]
+    /// waits for it.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -64,7 +66,7 @@ impl TestServer {
         let share = TestShare::new(users);
         let server = TftpServer::bind(config, share.gateway.clone()).await.expect("bind");
         let addr = server.local_addrs()[0];
-        let task = tokio::spawn(server.run());
+        let task = Some(tokio::spawn(server.run()));
         TestServer { share, addr, task }
     }
 
@@ -103,13 +105,21 @@ impl TestServer {
     }
 
     /// Shuts the server down and waits for it.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let clean = self.share.gateway.shutdown.shut_down(Duration::from_secs(5)).await;
         assert!(clean, "transfers still running at shutdown");
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("server stops when draining")
-            .expect("server task");
+        self.listeners_closed().await;
+    }
+
+    /// Waits (at most 5 s) for `run` to return, which it does once draining has started and
+    /// every listening socket is closed; transfers in progress go on.
+    pub async fn listeners_closed(&mut self) {
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("server stops listening when draining")
+                .expect("server task");
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Running {
     pub process: ChildGuard,
     /// What it printed at start.
     pub banner: String,
+    /// Its log lines (stderr) not yet looked at by [`Running::wait_for_log`].
+    log: mpsc::Receiver<String>,
 }
 
 /// Starts `command` (a `wharf serve`), returns it with its banner once printed.
@@ -34,18 +36,11 @@ pub fn start(mut command: Command) -> Running {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start wharf serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(child.stdout.take().expect("stdout"));
+    let log = lines_of(child.stderr.take().expect("stderr"));
     let process = ChildGuard(child);
     let mut banner = String::new();
     // The banner is printed at once after start-up; collect it until it goes quiet.
@@ -56,7 +51,21 @@ pub fn start(mut command: Command) -> Running {
         wait = Duration::from_millis(500);
     }
     assert!(banner.contains("is serving"), "no banner within 60 s: {banner}");
-    Running { process, banner }
+    Running { process, banner, log }
+}
+
+/// The lines `pipe` carries, read on a thread of their own: the pipe is always drained, so
+/// the server never blocks on a full one, and the lines wait in the channel until read.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Starts `wharf serve --config <config>` in `dir`.
@@ -70,6 +79,24 @@ impl Running {
     /// The address the banner lists for `protocol` (`FTP`, `FTPS`, `SFTP`, `TFTP`).
     pub fn listener(&self, protocol: &str) -> SocketAddr {
         listener(&self.banner, protocol)
+    }
+
+    /// Waits (at most `limit`) for a log line containing `needle` and returns it. Lines before
+    /// it are passed over, so a second call waits for a later line.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?} within {limit:?}; after the last wait:\n{}",
+            seen.join("\n")
+        );
     }
 
     /// Sends `signal` to the server.
