@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use crate::credentials::SSH_HOST_KEY_TYPE;
 use crate::endpoint::Endpoint;
 
 /// One transfer of one file.
@@ -139,8 +140,9 @@ pub fn sftp(
 pub const KEY_EXCHANGE: &str = "curve25519-sha256";
 
 /// `sftp` (or another OpenSSH client) with no user configuration, host keys not checked
-/// (both servers' keys are new every run), only the bench key, the given cipher and
-/// [`KEY_EXCHANGE`].
+/// (both servers' keys are new every run), only the bench key, the given cipher,
+/// [`KEY_EXCHANGE`], and only [`SSH_HOST_KEY_TYPE`] host keys, so both servers sign the key
+/// exchange with the same kind of key.
 pub fn ssh_client(program: &str, endpoint: &Endpoint, cipher: &str) -> anyhow::Result<Command> {
     let key = endpoint.key.as_ref().context("no SSH key for this endpoint")?;
     let mut command = Command::new(program);
@@ -165,7 +167,9 @@ pub fn ssh_client(program: &str, endpoint: &Endpoint, cipher: &str) -> anyhow::R
             "LogLevel=ERROR",
             "-o",
         ])
-        .arg(format!("KexAlgorithms={KEY_EXCHANGE}"));
+        .arg(format!("KexAlgorithms={KEY_EXCHANGE}"))
+        .arg("-o")
+        .arg(format!("HostKeyAlgorithms={SSH_HOST_KEY_TYPE}"));
     Ok(command)
 }
 
@@ -259,5 +263,21 @@ mod tests {
         let seconds = marked_seconds(out).expect("marks");
         assert!((seconds - 2.5).abs() < 1e-9);
         assert!(marked_seconds("sftp> get a b\n").is_err());
+    }
+
+    #[test]
+    fn ssh_clients_accept_only_the_bench_host_key_type() {
+        let endpoint = Endpoint {
+            addr: "127.0.0.1:2222".parse().expect("addr"),
+            user: "bench".into(),
+            password: String::new(),
+            key: Some("/s/client_ed25519".into()),
+            server_pid: 1,
+        };
+        let command = ssh_client("sftp", &endpoint, "aes128-gcm@openssh.com").expect("command");
+        let args: Vec<String> =
+            command.get_args().map(|arg| arg.to_string_lossy().into_owned()).collect();
+        assert!(args.contains(&format!("HostKeyAlgorithms={SSH_HOST_KEY_TYPE}")), "{args:?}");
+        assert!(args.contains(&format!("KexAlgorithms={KEY_EXCHANGE}")), "{args:?}");
     }
 }

@@ -1,7 +1,13 @@
 //! Secrets made fresh for each bench run, in the scratch directory: the SSH client key every
 //! SFTP client uses (on both servers), the bench user's password and its hash for Wharf, and
-//! the self-signed certificate vsftpd serves FTPS with.
+//! the self-signed certificate both FTPS servers (vsftpd and Wharf) present.
+//!
+//! Both sides of a row use the same kinds of keys, since a signature's cost differs by key
+//! type (an RSA-2048 signature costs a server many times an ECDSA P-256 one, once per TLS
+//! handshake): one certificate for both FTPS servers, and Ed25519 SSH host keys on both SFTP
+//! servers, which is the only host key type the clients accept ([`SSH_HOST_KEY_TYPE`]).
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -9,6 +15,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::process::run_ok;
+
+/// The key type of the one FTPS certificate ([`Credentials::tls_cert`]); also Wharf's own
+/// default, the certificate it generates when none is configured.
+pub const TLS_KEY_TYPE: &str = "ECDSA P-256";
+
+/// The SSH host key algorithm every SFTP client accepts, so both servers sign with it
+/// (sshd has only this key; Wharf also has an ECDSA key by default, which is then not used).
+pub const SSH_HOST_KEY_TYPE: &str = "ssh-ed25519";
 
 /// What the clients log in with.
 #[derive(Debug, Clone)]
@@ -26,9 +40,9 @@ pub struct Credentials {
     /// Its password as sha512-crypt, which Wharf accepts for accounts moved from other
     /// servers. Cheaper than argon2id, so the login does not weigh on transfer figures.
     pub wharf_password_hash: String,
-    /// Certificate (PEM) for vsftpd's FTPS.
+    /// The self-signed certificate (PEM, [`TLS_KEY_TYPE`]) both FTPS servers present.
     pub tls_cert: PathBuf,
-    /// Its private key (PEM).
+    /// Its private key (PEM, mode 0600: Wharf refuses a key others can read).
     pub tls_key: PathBuf,
 }
 
@@ -78,18 +92,21 @@ impl Credentials {
             limit,
         )?;
 
-        let tls_cert = dir.join("vsftpd-cert.pem");
-        let tls_key = dir.join("vsftpd-key.pem");
+        let tls_cert = dir.join("ftps-cert.pem");
+        let tls_key = dir.join("ftps-key.pem");
         run_ok(
             Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
-                .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+                .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
                 .arg(&tls_key)
                 .arg("-out")
                 .arg(&tls_cert),
-            "openssl req (vsftpd certificate)",
+            "openssl req (FTPS certificate)",
             limit,
         )?;
+        std::fs::set_permissions(&tls_key, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 0600 {}", tls_key.display()))?;
         Ok(Credentials {
             ssh_key,
             ssh_public_key,

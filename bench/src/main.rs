@@ -3,6 +3,7 @@
 
 mod cli;
 mod clients;
+mod cpu;
 mod credentials;
 mod dataset;
 mod endpoint;
@@ -143,6 +144,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
     }
 
     println!("{}", report::table(&rows));
+    println!("{}", report::KeyTypes::BENCH.line());
     let notes = report::notes(&rows);
     if !notes.is_empty() {
         println!("{notes}");
@@ -156,6 +158,7 @@ fn run(options: &Options) -> anyhow::Result<()> {
         sizes: &sizes,
         machine: &machine,
         wharf_listeners,
+        keys: report::KeyTypes::BENCH,
         rows: &rows,
     };
     let path = report::write_json(&results_dir, &stamp, &record)?;

@@ -8,7 +8,8 @@ use anyhow::Context as _;
 
 use crate::cli::Sizes;
 use crate::machine::Machine;
-use crate::results::{Figure, Row, Target};
+use crate::results::{Figure, Row, Target, Verdict};
+use crate::stats::Summary;
 
 /// A number as the table shows it: thousands separated, one decimal below 100.
 pub fn format_number(value: f64) -> String {
@@ -26,15 +27,27 @@ pub fn format_number(value: f64) -> String {
     if value < 0.0 { format!("-{grouped}") } else { grouped }
 }
 
+/// CPU seconds as the table shows them: two decimals below 10 s, else as [`format_number`].
+fn format_seconds(seconds: f64) -> String {
+    if seconds.abs() < 10.0 { format!("{seconds:.2}") } else { format_number(seconds) }
+}
+
+/// `median (min–max)`, or the one value of a single run.
+fn summary_cell(summary: Summary, format: fn(f64) -> String) -> String {
+    if summary.runs == 1 {
+        return format(summary.median);
+    }
+    format!("{} ({}–{})", format(summary.median), format(summary.min), format(summary.max))
+}
+
+/// The server's CPU seconds of a side, or `–` where the row has none.
+fn cpu_cell(figure: &Figure) -> String {
+    figure.cpu_seconds().map_or_else(|| "–".to_owned(), |cpu| summary_cell(cpu, format_seconds))
+}
+
 fn figure_cell(figure: &Figure) -> String {
     match figure {
-        Figure::Measured { summary, .. } if summary.runs == 1 => format_number(summary.median),
-        Figure::Measured { summary, .. } => format!(
-            "{} ({}–{})",
-            format_number(summary.median),
-            format_number(summary.min),
-            format_number(summary.max)
-        ),
+        Figure::Measured { summary, .. } => summary_cell(*summary, format_number),
         Figure::Unavailable { why: crate::endpoint::Unavailable::NotServed(_) } => {
             "not served".to_owned()
         }
@@ -49,30 +62,47 @@ fn target_cell(row: &Row) -> String {
         Target::RatioAtLeast(_) => target.label(),
         Target::WharfAtMost(_) => format!("{} {}", target.label(), row.unit.label()),
     };
-    match row.target_met {
-        Some(true) => format!("{label} met"),
-        Some(false) => format!("{label} MISSED"),
+    match row.verdict {
+        Some(Verdict::Met) => format!("{label} met"),
+        Some(Verdict::Parity) => format!("{label} parity"),
+        Some(Verdict::Missed) => format!("{label} MISSED"),
         None => label,
+    }
+}
+
+/// Wharf/peer, marked as parity when the two sides' ranges overlap.
+fn ratio_cell(row: &Row) -> String {
+    match (row.ratio, row.parity) {
+        (Some(ratio), Some(true)) => format!("{ratio:.2}x parity"),
+        (Some(ratio), _) => format!("{ratio:.2}x"),
+        (None, _) => "–".to_owned(),
     }
 }
 
 /// The rows as a Markdown table with aligned columns.
 pub fn table(rows: &[Row]) -> String {
-    let header = ["row", "unit", "peer", "peer: median (min–max)", "Wharf: median (min–max)"];
-    let header: Vec<String> = header
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain(["Wharf/peer".into(), "target".into()])
-        .collect();
-    let mut lines: Vec<Vec<String>> = vec![header];
+    let header = [
+        "row",
+        "unit",
+        "peer",
+        "peer: median (min–max)",
+        "peer CPU s",
+        "Wharf: median (min–max)",
+        "Wharf CPU s",
+        "Wharf/peer",
+        "target",
+    ];
+    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
     for row in rows {
         lines.push(vec![
             row.title.clone(),
             row.unit.label().to_owned(),
             row.peer_name.clone(),
             figure_cell(&row.peer),
+            cpu_cell(&row.peer),
             figure_cell(&row.wharf),
-            row.ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}x")),
+            cpu_cell(&row.wharf),
+            ratio_cell(row),
             target_cell(row),
         ]);
     }
@@ -130,8 +160,35 @@ pub struct RunRecord<'a> {
     pub machine: &'a Machine,
     /// Wharf's listeners (from its banner) in the main lineup.
     pub wharf_listeners: Vec<String>,
+    /// The key types both sides use.
+    pub keys: KeyTypes,
     /// The rows.
     pub rows: &'a [Row],
+}
+
+/// The key types of a run: the same on both sides of every row.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct KeyTypes {
+    /// The FTPS certificate's key, one certificate for both servers.
+    pub ftps_certificate: &'static str,
+    /// The SSH host key algorithm the clients accept.
+    pub ssh_host_key: &'static str,
+}
+
+impl KeyTypes {
+    /// This bench's.
+    pub const BENCH: KeyTypes = KeyTypes {
+        ftps_certificate: crate::credentials::TLS_KEY_TYPE,
+        ssh_host_key: crate::credentials::SSH_HOST_KEY_TYPE,
+    };
+
+    /// One line for under the table.
+    pub fn line(self) -> String {
+        format!(
+            "keys, the same on both sides: FTPS certificate {}, SSH host key {}",
+            self.ftps_certificate, self.ssh_host_key
+        )
+    }
 }
 
 /// Writes `record` to `dir/<timestamp>.json`; returns the path.
@@ -175,8 +232,7 @@ pub fn now_stamps() -> (String, String) {
 mod tests {
     use super::*;
     use crate::endpoint::Unavailable;
-    use crate::results::{RowHead, Unit};
-    use crate::stats::summarize;
+    use crate::results::{RowHead, Sample, Unit};
 
     #[test]
     fn numbers_are_grouped() {
@@ -205,42 +261,105 @@ mod tests {
         }
     }
 
-    fn measured(samples: &[f64]) -> Figure {
-        Figure::Measured {
-            summary: summarize(samples).expect("samples"),
-            samples: samples.to_vec(),
-        }
+    /// A side's runs: each value with the server's CPU seconds (`None`: not measured).
+    fn measured(runs: &[(f64, Option<f64>)]) -> Figure {
+        let runs = runs.iter().map(|&(value, server_cpu)| Sample { value, server_cpu }).collect();
+        Figure::from_runs(runs, None)
+    }
+
+    fn speed_row(peer: &[(f64, Option<f64>)], wharf: &[(f64, Option<f64>)]) -> Row {
+        Row::new(
+            head(Some(Target::RatioAtLeast(1.0)), Unit::MegabytesPerSecond),
+            measured(peer),
+            measured(wharf),
+            vec![],
+        )
+    }
+
+    /// The table's cells of `row`, by column.
+    fn cells(row: Row) -> Vec<String> {
+        let text = table(&[row]);
+        let line = text.lines().nth(2).expect("one row").to_owned();
+        line.trim_matches('|').split(" | ").map(|cell| cell.trim().to_owned()).collect()
     }
 
     #[test]
-    fn a_row_shows_both_sides_with_ratio_and_target() {
-        let row = Row::new(
-            head(Some(Target::RatioAtLeast(1.0)), Unit::MegabytesPerSecond),
-            measured(&[1_000.0, 1_100.0, 900.0]),
-            measured(&[1_500.0, 1_400.0, 1_600.0]),
-            vec![1.5, 1.27, 1.78],
+    fn a_row_shows_both_sides_with_cpu_ratio_and_target() {
+        let row = speed_row(
+            &[(1_000.0, Some(2.5)), (1_100.0, Some(2.25)), (900.0, Some(2.75))],
+            &[(1_500.0, Some(1.5)), (1_400.0, Some(1.25)), (1_600.0, Some(1.75))],
         );
         assert_eq!(row.ratio, Some(1.5));
-        assert_eq!(row.target_met, Some(true));
-        let text = table(&[row]);
+        assert_eq!((row.parity, row.verdict), (Some(false), Some(Verdict::Met)));
+        let text = table(std::slice::from_ref(&row));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[2].contains("1,000 (900–1,100)"), "{text}");
-        assert!(lines[2].contains("1,500 (1,400–1,600)"), "{text}");
-        assert!(lines[2].contains("1.50x") && lines[2].contains(">= 1.0x met"), "{text}");
+        let header: Vec<&str> = lines[0].trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(
+            header[3..7],
+            ["peer: median (min–max)", "peer CPU s", "Wharf: median (min–max)", "Wharf CPU s"]
+        );
         let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
         assert!(widths.iter().all(|w| *w == widths[0]), "aligned: {text}");
+        let cells = cells(row);
+        assert_eq!(
+            cells[3..],
+            [
+                "1,000 (900–1,100)",
+                "2.50 (2.25–2.75)",
+                "1,500 (1,400–1,600)",
+                "1.50 (1.25–1.75)",
+                "1.50x",
+                ">= 1.0x met"
+            ]
+        );
+    }
+
+    #[test]
+    fn overlapping_ranges_are_parity_whichever_median_leads() {
+        // Wharf's median is ahead, but its slowest run is slower than the peer's fastest.
+        let ahead = speed_row(
+            &[(700.0, None), (760.0, None), (840.0, None)],
+            &[(640.0, None), (760.0, None), (800.0, None)],
+        );
+        assert_eq!((ahead.parity, ahead.verdict), (Some(true), Some(Verdict::Parity)));
+        let behind = speed_row(
+            &[(760.0, None), (770.0, None), (780.0, None)],
+            &[(700.0, None), (757.0, None), (765.0, None)],
+        );
+        assert_eq!(behind.verdict, Some(Verdict::Parity));
+        let cells = cells(behind);
+        assert_eq!(cells[7..], ["0.98x parity", ">= 1.0x parity"]);
+        // Apart, and behind: missed.
+        let missed = speed_row(&[(900.0, None), (950.0, None)], &[(700.0, None), (800.0, None)]);
+        assert_eq!((missed.parity, missed.verdict), (Some(false), Some(Verdict::Missed)));
+        assert_eq!(cells_of_target(missed), ">= 1.0x MISSED");
+        // One run each: ranges are points, apart unless equal.
+        let single = speed_row(&[(900.0, None)], &[(901.0, None)]);
+        assert_eq!(single.verdict, Some(Verdict::Met));
+    }
+
+    fn cells_of_target(row: Row) -> String {
+        cells(row).pop().expect("target cell")
+    }
+
+    #[test]
+    fn cpu_is_shown_only_when_every_run_has_it() {
+        let row = speed_row(&[(900.0, Some(1.0)), (950.0, None)], &[(1_200.0, Some(12.345))]);
+        assert_eq!(row.peer.cpu_seconds(), None, "one run without CPU: no CPU figure");
+        let cells = cells(row);
+        assert_eq!((cells[4].as_str(), cells[6].as_str()), ("–", "12.3"));
     }
 
     #[test]
     fn a_side_not_served_has_no_ratio_and_a_note() {
         let row = Row::new(
             head(Some(Target::WharfAtMost(64.0)), Unit::KibPerSession),
-            measured(&[300.0]),
+            measured(&[(300.0, None)]),
             Figure::Unavailable { why: Unavailable::NotServed("no `ftp:` section".into()) },
             vec![],
         );
-        assert_eq!((row.ratio, row.target_met), (None, None));
+        assert_eq!((row.ratio, row.parity, row.verdict), (None, None, None));
         let text = table(std::slice::from_ref(&row));
         assert!(text.contains("not served") && text.contains("<= 64 KiB/session"), "{text}");
         assert!(notes(&[row]).contains("FTP Wharf: not served: no `ftp:` section"));

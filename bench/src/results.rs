@@ -1,4 +1,5 @@
-//! What a bench run found: one row per figure, each with both sides and their ratio.
+//! What a bench run found: one row per figure, each with both sides, the CPU time each
+//! server spent, their ratio, and whether the two sides can be told apart at all.
 
 use crate::endpoint::Unavailable;
 use crate::stats::{Summary, summarize};
@@ -53,6 +54,19 @@ impl Target {
     }
 }
 
+/// How a row's two sides compare against its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Better than the target asks, by more than the spread of the runs.
+    Met,
+    /// The two sides' ranges (min to max over the runs) overlap: the runs cannot tell them
+    /// apart, whichever median is ahead. Not counted as met.
+    Parity,
+    /// Worse than the target asks, by more than the spread of the runs.
+    Missed,
+}
+
 /// One side's figure in a row.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -63,6 +77,11 @@ pub enum Figure {
         summary: Summary,
         /// Each run, in order.
         samples: Vec<f64>,
+        /// The server's CPU seconds (user + system of its process tree) in each run, where
+        /// the scenario measures them (every throughput row; not idle memory).
+        cpu_samples: Vec<f64>,
+        /// Their median, min and max.
+        cpu_seconds: Option<Summary>,
     },
     /// Could not be measured at all.
     Unavailable {
@@ -88,14 +107,45 @@ impl Figure {
         }
     }
 
-    /// Builds the figure from a side's runs: a failure anywhere wins over good runs.
-    pub fn from_runs(samples: Vec<f64>, failure: Option<String>) -> Figure {
+    /// The summary of the server's CPU seconds, when measured.
+    pub fn cpu_seconds(&self) -> Option<Summary> {
+        match self {
+            Figure::Measured { cpu_seconds, .. } => *cpu_seconds,
+            _ => None,
+        }
+    }
+
+    /// Builds the figure from a side's runs (each value with the server's CPU seconds, when
+    /// measured): a failure anywhere wins over good runs.
+    pub fn from_runs(runs: Vec<Sample>, failure: Option<String>) -> Figure {
+        let samples: Vec<f64> = runs.iter().map(|run| run.value).collect();
+        let cpu_samples: Vec<f64> = runs.iter().filter_map(|run| run.server_cpu).collect();
+        // A CPU figure only when every run has one: a partial set would summarize other runs.
+        let cpu_seconds =
+            if cpu_samples.len() == runs.len() { summarize(&cpu_samples) } else { None };
         match (failure, summarize(&samples)) {
             (Some(error), _) => Figure::Failed { error, samples },
-            (None, Some(summary)) => Figure::Measured { summary, samples },
+            (None, Some(summary)) => {
+                Figure::Measured { summary, samples, cpu_samples, cpu_seconds }
+            }
             (None, None) => Figure::Failed { error: "no run".to_owned(), samples },
         }
     }
+}
+
+/// One run of one side: the figure, and the server's CPU seconds during it when measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// The figure in the row's unit.
+    pub value: f64,
+    /// User + system seconds of the server's process tree during the measured transfer.
+    pub server_cpu: Option<f64>,
+}
+
+/// Whether Wharf's range and the peer's range scaled by `ratio` overlap: then the runs
+/// cannot tell Wharf/peer from `ratio`.
+fn ranges_overlap(peer: Summary, wharf: Summary, ratio: f64) -> bool {
+    wharf.min <= peer.max * ratio && peer.min * ratio <= wharf.max
 }
 
 /// One row of the table.
@@ -123,20 +173,32 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// Wharf/peer of each run (measured side by side, in the same run).
     pub run_ratios: Vec<f64>,
-    /// Whether the target is met (`None`: no target or not measured).
-    pub target_met: Option<bool>,
+    /// Whether the two sides' ranges (min to max) overlap, when both were measured: the
+    /// ratio is then shown as parity, whatever its value.
+    pub parity: Option<bool>,
+    /// The verdict on the target (`None`: no target or not measured).
+    pub verdict: Option<Verdict>,
 }
 
 impl Row {
     /// Completes a row from both sides' figures.
     pub fn new(head: RowHead, peer: Figure, wharf: Figure, run_ratios: Vec<f64>) -> Row {
-        let ratio = match (peer.summary(), wharf.summary()) {
-            (Some(p), Some(w)) if p.median > 0.0 => Some(w.median / p.median),
-            _ => None,
-        };
-        let target_met = match head.target {
-            Some(Target::RatioAtLeast(min)) => ratio.map(|r| r >= min),
-            Some(Target::WharfAtMost(max)) => wharf.summary().map(|w| w.median <= max),
+        let both = peer.summary().zip(wharf.summary());
+        let ratio = both.filter(|(p, _)| p.median > 0.0).map(|(p, w)| w.median / p.median);
+        let parity = both.map(|(p, w)| ranges_overlap(p, w, 1.0));
+        let verdict = match head.target {
+            Some(Target::RatioAtLeast(min)) => both.zip(ratio).map(|((p, w), ratio)| {
+                if ranges_overlap(p, w, min) {
+                    Verdict::Parity
+                } else if ratio >= min {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                }
+            }),
+            Some(Target::WharfAtMost(max)) => wharf
+                .summary()
+                .map(|w| if w.median <= max { Verdict::Met } else { Verdict::Missed }),
             None => None,
         };
         Row {
@@ -151,7 +213,8 @@ impl Row {
             wharf,
             ratio,
             run_ratios,
-            target_met,
+            parity,
+            verdict,
         }
     }
 }

@@ -233,6 +233,19 @@ pub fn candidates(example: Option<&Mapping>, section: &str, bench_user: &str) ->
     list
 }
 
+/// An `ftps:` section that presents the bench's certificate, the one vsftpd presents too
+/// (unless the section names a certificate of its own): with Wharf's generated one, the two
+/// sides could differ in key type, and so in what each TLS handshake costs.
+pub fn with_bench_certificate(section: Value, credentials: &Credentials) -> Value {
+    let Value::Mapping(mut mapping) = section else { return section };
+    if !mapping.contains_key("certificate_chain") && !mapping.contains_key("private_key") {
+        let path = |p: &Path| Value::from(p.display().to_string());
+        mapping.insert(Value::from("certificate_chain"), path(&credentials.tls_cert));
+        mapping.insert(Value::from("private_key"), path(&credentials.tls_key));
+    }
+    Value::Mapping(mapping)
+}
+
 /// Loads a YAML mapping (the example configuration or the user's replacement sections).
 pub fn load_mapping(path: &Path) -> anyhow::Result<Mapping> {
     let text = std::fs::read_to_string(path)?;
@@ -306,5 +319,31 @@ tftp:
         let list = candidates(Some(&example()), "webdav", "bench");
         assert_eq!(list[list.len() - 2]["listen"][0], Value::from("127.0.0.1:0"));
         assert_eq!(list.last(), Some(&Value::Mapping(Mapping::new())));
+    }
+
+    fn credentials() -> Credentials {
+        Credentials {
+            ssh_key: "/s/client_ed25519".into(),
+            ssh_public_key: "ssh-ed25519 AAAA bench".into(),
+            unix_user: "bench".into(),
+            wharf_user: "bench".into(),
+            wharf_password: "pw".into(),
+            wharf_password_hash: "$6$salt$hash".into(),
+            tls_cert: "/s/ftps-cert.pem".into(),
+            tls_key: "/s/ftps-key.pem".into(),
+        }
+    }
+
+    #[test]
+    fn ftps_sections_present_the_certificate_vsftpd_presents() {
+        for candidate in candidates(Some(&example()), "ftps", "bench") {
+            let section = with_bench_certificate(candidate, &credentials());
+            assert_eq!(section["certificate_chain"], Value::from("/s/ftps-cert.pem"));
+            assert_eq!(section["private_key"], Value::from("/s/ftps-key.pem"));
+        }
+        // A section given with its own certificate keeps it.
+        let given: Value =
+            serde_yaml::from_str("certificate_chain: /c.pem\nprivate_key: /k.pem").expect("yaml");
+        assert_eq!(with_bench_certificate(given.clone(), &credentials()), given);
     }
 }

@@ -16,7 +16,7 @@ use crate::cli::Protocol;
 use crate::credentials::Credentials;
 use crate::endpoint::{Endpoint, Endpoints, Unavailable};
 use crate::process::{ChildGuard, run};
-use crate::wharf_config::{PROTOCOL_SECTIONS, base_config, candidates};
+use crate::wharf_config::{PROTOCOL_SECTIONS, base_config, candidates, with_bench_certificate};
 
 /// What Wharf is started from.
 #[derive(Debug, Clone)]
@@ -163,6 +163,10 @@ pub fn start(
         };
         let mut first_complaint = None;
         for candidate in list {
+            let candidate = match section {
+                "ftps" => with_bench_certificate(candidate, credentials),
+                _ => candidate,
+            };
             let mut trial = config.clone();
             trial.insert(Value::from(section), candidate.clone());
             match check(&setup.binary, &probe_path, &trial)? {

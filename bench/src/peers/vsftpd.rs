@@ -62,6 +62,8 @@ fn config_text(share: &Path, port: u16, empty_dir: &Path, tls: Option<&Credentia
     if let Some(credentials) = tls {
         // Explicit TLS, required for login and data (PROT P), with vsftpd's default
         // require_ssl_reuse=YES: each data connection resumes the control's TLS session.
+        // The certificate is the one Wharf presents too; `rsa_cert_file` is only the option's
+        // name, OpenSSL loads any key type from it.
         text.push_str(&format!(
             "ssl_enable=YES\n\
              rsa_cert_file={}\n\

@@ -19,7 +19,7 @@ use crate::endpoint::{Endpoint, Side};
 use crate::lineup::{DEFAULT_CIPHER, Lineup};
 use crate::memory::tree_memory;
 use crate::process::ChildGuard;
-use crate::results::{Row, RowHead, Target, Unit};
+use crate::results::{Row, RowHead, Sample, Target, Unit};
 use crate::wharf_server::WharfSetup;
 
 /// How long sessions sit before memory is read, so the server has settled.
@@ -186,7 +186,9 @@ pub fn run(bench: &Bench<'_>, wharf: &WharfSetup, protocols: &[Protocol]) -> Vec
                 match lineup.endpoints(side).get(*protocol) {
                     Err(why) => recorder.unavailable(side, why.clone()),
                     Ok(endpoint) if recorder.wants(side) => {
-                        let outcome = per_session_kib(*protocol, endpoint, *count);
+                        // Idle sessions cost memory, not CPU: no CPU figure here.
+                        let outcome = per_session_kib(*protocol, endpoint, *count)
+                            .map(|value| Sample { value, server_cpu: None });
                         recorder.record(side, run, super::explain(&lineup, side, outcome));
                     }
                     Ok(_) => {}

@@ -9,12 +9,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::cli::{Protocol, Sizes};
+use crate::cpu::ServerCpu;
 use crate::credentials::Credentials;
 use crate::dataset::{Fingerprint, verify};
 use crate::endpoint::{Endpoint, Side, Unavailable};
 use crate::lineup::Lineup;
 use crate::machine::PeerVersions;
-use crate::results::{Figure, Row, RowHead};
+use crate::results::{Figure, Row, RowHead, Sample};
 use crate::scratch::Scratch;
 
 /// What every scenario works with.
@@ -35,7 +36,7 @@ pub struct Bench<'a> {
 pub struct RowRecorder {
     head: RowHead,
     runs: usize,
-    samples: [Vec<f64>; 2],
+    samples: [Vec<Sample>; 2],
     failures: [Option<String>; 2],
     unavailable: [Option<Unavailable>; 2],
     per_run: Vec<[Option<f64>; 2]>,
@@ -65,21 +66,26 @@ impl RowRecorder {
     }
 
     /// Records run `run` of `side`; a failure ends that side's measurements.
-    pub fn record(&mut self, side: Side, run: usize, outcome: anyhow::Result<f64>) {
+    pub fn record(&mut self, side: Side, run: usize, outcome: anyhow::Result<Sample>) {
         let index = side as usize;
         let title = &self.head.title;
         match outcome {
-            Ok(value) => {
+            Ok(sample) => {
+                let cpu = sample
+                    .server_cpu
+                    .map(|seconds| format!(", server CPU {seconds:.2} s"))
+                    .unwrap_or_default();
                 eprintln!(
-                    "  {title:<58} {:<5} run {}/{}: {value:.1} {}",
+                    "  {title:<58} {:<5} run {}/{}: {:.1} {}{cpu}",
                     side.name(),
                     run + 1,
                     self.runs,
+                    sample.value,
                     self.head.unit.label()
                 );
-                self.samples[index].push(value);
+                self.samples[index].push(sample);
                 if let Some(pair) = self.per_run.get_mut(run) {
-                    pair[index] = Some(value);
+                    pair[index] = Some(sample.value);
                 }
             }
             Err(err) => {
@@ -123,7 +129,7 @@ pub fn measure_row(
     protocol: Protocol,
     runs: usize,
     lineup: &Lineup,
-    mut measure: impl FnMut(Side, &Endpoint, usize) -> anyhow::Result<f64>,
+    mut measure: impl FnMut(Side, &Endpoint, usize) -> anyhow::Result<Sample>,
 ) -> Row {
     let mut recorder = RowRecorder::new(head, runs);
     for side in Side::BOTH {
@@ -144,8 +150,20 @@ pub fn measure_row(
     recorder.finish()
 }
 
+/// Runs `client`, the measured part of a run against `endpoint` (the client processes, from
+/// their start to their exit), and returns its result with the CPU seconds the server spent
+/// meanwhile, its session processes included (see [`crate::cpu`]).
+pub fn with_server_cpu<T>(
+    endpoint: &Endpoint,
+    client: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, f64)> {
+    let meter = ServerCpu::start(endpoint.server_pid)?;
+    let result = client()?;
+    Ok((result, meter.finish()?))
+}
+
 /// A failed Wharf measurement, with the reason when Wharf itself has stopped.
-pub fn explain(lineup: &Lineup, side: Side, outcome: anyhow::Result<f64>) -> anyhow::Result<f64> {
+pub fn explain<T>(lineup: &Lineup, side: Side, outcome: anyhow::Result<T>) -> anyhow::Result<T> {
     match (outcome, side) {
         (Err(err), Side::Wharf) => match lineup.wharf_diagnosis() {
             Some(diagnosis) => Err(err.context(diagnosis)),

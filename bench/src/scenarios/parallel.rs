@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use super::{Bench, measure_row, megabytes_per_second};
+use super::{Bench, measure_row, megabytes_per_second, with_server_cpu};
 use crate::cli::Protocol;
 use crate::clients::{Transfer, curl_ftp_to_stdout, limit_for, sftp, sftp_quote, tftp_hpa};
 use crate::dataset::{check, fingerprint_stream, verify};
 use crate::endpoint::{Endpoint, Side};
 use crate::lineup::{DEFAULT_CIPHER, Lineup};
 use crate::process::RunningCommand;
-use crate::results::{Row, RowHead, Unit};
+use crate::results::{Row, RowHead, Sample, Unit};
 use crate::scratch::discard;
 
 fn download_all(
@@ -22,7 +22,7 @@ fn download_all(
     protocol: Protocol,
     endpoint: &Endpoint,
     tag: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Sample> {
     let source = &bench.scratch.parallel;
     let count = bench.sizes.parallel_count;
     let total_bytes = source.print.size * count as u64;
@@ -31,37 +31,45 @@ fn download_all(
     let locals: Vec<_> =
         (0..count).map(|i| bench.scratch.download_path(&format!("{tag}-{i}"))).collect();
     let size = source.print.size;
-    let started = Instant::now();
-    let mut running = Vec::with_capacity(count);
-    for (index, local) in locals.iter().enumerate() {
-        let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
-        let label = format!("{tag} client {index}");
-        // curl streams its download to us and it is checked on the fly (see
-        // `curl_ftp_to_stdout`); the other clients write files, checked afterwards.
-        let (mut command, streams) = match protocol {
-            Protocol::Ftp => (curl_ftp_to_stdout(endpoint, false, &source.name), true),
-            Protocol::Ftps => (curl_ftp_to_stdout(endpoint, true, &source.name), true),
-            Protocol::Sftp => {
-                let batch = local.with_extension("batch");
-                let get = format!("get {} {}", source.name, sftp_quote(local));
-                (sftp(endpoint, DEFAULT_CIPHER, &batch, &[get])?, false)
-            }
-            Protocol::Tftp => (tftp_hpa(endpoint, &transfer), false),
-        };
-        running.push(RunningCommand::start_consuming(&mut command, &label, move |mut stdout| {
-            if streams {
-                Some(fingerprint_stream(stdout, size))
-            } else {
-                let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-                None
-            }
-        })?);
-    }
-    let mut outcomes = Vec::with_capacity(count);
-    for (index, client) in running.into_iter().enumerate() {
-        outcomes.push(client.finish(limit).and_then(|done| done.ok(&format!("client {index}"))));
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let clients = || -> anyhow::Result<_> {
+        let started = Instant::now();
+        let mut running = Vec::with_capacity(count);
+        for (index, local) in locals.iter().enumerate() {
+            let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
+            let label = format!("{tag} client {index}");
+            // curl streams its download to us and it is checked on the fly (see
+            // `curl_ftp_to_stdout`); the other clients write files, checked afterwards.
+            let (mut command, streams) = match protocol {
+                Protocol::Ftp => (curl_ftp_to_stdout(endpoint, false, &source.name), true),
+                Protocol::Ftps => (curl_ftp_to_stdout(endpoint, true, &source.name), true),
+                Protocol::Sftp => {
+                    let batch = local.with_extension("batch");
+                    let get = format!("get {} {}", source.name, sftp_quote(local));
+                    (sftp(endpoint, DEFAULT_CIPHER, &batch, &[get])?, false)
+                }
+                Protocol::Tftp => (tftp_hpa(endpoint, &transfer), false),
+            };
+            running.push(RunningCommand::start_consuming(
+                &mut command,
+                &label,
+                move |mut stdout| {
+                    if streams {
+                        Some(fingerprint_stream(stdout, size))
+                    } else {
+                        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+                        None
+                    }
+                },
+            )?);
+        }
+        let mut outcomes = Vec::with_capacity(count);
+        for (index, client) in running.into_iter().enumerate() {
+            outcomes
+                .push(client.finish(limit).and_then(|done| done.ok(&format!("client {index}"))));
+        }
+        Ok((outcomes, started.elapsed().as_secs_f64()))
+    };
+    let ((outcomes, seconds), cpu) = with_server_cpu(endpoint, clients)?;
     let mut checked = Ok(());
     for (index, (local, outcome)) in locals.iter().zip(outcomes).enumerate() {
         if checked.is_ok() {
@@ -76,7 +84,7 @@ fn download_all(
         discard(local);
     }
     checked?;
-    Ok(megabytes_per_second(total_bytes, seconds))
+    Ok(Sample { value: megabytes_per_second(total_bytes, seconds), server_cpu: Some(cpu) })
 }
 
 /// The rows of scenario 3 for the selected protocols.

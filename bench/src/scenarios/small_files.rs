@@ -4,13 +4,13 @@
 
 use anyhow::Context as _;
 
-use super::{Bench, measure_row};
+use super::{Bench, measure_row, with_server_cpu};
 use crate::cli::Protocol;
 use crate::clients::{lftp, limit_for, marked_seconds, sftp, sftp_quote};
 use crate::endpoint::{Endpoint, Side};
 use crate::lineup::{DEFAULT_CIPHER, Lineup};
 use crate::process::run_ok;
-use crate::results::{Row, RowHead, Target, Unit};
+use crate::results::{Row, RowHead, Sample, Target, Unit};
 use crate::scratch::{UPLOAD_DIR, discard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ fn copy_tree(
     direction: Direction,
     endpoint: &Endpoint,
     tag: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Sample> {
     let small = &bench.scratch.small;
     let count = small.files.len();
     let limit = limit_for(bench.sizes.small_size * count as u64 * 50);
@@ -35,7 +35,7 @@ fn copy_tree(
     let uploaded = bench.scratch.uploaded(tag);
     let label = format!("{tag} ({})", protocol.name());
     let script = bench.scratch.download_path(&format!("{tag}.script"));
-    let output = match (protocol, direction) {
+    let client = || match (protocol, direction) {
         (Protocol::Ftp, direction) => {
             let (start_dir, command) = match direction {
                 Direction::Download => {
@@ -48,7 +48,7 @@ fn copy_tree(
             let finished =
                 run_ok(&mut lftp(endpoint, start_dir, &script, &[command])?, &label, limit);
             let _ = std::fs::remove_file(&script);
-            finished?
+            finished
         }
         (Protocol::Sftp, direction) => {
             let command = match direction {
@@ -60,10 +60,11 @@ fn copy_tree(
             let finished =
                 run_ok(&mut sftp(endpoint, DEFAULT_CIPHER, &script, &[command])?, &label, limit);
             let _ = std::fs::remove_file(&script);
-            finished?
+            finished
         }
         _ => anyhow::bail!("no small-file client for {}", protocol.name()),
     };
+    let (output, cpu) = with_server_cpu(endpoint, client)?;
     let seconds = marked_seconds(&output.stdout);
     let copy = match direction {
         Direction::Download => local,
@@ -74,7 +75,7 @@ fn copy_tree(
         Ok(s)
     });
     discard(&copy);
-    Ok(count as f64 / checked?)
+    Ok(Sample { value: count as f64 / checked?, server_cpu: Some(cpu) })
 }
 
 /// The rows of scenario 2 for the selected protocols among FTP and SFTP.

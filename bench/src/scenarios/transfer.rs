@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use super::{Bench, measure_row, megabytes_per_second, wait_for_upload};
+use super::{Bench, measure_row, megabytes_per_second, wait_for_upload, with_server_cpu};
 use crate::cli::Protocol;
 use crate::clients::{
     Transfer, atftp, curl_ftp, curl_ftp_to_stdout, curl_transfer_seconds, limit_for,
@@ -17,7 +17,7 @@ use crate::dataset::{Fingerprint, SourceFile, check, fingerprint_stream, verify}
 use crate::endpoint::{Endpoint, Side};
 use crate::lineup::Lineup;
 use crate::process::{RunningCommand, run_ok};
-use crate::results::{Row, RowHead, Target, Unit};
+use crate::results::{Row, RowHead, Sample, Target, Unit};
 use crate::scratch::discard;
 
 /// The SSH ciphers of the SFTP rows, as `-c` takes them.
@@ -142,28 +142,36 @@ fn file_row(
             Direction::Download => {
                 let local = bench.scratch.download_path(&tag);
                 let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
-                let timed = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
-                let checked = timed.and_then(|(seconds, streamed)| {
+                let timed = with_server_cpu(endpoint, || {
+                    timed_transfer(client, endpoint, &transfer, bytes, &label, &batch)
+                });
+                let checked = timed.and_then(|((seconds, streamed), cpu)| {
                     match streamed {
                         Some(print) => check(&format!("{id} download"), print, source.print),
                         None => verify(&local, source.print),
                     }
-                    .map(|()| seconds)
+                    .map(|()| (seconds, cpu))
                 });
                 discard(&local);
-                Ok(megabytes_per_second(bytes, checked?))
+                let (seconds, cpu) = checked?;
+                Ok(Sample { value: megabytes_per_second(bytes, seconds), server_cpu: Some(cpu) })
             }
             Direction::Upload => {
                 let name = format!("{tag}.bin");
                 let remote = format!("{}/{name}", crate::scratch::UPLOAD_DIR);
                 let transfer = Transfer::Put { local: source.path.clone(), remote };
                 let uploaded = bench.scratch.uploaded(&name);
-                let timed = timed_transfer(client, endpoint, &transfer, bytes, &label, &batch);
+                let timed = with_server_cpu(endpoint, || {
+                    timed_transfer(client, endpoint, &transfer, bytes, &label, &batch)
+                });
                 let checked = timed
-                    .and_then(|(s, _)| wait_for_upload(&uploaded, source.print).map(|()| s))
+                    .and_then(|((s, _), cpu)| {
+                        wait_for_upload(&uploaded, source.print).map(|()| (s, cpu))
+                    })
                     .with_context(|| format!("upload to {}", side.name()));
                 discard(&uploaded);
-                Ok(megabytes_per_second(bytes, checked?))
+                let (seconds, cpu) = checked?;
+                Ok(Sample { value: megabytes_per_second(bytes, seconds), server_cpu: Some(cpu) })
             }
         }
     })
