@@ -39,9 +39,13 @@ pub struct TftpConfig {
     /// Transfers at once, from everyone. Each running transfer has a thread of its own.
     #[serde(default = "default_max_transfers")]
     pub max_transfers: usize,
-    /// Transfers at once from one IP address.
+    /// Transfers at once from one IP address (a lab of devices behind one NAT router shares
+    /// it).
     #[serde(default = "default_max_transfers_per_address")]
     pub max_transfers_per_address: usize,
+    /// What a request over `max_transfers` or `max_transfers_per_address` gets.
+    #[serde(default)]
+    pub over_cap: OverCap,
     /// Largest `blksize` granted (8-65464); larger requests are lowered to it. Lower it for
     /// paths that cannot carry fragmented datagrams (1468 fits an Ethernet MTU).
     #[serde(default = "default_max_block_size")]
@@ -56,6 +60,21 @@ pub struct TftpConfig {
     /// wake-up per block that bounds lock-step transfers on fast paths. `0s`: never poll.
     #[serde(default = "default_busy_wait", with = "humantime_serde")]
     pub busy_wait: Duration,
+}
+
+/// What a request over a cap gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverCap {
+    /// No answer: the client asks again after its own timeout and is served once a place is
+    /// free. Every client retransmits an unanswered request (RFC 1350), so devices booting
+    /// together all get their files, a little later.
+    #[default]
+    Wait,
+    /// ERROR 0 with the reason, at once: for clients that send a request only once, or that
+    /// give up after fewer retries than a place takes to free, and would rather fail with the
+    /// reason than with their own timeout.
+    Refuse,
 }
 
 /// The largest `busy_wait` accepted: polling longer holds a CPU for nothing.
@@ -82,8 +101,10 @@ fn default_max_transfers() -> usize {
     200
 }
 
+/// Enough for a lab of devices behind one NAT router booting together (50 at once is a
+/// normal firmware push), still a budget: see `docs/SECURITY.md` for the memory it allows.
 fn default_max_transfers_per_address() -> usize {
-    8
+    64
 }
 
 fn default_max_block_size() -> u16 {
@@ -105,6 +126,7 @@ impl Default for TftpConfig {
             max_retries: default_max_retries(),
             max_transfers: default_max_transfers(),
             max_transfers_per_address: default_max_transfers_per_address(),
+            over_cap: OverCap::default(),
             max_block_size: default_max_block_size(),
             max_window_size: default_max_window_size(),
             busy_wait: default_busy_wait(),
@@ -178,6 +200,7 @@ timeout: 500ms
 max_retries: 3
 max_transfers: 10
 max_transfers_per_address: 2
+over_cap: refuse
 max_block_size: 1468
 max_window_size: 16
 busy_wait: 0s
@@ -187,6 +210,7 @@ busy_wait: 0s
         assert_eq!(parsed.timeout, Duration::from_millis(500));
         assert_eq!(parsed.remap[0].replace, r"/boot/pxe/\1");
         assert_eq!(parsed.busy_wait, Duration::ZERO);
+        assert_eq!(parsed.over_cap, OverCap::Refuse);
         assert!(parsed.validate().is_ok());
     }
 

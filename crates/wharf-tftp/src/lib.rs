@@ -27,7 +27,7 @@ pub mod rules;
 mod server;
 mod transfer;
 
-pub use config::{InvalidSetting, TftpConfig};
+pub use config::{InvalidSetting, OverCap, TftpConfig};
 pub use remap::{FilenameMapper, RemapError, RemapRule};
 pub use rules::{AccessRule, AccessRules};
 pub use server::{TftpError, TftpServer, check_config};

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use wharf_access::{Gateway, LimitExceeded, ProtocolFamily, UserDb};
 
 use crate::admission::{Admission, Refusal};
-use crate::config::{InvalidSetting, TftpConfig};
+use crate::config::{InvalidSetting, OverCap, TftpConfig};
 use crate::errors::ErrorCode;
 use crate::options::OptionLimits;
 use crate::packet::{Packet, ParseError, encode_error};
@@ -180,6 +180,7 @@ impl TftpServer {
             max_retries: config.max_retries,
             busy_wait: config.busy_wait,
             spin_slots: Arc::new(SpinSlots::for_this_machine()),
+            over_cap: config.over_cap,
         };
         Ok(TftpServer {
             listeners,
@@ -268,7 +269,7 @@ fn on_datagram(
         }
         return;
     };
-    match admission.admit(peer) {
+    match admission.admit(peer, datagram) {
         Ok(ticket) => {
             let local_ip: IpAddr = listener.addr.ip();
             services.gateway.shutdown.spawn(transfer::serve(
@@ -279,16 +280,31 @@ fn on_datagram(
                 ticket,
             ));
         }
-        Err(Refusal::InProgress) => {
+        Err(Refusal::Retransmission) => {
             tracing::debug!(target: "wharf::tftp", %peer, "retransmitted request ignored");
         }
+        // By default not refused but dropped, so the client asks again after its timeout and
+        // is served once a place is free, as a lab of devices behind one address expects while
+        // they all boot at once. No answer also means nothing to reflect at a forged source.
         Err(Refusal::Limit(limit)) => {
-            tracing::info!(target: "wharf::tftp", %peer, %limit, "request refused");
-            let message = match limit {
-                LimitExceeded::Total => "too many transfers; try again later",
-                LimitExceeded::PerAddress => "too many transfers from your address",
+            let (cap, message) = match limit {
+                LimitExceeded::Total => ("max_transfers", "too many transfers; try again later"),
+                LimitExceeded::PerAddress => {
+                    ("max_transfers_per_address", "too many transfers from your address")
+                }
             };
-            reply(ErrorCode::NotDefined, message);
+            match services.over_cap {
+                OverCap::Wait => tracing::info!(
+                    target: "wharf::tftp",
+                    %peer,
+                    cap,
+                    "request over a cap dropped; the client will ask again"
+                ),
+                OverCap::Refuse => {
+                    tracing::info!(target: "wharf::tftp", %peer, cap, "request refused");
+                    reply(ErrorCode::NotDefined, message);
+                }
+            }
         }
     }
 }

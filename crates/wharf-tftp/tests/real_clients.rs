@@ -5,44 +5,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{TestServer, bounded, run_client};
+use common::{TestServer, atftp, bounded, output_text, run_client};
 use wharf_testkit::{pattern, require_tool, tree_digest};
 
 const SIZES: [usize; 5] = [0, 511, 512, 1024 * 1024, 1024 * 1024 + 7];
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// tftp-hpa's client: `tftp -m MODE 127.0.0.1 PORT -c COMMAND ARGS...`. It exits 0 even when
 /// the server refuses, so callers look at its output.
 fn tftp_hpa(tftp: &Path, server: &TestServer, mode: &str, command: &[&str]) -> Command {
     let mut cmd = Command::new(tftp);
     cmd.args(["-m", mode, "127.0.0.1", &server.addr.port().to_string(), "-c"]).args(command);
-    cmd
-}
-
-fn atftp(
-    atftp: &Path,
-    server: &TestServer,
-    options: &[&str],
-    direction: &str,
-    remote: &str,
-    local: &Path,
-) -> Command {
-    let mut cmd = Command::new(atftp);
-    for option in options {
-        cmd.args(["--option", option]);
-    }
-    cmd.args([direction, "-r", remote, "-l"])
-        .arg(local)
-        .args(["127.0.0.1", &server.addr.port().to_string()]);
     cmd
 }
 
@@ -70,7 +44,7 @@ async fn tftp_hpa_downloads_and_uploads_byte_exact() {
                 60,
             )
             .await;
-            assert!(!text(&out).contains("Error"), "{size}: {}", text(&out));
+            assert!(!output_text(&out).contains("Error"), "{size}: {}", output_text(&out));
             assert!(
                 std::fs::read(&target).expect("downloaded") == content,
                 "download of {size} bytes"
@@ -88,7 +62,7 @@ async fn tftp_hpa_downloads_and_uploads_byte_exact() {
                 60,
             )
             .await;
-            assert!(!text(&out).contains("Error"), "{size}: {}", text(&out));
+            assert!(!output_text(&out).contains("Error"), "{size}: {}", output_text(&out));
             assert!(
                 server.read(&format!("incoming/u{size}.bin")) == content,
                 "upload of {size} bytes"
@@ -115,7 +89,7 @@ async fn tftp_hpa_rolls_over_at_512_byte_blocks() {
             200,
         )
         .await;
-        assert!(!text(&out).contains("Error"), "{}", text(&out));
+        assert!(!output_text(&out).contains("Error"), "{}", output_text(&out));
         assert!(std::fs::read(&target).expect("downloaded") == content, "40 MiB differ");
         server.stop().await;
     })
@@ -142,7 +116,7 @@ async fn tftp_hpa_netascii_converts_both_ways() {
             60,
         )
         .await;
-        assert!(!text(&out).contains("Error"), "{}", text(&out));
+        assert!(!output_text(&out).contains("Error"), "{}", output_text(&out));
         assert!(std::fs::read(&target).expect("downloaded") == local_text, "netascii download");
 
         let source = local.path().join("up.txt");
@@ -157,7 +131,7 @@ async fn tftp_hpa_netascii_converts_both_ways() {
             60,
         )
         .await;
-        assert!(!text(&out).contains("Error"), "{}", text(&out));
+        assert!(!output_text(&out).contains("Error"), "{}", output_text(&out));
         assert!(server.read("incoming/up.txt") == local_text, "netascii upload");
         server.stop().await;
     })
@@ -180,7 +154,7 @@ async fn tftp_hpa_is_refused_where_the_identity_may_not_write() {
                 60,
             )
             .await;
-            assert!(text(&out).contains("Error code 2"), "{remote}: {}", text(&out));
+            assert!(output_text(&out).contains("Error code 2"), "{remote}: {}", output_text(&out));
         }
         assert_eq!(tree_digest(server.root()), before, "the tree is unchanged");
         server.stop().await;
@@ -205,7 +179,7 @@ async fn atftp_with_blksize_and_windowsize() {
                     60,
                 )
                 .await;
-                assert!(out.status.success(), "{options:?} {size}: {}", text(&out));
+                assert!(out.status.success(), "{options:?} {size}: {}", output_text(&out));
                 assert!(
                     std::fs::read(&target).expect("downloaded") == content,
                     "{options:?}: {size} bytes"
@@ -217,7 +191,7 @@ async fn atftp_with_blksize_and_windowsize() {
                 let out =
                     run_client(atftp(&atftp_bin, &server, options, "-p", &remote, &source), 60)
                         .await;
-                assert!(out.status.success(), "{options:?} {size}: {}", text(&out));
+                assert!(out.status.success(), "{options:?} {size}: {}", output_text(&out));
                 assert!(server.read(&remote) == content, "{options:?}: upload of {size} bytes");
             }
         }
@@ -230,7 +204,7 @@ async fn atftp_with_blksize_and_windowsize() {
             120,
         )
         .await;
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
         assert!(std::fs::read(&target).expect("downloaded") == content, "40 MiB differ");
         server.stop().await;
     })
@@ -254,7 +228,7 @@ async fn curl_with_tftp_blksize() {
                 .arg(&target)
                 .arg(curl_url(&server, &format!("c{size}.bin")));
             let out = run_client(cmd, 60).await;
-            assert!(out.status.success(), "{size}: {}", text(&out));
+            assert!(out.status.success(), "{size}: {}", output_text(&out));
             assert!(
                 std::fs::read(&target).expect("downloaded") == content,
                 "curl download of {size} bytes"
@@ -267,7 +241,7 @@ async fn curl_with_tftp_blksize() {
                 .arg(&source)
                 .arg(curl_url(&server, &format!("incoming/cu{size}.bin")));
             let out = run_client(cmd, 60).await;
-            assert!(out.status.success(), "{size}: {}", text(&out));
+            assert!(out.status.success(), "{size}: {}", output_text(&out));
             assert!(
                 server.read(&format!("incoming/cu{size}.bin")) == content,
                 "curl upload of {size} bytes"
@@ -279,7 +253,7 @@ async fn curl_with_tftp_blksize() {
             .arg(local.path().join("none"))
             .arg(curl_url(&server, "missing.bin"));
         let out = run_client(cmd, 60).await;
-        assert!(!out.status.success(), "{}", text(&out));
+        assert!(!out.status.success(), "{}", output_text(&out));
         server.stop().await;
     })
     .await;

@@ -30,7 +30,8 @@ use self::read::ReadTransfer;
 use self::receive_window::ReceiveWindow;
 use self::send_window::SendWindow;
 use self::write::{UploadSink, WriteTransfer};
-use crate::admission::Ticket;
+use crate::admission::{Superseded, Ticket};
+use crate::config::OverCap;
 use crate::errors::{self, ErrorCode};
 use crate::options::{self, Direction, Negotiation, OptionLimits};
 use crate::packet::{DATA_HEADER_LEN, Packet, Request, TransferMode, WireOption};
@@ -55,6 +56,8 @@ pub(crate) struct Services {
     pub(crate) busy_wait: Duration,
     /// The leave to poll, shared by the server's transfers.
     pub(crate) spin_slots: Arc<SpinSlots>,
+    /// What a request over a cap gets.
+    pub(crate) over_cap: OverCap,
 }
 
 /// A read or write request, owned so it can move into the transfer's task.
@@ -108,6 +111,9 @@ pub(crate) enum End {
     TimedOut,
     /// The server's grace period ended first.
     ShuttingDown,
+    /// The client sent a new request from the same port: it has moved on, and the transfer
+    /// stopped without another packet.
+    Superseded,
     /// The server gave up (storage or socket error, protocol violation).
     Failed(String),
 }
@@ -176,7 +182,8 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let engine = Engine::new(&services, channel, opened, request.mode == TransferMode::Netascii);
+    let netascii = request.mode == TransferMode::Netascii;
+    let engine = Engine::new(&services, channel, opened, netascii, ticket.superseded());
     let runtime = tokio::runtime::Handle::current();
     let (report_finished, finished) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("wharf-tftp".to_owned()).spawn(move || {
@@ -202,7 +209,13 @@ enum Engine {
 }
 
 impl Engine {
-    fn new(services: &Services, channel: Channel, opened: Opened, netascii: bool) -> Engine {
+    fn new(
+        services: &Services,
+        channel: Channel,
+        opened: Opened,
+        netascii: bool,
+        superseded: Superseded,
+    ) -> Engine {
         let timeout_of = |n: &Negotiation| n.settings.timeout.unwrap_or(services.timeout);
         match opened {
             Opened::Read(download, negotiation) => {
@@ -219,6 +232,7 @@ impl Engine {
                     option_ack,
                     block_size: settings.block_size,
                     timeout: timeout_of(&negotiation),
+                    superseded,
                     channel,
                 })
             }
@@ -236,6 +250,7 @@ impl Engine {
                     block_size: settings.block_size,
                     timeout: timeout_of(&negotiation),
                     max_retries: services.max_retries,
+                    superseded,
                     channel,
                 })
             }
@@ -382,6 +397,9 @@ fn log_end(peer: SocketAddr, kind: &'static str, end: &End) {
         End::TimedOut => tracing::info!(target: "wharf::tftp", %peer, kind, "transfer timed out"),
         End::ShuttingDown => {
             tracing::info!(target: "wharf::tftp", %peer, kind, "transfer cut by shutdown")
+        }
+        End::Superseded => {
+            tracing::info!(target: "wharf::tftp", %peer, kind, "client moved on to a new request")
         }
         End::Failed(reason) => {
             tracing::warn!(target: "wharf::tftp", %peer, kind, reason, "transfer failed")

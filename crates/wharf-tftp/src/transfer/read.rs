@@ -9,6 +9,7 @@ use super::blocks::BlockStore;
 use super::channel::{Channel, Received};
 use super::numbering::wire;
 use super::send_window::{AckEffect, SendWindow, TimeoutEffect, Transmission};
+use crate::admission::Superseded;
 use crate::errors::{self, ErrorCode};
 use crate::packet::Packet;
 
@@ -21,6 +22,8 @@ pub(crate) struct ReadTransfer {
     pub(crate) option_ack: Option<Vec<u8>>,
     pub(crate) block_size: u16,
     pub(crate) timeout: Duration,
+    /// Set when the client sends a new request from the same port.
+    pub(crate) superseded: Superseded,
 }
 
 /// Room for an ACK or an ERROR with a long message; anything longer is cut, which no valid
@@ -33,9 +36,15 @@ impl ReadTransfer {
         let mut receive_buffer = vec![0u8; RECEIVE_BUFFER];
         let mut deadline = Instant::now() + self.timeout;
         loop {
+            // A client that asked for something new from this port gets nothing more from
+            // here. Its last ACK may still be on its way (it sent it before the new request),
+            // so the transfer listens until its deadline and completes if it comes.
+            let quiet = self.superseded.is_set();
             // Send whatever the window allows now.
             let mut sent_any = false;
-            while let Some(transmission) = self.window.next_transmission() {
+            while let Some(transmission) =
+                (!quiet).then(|| self.window.next_transmission()).flatten()
+            {
                 let sent = match transmission {
                     Transmission::OptionAck => {
                         self.channel.send(self.option_ack.as_deref().unwrap_or_default())
@@ -89,6 +98,7 @@ impl ReadTransfer {
                     // Anything else from the client (a stray DATA, garbage) changes nothing.
                     Ok(_) | Err(_) => {}
                 },
+                Received::TimedOut if quiet => return End::Superseded,
                 Received::TimedOut => {
                     if self.window.on_timeout() == TimeoutEffect::GiveUp {
                         self.channel.send_error(ErrorCode::NotDefined, "timed out");

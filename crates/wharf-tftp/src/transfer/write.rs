@@ -13,6 +13,7 @@ use wharf_vfs::{Result, TRANSFER_CHUNK};
 use super::End;
 use super::channel::{Channel, Received};
 use super::receive_window::{DataEffect, ReceiveTimeout, ReceiveWindow};
+use crate::admission::Superseded;
 use crate::errors::{self, ErrorCode};
 use crate::netascii;
 use crate::packet::{DATA_HEADER_LEN, Packet, encode_ack};
@@ -81,6 +82,8 @@ pub(crate) struct WriteTransfer {
     pub(crate) block_size: u16,
     pub(crate) timeout: Duration,
     pub(crate) max_retries: u32,
+    /// Set when the client sends a new request from the same port.
+    pub(crate) superseded: Superseded,
 }
 
 impl WriteTransfer {
@@ -105,6 +108,11 @@ impl WriteTransfer {
         let mut buffer = vec![0u8; DATA_HEADER_LEN + block_size + 1];
         let mut deadline = Instant::now() + self.timeout;
         loop {
+            // The client has moved on: the upload is abandoned (dropped unpublished), and
+            // nothing more is sent to its port.
+            if self.superseded.is_set() {
+                return End::Superseded;
+            }
             let received = match self.channel.receive(&mut buffer, deadline) {
                 Ok(received) => received,
                 Err(err) => return End::Failed(format!("receiving: {err}")),

@@ -3,15 +3,16 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod log;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use wharf_testkit::{TestShare, run_bounded};
-use wharf_tftp::{AccessRule, TftpConfig, TftpServer};
+use wharf_tftp::{AccessRule, OverCap, TftpConfig, TftpServer};
 
 /// Users of most tests. `devices` reads everything under its home `tftp`, may create files in
 /// `/incoming` and create or replace them in `/public`; `other` sees only `other-home`.
@@ -39,12 +40,14 @@ pub fn rule(network: &str, identity: &str) -> AccessRule {
 }
 
 /// The configuration of most tests: loopback clients act as `devices`, retransmissions after
-/// 200 ms so lost packets cost little time.
+/// 200 ms so lost packets cost little time. Requests over a cap are refused with the reason,
+/// which the cap tests of `safety.rs` look for; `load.rs` tests the default, waiting.
 pub fn config() -> TftpConfig {
     TftpConfig {
         listen: vec!["127.0.0.1:0".parse().expect("addr")],
         rules: vec![rule("127.0.0.0/8", "devices"), rule("::1/128", "devices")],
         timeout: Duration::from_millis(200),
+        over_cap: OverCap::Refuse,
         ..TftpConfig::default()
     }
 }
@@ -136,4 +139,34 @@ pub async fn run_client(mut command: Command, secs: u64) -> std::process::Output
     tokio::task::spawn_blocking(move || run_bounded(&mut command, Duration::from_secs(secs)))
         .await
         .expect("client thread")
+}
+
+/// A real client's stdout and stderr, for assertions (tftp-hpa reports errors there and
+/// exits 0).
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// atftp moving `remote` (`-g` get, `-p` put) to or from `local`, asking for `options` such
+/// as `blksize 1468`.
+pub fn atftp(
+    atftp: &Path,
+    server: &TestServer,
+    options: &[&str],
+    direction: &str,
+    remote: &str,
+    local: &Path,
+) -> Command {
+    let mut cmd = Command::new(atftp);
+    for option in options {
+        cmd.args(["--option", option]);
+    }
+    cmd.args([direction, "-r", remote, "-l"])
+        .arg(local)
+        .args(["127.0.0.1", &server.addr.port().to_string()]);
+    cmd
 }
