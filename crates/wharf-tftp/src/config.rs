@@ -50,8 +50,9 @@ pub struct TftpConfig {
     /// paths that cannot carry fragmented datagrams (1468 fits an Ethernet MTU).
     #[serde(default = "default_max_block_size")]
     pub max_block_size: u16,
-    /// Largest `windowsize` granted (1-1024); larger requests are lowered to it, and further so
-    /// that a window holds at most 4 MiB (`windowsize × blksize`).
+    /// Largest `windowsize` granted (1-1024); larger requests are lowered to it, and further to
+    /// what a receiver's default socket buffer holds at the transfer's block size (see
+    /// [`crate::options::window_cap`]: 92 blocks of 1468 bytes, 2 of 65464).
     #[serde(default = "default_max_window_size")]
     pub max_window_size: u16,
     /// Longest a transfer polls for its peer's next packet before it sleeps, used only while
@@ -81,8 +82,7 @@ pub enum OverCap {
 pub const MAX_BUSY_WAIT: Duration = Duration::from_millis(1);
 
 /// The largest `max_window_size` accepted. Whatever the setting, a window is also lowered to
-/// hold at most [`crate::options::MAX_WINDOW_BYTES`], since its blocks are kept until
-/// acknowledged.
+/// what a receive buffer holds ([`crate::options::window_cap`]).
 pub const WINDOW_SIZE_LIMIT: u16 = 1024;
 
 fn default_timeout() -> Duration {

@@ -34,8 +34,9 @@ pub(crate) enum Received {
 /// The longest a receive blocks before the end of the grace period is checked again.
 const TERMINATION_CHECK: Duration = Duration::from_millis(100);
 
-/// Largest socket buffer asked of the kernel (it may grant less).
-const MAX_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+/// Largest socket buffer asked of the kernel (it may grant less): twice the largest window
+/// ([`crate::options::RECEIVE_BUFFER_BYTES`]), rounded up.
+const MAX_SOCKET_BUFFER: usize = 512 * 1024;
 
 /// The transfer's socket and its peer.
 pub(crate) struct Channel {
