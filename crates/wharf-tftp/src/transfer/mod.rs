@@ -7,6 +7,7 @@ mod blocks;
 mod busy_wait;
 mod channel;
 mod numbering;
+mod pace;
 mod read;
 mod receive_window;
 mod send_window;

@@ -8,6 +8,7 @@ use super::End;
 use super::blocks::BlockStore;
 use super::channel::{Channel, Received};
 use super::numbering::wire;
+use super::pace::Pace;
 use super::send_window::{AckEffect, SendWindow, TimeoutEffect, Transmission};
 use crate::admission::Superseded;
 use crate::errors::{self, ErrorCode};
@@ -35,6 +36,11 @@ impl ReadTransfer {
     pub(crate) fn run(mut self, runtime: &Handle) -> End {
         let mut receive_buffer = vec![0u8; RECEIVE_BUFFER];
         let mut deadline = Instant::now() + self.timeout;
+        let mut pace = Pace::default();
+        // Whether the next block sent starts a burst (a window, or a burst after a pause).
+        let mut burst_starts = true;
+        // A pause between bursts stays well inside the retransmission timeout.
+        let longest_pause = self.timeout / 4;
         loop {
             // A client that asked for something new from this port gets nothing more from
             // here. Its last ACK may still be on its way (it sent it before the new request),
@@ -50,6 +56,7 @@ impl ReadTransfer {
                         self.channel.send(self.option_ack.as_deref().unwrap_or_default())
                     }
                     Transmission::Block(n) => {
+                        pace.sent(std::mem::take(&mut burst_starts), Instant::now());
                         let block = match runtime.block_on(self.blocks.block(n)) {
                             Ok(block) => block,
                             Err(err) => {
@@ -72,23 +79,37 @@ impl ReadTransfer {
             if sent_any {
                 deadline = Instant::now() + self.timeout;
             }
-            // Wait for the client.
-            let received = match self.channel.receive(&mut receive_buffer, deadline) {
+            // Wait for the client; between the bursts of a window, only for the pause.
+            let pausing = !quiet && self.window.pause_due();
+            let wait_until = if pausing {
+                (Instant::now() + pace.pause(self.window.burst(), longest_pause)).min(deadline)
+            } else {
+                deadline
+            };
+            let received = match self.channel.receive(&mut receive_buffer, wait_until) {
                 Ok(received) => received,
                 Err(err) => return End::Failed(format!("receiving: {err}")),
             };
             match received {
                 Received::Datagram(len) => match Packet::parse(&receive_buffer[..len]) {
-                    Ok(Packet::Ack { block }) => match self.window.on_ack(block) {
-                        AckEffect::Advanced => {
-                            self.blocks.release_before(self.window.first_unacknowledged());
+                    Ok(Packet::Ack { block }) => {
+                        let before = self.window.first_unacknowledged();
+                        match self.window.on_ack(block) {
+                            AckEffect::Advanced => {
+                                let after = self.window.first_unacknowledged();
+                                if after > before && self.window.all_acknowledged() {
+                                    pace.all_acknowledged(Instant::now());
+                                }
+                                burst_starts = true;
+                                self.blocks.release_before(after);
+                            }
+                            AckEffect::Ignored => {}
+                            AckEffect::Complete => {
+                                self.blocks.finish();
+                                return End::Complete;
+                            }
                         }
-                        AckEffect::Ignored => {}
-                        AckEffect::Complete => {
-                            self.blocks.finish();
-                            return End::Complete;
-                        }
-                    },
+                    }
                     Ok(Packet::Error { code, message }) => {
                         return End::PeerError {
                             code,
@@ -99,7 +120,13 @@ impl ReadTransfer {
                     Ok(_) | Err(_) => {}
                 },
                 Received::TimedOut if quiet => return End::Superseded,
+                // The pause is over, not the client's time.
+                Received::TimedOut if pausing && Instant::now() < deadline => {
+                    self.window.next_burst();
+                    burst_starts = true;
+                }
                 Received::TimedOut => {
+                    burst_starts = true;
                     if self.window.on_timeout() == TimeoutEffect::GiveUp {
                         self.channel.send_error(ErrorCode::NotDefined, "timed out");
                         return End::TimedOut;
