@@ -177,3 +177,37 @@ async fn windowed_uploads_with_large_blocks() {
     })
     .await;
 }
+
+/// A write request announcing a size past offset i64::MAX is refused before anything is
+/// created (the limit every protocol shares; the block-by-block check is a unit test of
+/// `receive_window.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_past_the_largest_offset_is_refused() {
+    bounded(30, async {
+        let server = TestServer::usual().await;
+        let before = tree_digest(server.root());
+        for tsize in ["9223372036854775808", "18446744073709551615"] {
+            let refused = upload(
+                server.addr,
+                "incoming/huge.bin",
+                b"small",
+                &Behaviour::with_options(&[("tsize", tsize)]),
+            )
+            .await
+            .expect_err("refused");
+            assert_eq!(refused.code(), Some(4), "{tsize}: {refused:?}");
+        }
+        assert_eq!(tree_digest(server.root()), before, "nothing was created");
+        // The largest offset itself is a size that may be announced.
+        upload(
+            server.addr,
+            "incoming/fine.bin",
+            b"small",
+            &Behaviour::with_options(&[("tsize", "9223372036854775807")]),
+        )
+        .await
+        .expect("accepted");
+        server.stop().await;
+    })
+    .await;
+}

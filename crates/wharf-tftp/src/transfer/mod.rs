@@ -336,10 +336,6 @@ async fn open(
             } else {
                 WriteMode::CreateNew
             };
-            let upload = session
-                .open_write(&path, mode)
-                .await
-                .map_err(|err| Refusal::storage(&err, "create"))?;
             let negotiation = options::negotiate(
                 Direction::Write,
                 request.mode,
@@ -347,6 +343,19 @@ async fn open(
                 services.limits,
                 None,
             );
+            // A size announced past the largest offset could never be written whole.
+            if negotiation.settings.announced_size.is_some_and(|size| size > numbering::MAX_OFFSET)
+            {
+                return Err(Refusal {
+                    code: ErrorCode::IllegalOperation,
+                    message: "the file would pass the largest offset (2^63-1)",
+                    reason: "tsize past the largest offset".to_owned(),
+                });
+            }
+            let upload = session
+                .open_write(&path, mode)
+                .await
+                .map_err(|err| Refusal::storage(&err, "create"))?;
             Ok(Opened::Write(upload, negotiation))
         }
     }

@@ -9,7 +9,9 @@
 //!   again. Older duplicates (the rest of a retransmitted window) are ignored, so a
 //!   retransmitted window draws one ACK, not one per block.
 
-use super::numbering::wire;
+#[cfg(doc)]
+use super::numbering::MAX_OFFSET;
+use super::numbering::{end_offset, wire};
 
 /// What a DATA packet did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,9 @@ pub(crate) enum DataEffect {
         /// Whether an ACK goes out now.
         acknowledge: bool,
     },
+    /// The next block, but it would take the file past the largest offset
+    /// ([`MAX_OFFSET`]): the transfer is refused.
+    PastMaxOffset,
 }
 
 /// What a timeout did.
@@ -90,6 +95,10 @@ impl ReceiveWindow {
         // Signed distance from the expected block: negative is the past, positive a gap.
         let offset = wire_number.wrapping_sub(expected) as i16;
         if offset == 0 {
+            if end_offset(self.received + 1, self.block_size, len).is_none() {
+                self.finished = true;
+                return DataEffect::PastMaxOffset;
+            }
             self.received += 1;
             self.retries = 0;
             self.gap_reported = false;
@@ -190,6 +199,33 @@ mod tests {
         }
         assert_eq!(r.received(), 70_000);
         assert_eq!(r.ack_number(), wire(70_000));
+    }
+
+    /// A client that keeps sending blocks (at any block size, across any number of rollovers)
+    /// is refused once the file would pass offset i64::MAX, never wrapped.
+    #[test]
+    fn a_transfer_past_the_largest_offset_is_refused() {
+        let block_size = 65_464u16;
+        let mut r = ReceiveWindow::new(1, block_size, 3);
+        // As if the client had sent all but the last blocks that fit (no real transfer gets
+        // there: 2^63 bytes).
+        let fitting = crate::transfer::numbering::MAX_OFFSET / u64::from(block_size);
+        r.received = fitting - 1;
+        assert_eq!(r.on_data(wire(fitting), usize::from(block_size)), accept(true));
+        assert_eq!(
+            r.on_data(wire(fitting + 1), usize::from(block_size)),
+            DataEffect::PastMaxOffset
+        );
+        assert_eq!(r.received(), fitting, "the refused block is not taken");
+        assert_eq!(r.on_data(wire(fitting + 1), 10), DataEffect::Skip { acknowledge: false });
+        // A short last block that ends exactly at the limit is fine.
+        let mut r = ReceiveWindow::new(1, block_size, 3);
+        r.received = fitting;
+        let rest = (crate::transfer::numbering::MAX_OFFSET % u64::from(block_size)) as usize;
+        assert_eq!(
+            r.on_data(wire(fitting + 1), rest),
+            DataEffect::Accept { acknowledge: false, last: true }
+        );
     }
 
     #[test]

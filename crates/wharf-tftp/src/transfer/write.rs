@@ -138,6 +138,13 @@ impl WriteTransfer {
                                 }
                                 if acknowledge { self.acknowledge() } else { Ok(()) }
                             }
+                            DataEffect::PastMaxOffset => {
+                                self.channel.send_error(
+                                    ErrorCode::IllegalOperation,
+                                    "the file would pass the largest offset (2^63-1)",
+                                );
+                                return End::Failed("upload past the largest offset".to_owned());
+                            }
                             DataEffect::Skip { acknowledge: true } => self.acknowledge(),
                             DataEffect::Skip { acknowledge: false } => Ok(()),
                         }
