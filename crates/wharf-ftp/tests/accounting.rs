@@ -8,7 +8,7 @@ use wharf_testkit::{CapturedLog, pattern};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ranged_download_counts_the_range() {
-    let log = CapturedLog::install();
+    let log = CapturedLog::global();
     within_test_limit(async {
         let server = TestServer::start().await;
         server.share.put("alice/big.bin", &pattern(2 * 1024 * 1024));

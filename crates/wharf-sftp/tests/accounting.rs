@@ -12,7 +12,7 @@ const USERS: &str = "users:\n  - name: alice\n    password: \"$HASH\"\n    home:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partly_read_file_counts_only_the_bytes_sent() {
-    let log = CapturedLog::install();
+    let log = CapturedLog::global();
     bounded(async {
         let server = Server::start(USERS).await;
         server.share.put("alice/big.bin", &pattern(8 * 1024 * 1024));

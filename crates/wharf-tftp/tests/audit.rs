@@ -14,7 +14,7 @@ fn has(lines: &[String], parts: &[&str]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_and_refusals_are_audited() {
-    let log = CapturedLog::install();
+    let log = CapturedLog::global();
     bounded(30, async {
         let server = TestServer::with_config(TftpConfig {
             rules: vec![rule("127.0.0.1/32", "devices")],

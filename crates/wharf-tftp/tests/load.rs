@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::client::{Behaviour, Manual, download};
-use common::log::Captured;
 use common::{TestServer, bounded, config};
+use wharf_testkit::CapturedLog;
 use wharf_testkit::pattern;
 use wharf_tftp::{OverCap, TftpConfig};
 
@@ -51,7 +51,7 @@ async fn fifty_parallel_downloads_from_one_address_all_succeed_at_the_defaults()
 /// is served once the transfer holding the place is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_cap_waits_for_a_place() {
-    let log = Captured::global();
+    let log = CapturedLog::global();
     bounded(60, async {
         let server = TestServer::with_config(TftpConfig {
             max_transfers_per_address: 1,

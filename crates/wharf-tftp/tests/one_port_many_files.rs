@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::client::Manual;
-use common::log::Captured;
 use common::{TestServer, bounded, config, output_text, run_client};
+use wharf_testkit::CapturedLog;
 use wharf_testkit::{pattern, require_tool};
 use wharf_tftp::TftpConfig;
 use wharf_tftp::packet::Packet;
@@ -55,7 +55,7 @@ async fn tftp_hpa_gets_twenty_files_from_one_port_without_waiting() {
 /// the old transfer's retransmissions for the new one's blocks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_request_from_the_port_of_a_running_transfer_supersedes_it() {
-    let log = Captured::global();
+    let log = CapturedLog::global();
     bounded(60, async {
         // A long timeout: the old transfer's retransmission could not come before the new
         // request has superseded it.

@@ -1,9 +1,11 @@
-//! Everything the process logs, kept in memory for a test to read (the audit events among it).
+//! Everything the process logs, kept in memory for a test to read: the audit events, or a line
+//! the test waits for as its positive signal.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-/// The log lines written since [`CapturedLog::install`]. Clones share the lines.
+/// The log lines written since the capture was installed. Clones share the lines.
 #[derive(Clone, Default)]
 pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
@@ -19,28 +21,48 @@ impl Write for CapturedLog {
 }
 
 impl CapturedLog {
-    /// Installs a capturing subscriber (DEBUG and up, no colours) as the process's global
-    /// one. A test binary may do this once; call it from the only test that reads the log.
-    pub fn install() -> CapturedLog {
-        let captured = CapturedLog::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        captured
+    /// The capture of this test binary, installed on first use as the process's global
+    /// subscriber (DEBUG and up, no colours).
+    pub fn global() -> &'static CapturedLog {
+        static CAPTURED: OnceLock<CapturedLog> = OnceLock::new();
+        CAPTURED.get_or_init(|| {
+            let captured = CapturedLog::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+            captured
+        })
+    }
+
+    /// The lines logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect()
+    }
+
+    /// Whether a line logged so far holds every one of `parts`.
+    pub fn contains(&self, parts: &[&str]) -> bool {
+        self.lines().iter().any(|line| parts.iter().all(|part| line.contains(part)))
+    }
+
+    /// Waits (at most `secs` seconds) until a logged line holds every one of `parts`.
+    pub async fn wait_for(&self, parts: &[&str], secs: u64) {
+        for _ in 0..secs * 100 {
+            if self.contains(parts) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no log line with {parts:?} within {secs} s");
     }
 
     /// The audit events (target `wharf::audit`) written so far, one line each.
     pub fn audit_lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|line| line.contains("wharf::audit"))
-            .map(str::to_owned)
-            .collect()
+        self.lines().into_iter().filter(|line| line.contains("wharf::audit")).collect()
     }
 
     /// The audit events of operation `op` (`download`, `upload`, `login`, ...).

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod client;
-pub mod log;
 
 use std::future::Future;
 use std::net::SocketAddr;
