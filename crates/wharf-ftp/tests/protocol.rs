@@ -435,6 +435,45 @@ async fn resumed_downloads_and_uploads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_past_the_largest_file_position_are_refused_and_leave_nothing_pending() {
+    common::within_test_limit(async {
+        let server = TestServer::start().await;
+        let content = pattern(1000);
+        server.share.put("alice/thousand.bin", &content);
+        let mut client = server.login("alice").await;
+        let refusal = "Offset beyond the largest file position.";
+        // A range whose length would overflow, and offsets past i64::MAX (the kernel's off_t).
+        for line in [
+            "RANG 0 18446744073709551615",
+            "RANG 0 9223372036854775807",
+            "REST 18446744073709551615",
+            "REST 9223372036854775808",
+        ] {
+            assert_eq!(client.expect(line, 501).await.text(), refusal, "{line}");
+            // Nothing was kept: the next RETR sends the whole file.
+            let (whole, done) = client.download("RETR thousand.bin").await;
+            assert_eq!(done.code, 226, "RETR after {line}");
+            assert_eq!(whole, content, "RETR after {line}");
+            let hash = client.expect("HASH thousand.bin", 213).await;
+            assert!(hash.text().starts_with("SHA-256 0-999 "), "HASH after {line}: {hash:?}");
+        }
+        // A refused RANG changes nothing: the range set before it still applies.
+        client.expect("RANG 10 19", 350).await;
+        client.expect("RANG 5 18446744073709551615", 501).await;
+        let (range, done) = client.download("RETR thousand.bin").await;
+        assert_eq!(done.code, 226);
+        assert_eq!(range, &content[10..20]);
+        // The largest valid positions are accepted and answered by the file's size.
+        client.expect("REST 9223372036854775807", 350).await;
+        client.epsv().await;
+        client.expect("RETR thousand.bin", 554).await;
+        client.expect("RANG 9223372036854775806 9223372036854775806", 350).await;
+        client.expect("HASH thousand.bin", 554).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stou_stores_under_a_unique_name() {
     common::within_test_limit(async {
         let server = TestServer::start().await;

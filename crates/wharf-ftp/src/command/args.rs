@@ -169,13 +169,52 @@ pub enum ProtectionLevel {
 pub enum RangArg {
     /// `RANG 1 0`: forget the range.
     Reset,
-    /// Bytes `start` to `end`, both included.
-    Range {
-        /// First byte.
-        start: u64,
-        /// Last byte, included.
-        end: u64,
-    },
+    /// The bytes from the first to the last, both included.
+    Range(ByteRange),
+}
+
+/// A range of bytes as `RANG` names it, both ends included, checked once when it is made:
+/// it runs forwards and ends before the largest file position, so its length and its end
+/// are plain arithmetic wherever it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    start: u64,
+    length: u64,
+}
+
+impl ByteRange {
+    /// The bytes `first..=last`, or [`wharf_vfs::Error::InvalidOffset`] when `last` is before
+    /// `first` or at or past the largest file position.
+    pub fn new(first: u64, last: u64) -> Result<ByteRange, wharf_vfs::Error> {
+        let (start, length) = wharf_vfs::offset::check_inclusive_range(first, last)?;
+        Ok(ByteRange { start, length })
+    }
+
+    /// The first byte.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// How many bytes (at least one).
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// The last byte, included.
+    pub fn last(&self) -> u64 {
+        self.start + (self.length - 1)
+    }
+}
+
+/// Why a byte position or range from a client was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PositionError {
+    /// Not decimal digits (or the wrong number of them).
+    Malformed,
+    /// A range whose last byte comes before its first.
+    Backwards,
+    /// Digits naming a position past the largest file position (or past 64 bits).
+    TooLarge(u64),
 }
 
 /// Trims ASCII spaces and tabs at both ends.
@@ -382,20 +421,42 @@ pub fn parse_timestamp(text: &[u8]) -> Option<SystemTime> {
     Some(SystemTime::from(PrimitiveDateTime::new(date, time).assume_utc()))
 }
 
-/// `RANG <start> <end>`; `RANG 1 0` resets.
-pub(super) fn rang_arg(arg: &[u8]) -> Option<RangArg> {
-    let text = text(arg)?;
+/// Decimal digits as a number; digits that do not fit in 64 bits are
+/// [`PositionError::TooLarge`], since they can only name a position past the largest one.
+fn digits(bytes: &[u8]) -> Result<u64, PositionError> {
+    let digits = trim(bytes);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(PositionError::Malformed);
+    }
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(PositionError::TooLarge(u64::MAX))
+}
+
+/// `REST <offset>`: a file position, checked here, where it enters, with
+/// [`wharf_vfs::offset::check_offset`].
+pub(super) fn rest_offset(arg: &[u8]) -> Result<u64, PositionError> {
+    let offset = digits(arg)?;
+    wharf_vfs::offset::check_offset(offset).map_err(|_| PositionError::TooLarge(offset))
+}
+
+/// `RANG <first> <last>`; `RANG 1 0` resets. The range is checked here, where it enters
+/// ([`ByteRange::new`]).
+pub(super) fn rang_arg(arg: &[u8]) -> Result<RangArg, PositionError> {
+    let text = text(arg).ok_or(PositionError::Malformed)?;
     let mut words = text.split_ascii_whitespace();
-    let start: u64 = decimal(words.next()?.as_bytes())?;
-    let end: u64 = decimal(words.next()?.as_bytes())?;
-    if words.next().is_some() {
-        return None;
+    let (Some(first), Some(last), None) = (words.next(), words.next(), words.next()) else {
+        return Err(PositionError::Malformed);
+    };
+    let (first, last) = (digits(first.as_bytes())?, digits(last.as_bytes())?);
+    if (first, last) == (1, 0) {
+        return Ok(RangArg::Reset);
     }
-    match (start, end) {
-        (1, 0) => Some(RangArg::Reset),
-        (start, end) if start <= end => Some(RangArg::Range { start, end }),
-        _ => None,
+    if last < first {
+        return Err(PositionError::Backwards);
     }
+    ByteRange::new(first, last).map(RangArg::Range).map_err(|_| PositionError::TooLarge(last))
 }
 
 /// The path of `LIST`/`NLST`/`STAT`, after the `ls`-style options some clients put first

@@ -11,14 +11,14 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::SystemTime;
 
 pub use args::{
-    AuthMechanism, EpsvArg, FileStructure, FormControl, NetworkProtocol, PasswordArg, PathArg,
-    ProtectionLevel, RangArg, TransferType, TransmissionMode, parse_timestamp,
+    AuthMechanism, ByteRange, EpsvArg, FileStructure, FormControl, NetworkProtocol, PasswordArg,
+    PathArg, ProtectionLevel, RangArg, TransferType, TransmissionMode, parse_timestamp,
 };
 
 use crate::hash::HashAlgorithm;
 use crate::listing::MlstFact;
 use crate::reply::Reply;
-use args::ExtendedAddressError;
+use args::{ExtendedAddressError, PositionError};
 
 /// Longest user name accepted by `USER`, in bytes.
 pub const MAX_USER_LEN: usize = 256;
@@ -83,7 +83,8 @@ pub enum Command {
     Stru(FileStructure),
     /// `ALLO ...` (space is never reserved ahead).
     Allo,
-    /// `REST offset`: where the next `RETR` or `STOR` starts.
+    /// `REST offset`: where the next `RETR` or `STOR` starts (at most
+    /// `wharf_vfs::offset::MAX_OFFSET`, checked by the parser).
     Rest(u64),
     /// `RANG start end` (draft-bryan-ftp-range): the byte range of the next `RETR` or `HASH`.
     Rang(RangArg),
@@ -191,6 +192,14 @@ pub enum ParseError {
     /// `SITE` with a sub-command this server does not have.
     #[error("unknown SITE command `{0}`")]
     UnknownSiteCommand(String),
+    /// `REST` or `RANG` named a byte past the largest file position (`wharf_vfs::offset`).
+    #[error("{verb}: offset {offset} is beyond the largest file position")]
+    InvalidOffset {
+        /// The command.
+        verb: &'static str,
+        /// The offending position (`u64::MAX` for digits past 64 bits).
+        offset: u64,
+    },
 }
 
 impl ParseError {
@@ -208,6 +217,10 @@ impl ParseError {
             ParseError::MissingArgument { .. }
             | ParseError::UnexpectedArgument { .. }
             | ParseError::InvalidArgument { .. } => Reply::new(501, format!("{self}.")),
+            // The storage error table's row, as every front-end answers an invalid offset.
+            ParseError::InvalidOffset { offset, .. } => {
+                crate::errors::reply_for_error(&wharf_vfs::Error::InvalidOffset(*offset))
+            }
         }
     }
 }
@@ -349,6 +362,21 @@ impl<'a> Arg<'a> {
         parse(self.required()?).ok_or_else(|| self.invalid(reason))
     }
 
+    /// A required byte position or range, parsed by `parse`; `reason` says what is expected.
+    fn position<T>(
+        &self,
+        parse: impl FnOnce(&[u8]) -> Result<T, PositionError>,
+        reason: &'static str,
+    ) -> Result<T, ParseError> {
+        parse(self.required()?).map_err(|err| match err {
+            PositionError::Malformed => self.invalid(reason),
+            PositionError::Backwards => self.invalid("the range ends before it starts"),
+            PositionError::TooLarge(offset) => {
+                ParseError::InvalidOffset { verb: self.verb, offset }
+            }
+        })
+    }
+
     fn extended_address_error(&self, err: ExtendedAddressError) -> ParseError {
         match err {
             ExtendedAddressError::Malformed => self.invalid("malformed address"),
@@ -406,8 +434,10 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "MODE" => arg.parsed(args::transmission_mode, "unknown mode").map(Command::Mode),
         "STRU" => arg.parsed(args::file_structure, "unknown structure").map(Command::Stru),
         "ALLO" => Ok(Command::Allo),
-        "REST" => arg.parsed(args::decimal, "offset must be a decimal number").map(Command::Rest),
-        "RANG" => arg.parsed(args::rang_arg, "expected start and end bytes").map(Command::Rang),
+        "REST" => {
+            arg.position(args::rest_offset, "offset must be a decimal number").map(Command::Rest)
+        }
+        "RANG" => arg.position(args::rang_arg, "expected start and end bytes").map(Command::Rang),
         "RETR" => arg.path().map(Command::Retr),
         "STOR" => arg.path().map(Command::Stor),
         "STOU" => Ok(Command::Stou(arg.optional_path())),

@@ -131,14 +131,57 @@ fn transfer_parameters() {
     assert_eq!(ok("STRU R"), Command::Stru(FileStructure::Record));
     assert_eq!(ok("STRU P"), Command::Stru(FileStructure::Page));
     assert_eq!(ok("REST 0"), Command::Rest(0));
-    assert_eq!(ok("REST 18446744073709551615"), Command::Rest(u64::MAX));
-    for bad in ["REST", "REST -1", "REST 1e3", "REST 18446744073709551616", "REST 1 2"] {
+    for bad in ["REST", "REST -1", "REST 1e3", "REST 1 2"] {
         assert!(parse(bad.as_bytes()).is_err(), "{bad}");
     }
-    assert_eq!(ok("RANG 0 99"), Command::Rang(RangArg::Range { start: 0, end: 99 }));
+    assert_eq!(ok("RANG 0 99"), Command::Rang(range(0, 99)));
     assert_eq!(ok("RANG 1 0"), Command::Rang(RangArg::Reset));
     assert!(matches!(err("RANG 5 4"), ParseError::InvalidArgument { .. }));
     assert!(matches!(err("RANG 5"), ParseError::InvalidArgument { .. }));
+}
+
+fn range(first: u64, last: u64) -> RangArg {
+    RangArg::Range(ByteRange::new(first, last).expect("a valid range"))
+}
+
+/// The reply of a line refused for naming a position past `i64::MAX`: the storage error
+/// table's row for `InvalidOffset`.
+fn refused_offset(line: &str) -> Reply {
+    match err(line) {
+        refusal @ ParseError::InvalidOffset { .. } => refusal.reply(),
+        other => panic!("{line:?} refused as {other:?}, not as an invalid offset"),
+    }
+}
+
+#[test]
+fn offsets_past_the_largest_file_position_are_refused_where_they_enter() {
+    let max = wharf_vfs::offset::MAX_OFFSET;
+    assert_eq!(ok(&format!("REST {max}")), Command::Rest(max));
+    for line in [
+        format!("REST {}", max + 1),
+        "REST 18446744073709551615".to_owned(),
+        "REST 18446744073709551616".to_owned(),
+        "REST 99999999999999999999999999".to_owned(),
+        "RANG 0 18446744073709551615".to_owned(),
+        format!("RANG 0 {max}"),
+        format!("RANG {max} {max}"),
+        "RANG 0 99999999999999999999999999".to_owned(),
+        "RANG 18446744073709551615 18446744073709551615".to_owned(),
+    ] {
+        let reply = refused_offset(&line);
+        assert_eq!(reply.code(), 501, "{line}");
+        assert_eq!(reply.lines()[0], "Offset beyond the largest file position.", "{line}");
+    }
+    // The largest range there is: its length is the largest position, and nothing wraps.
+    let Command::Rang(RangArg::Range(widest)) = ok(&format!("RANG 0 {}", max - 1)) else {
+        panic!("RANG 0 {} should be a range", max - 1);
+    };
+    assert_eq!((widest.start(), widest.length(), widest.last()), (0, max, max - 1));
+    let Command::Rang(RangArg::Range(last_byte)) = ok(&format!("RANG {0} {0}", max - 1)) else {
+        panic!("a one-byte range at the end should parse");
+    };
+    assert_eq!((last_byte.start(), last_byte.length()), (max - 1, 1));
+    assert_eq!(err("RANG 5 4").reply().code(), 501, "backwards");
 }
 
 #[test]
@@ -346,7 +389,29 @@ proptest! {
     }
 
     #[test]
-    fn rest_round_trips(offset in any::<u64>()) {
-        prop_assert_eq!(parse(format!("REST {offset}").as_bytes()), Ok(Command::Rest(offset)));
+    fn rest_round_trips_up_to_the_largest_position(offset in any::<u64>()) {
+        let parsed = parse(format!("REST {offset}").as_bytes());
+        if offset <= wharf_vfs::offset::MAX_OFFSET {
+            prop_assert_eq!(parsed, Ok(Command::Rest(offset)));
+        } else {
+            prop_assert_eq!(parsed, Err(ParseError::InvalidOffset { verb: "REST", offset }));
+        }
+    }
+
+    #[test]
+    fn ranges_never_wrap(first in any::<u64>(), last in any::<u64>()) {
+        match parse(format!("RANG {first} {last}").as_bytes()) {
+            Ok(Command::Rang(RangArg::Range(range))) => {
+                prop_assert!(first <= last && last < wharf_vfs::offset::MAX_OFFSET);
+                prop_assert_eq!((range.start(), range.last()), (first, last));
+                prop_assert_eq!(u128::from(range.length()), u128::from(last - first) + 1);
+            }
+            Ok(Command::Rang(RangArg::Reset)) => prop_assert_eq!((first, last), (1, 0)),
+            Ok(other) => prop_assert!(false, "parsed as {:?}", other),
+            Err(refusal) => {
+                prop_assert!(last < first || last >= wharf_vfs::offset::MAX_OFFSET);
+                prop_assert_eq!(refusal.reply().code(), 501);
+            }
+        }
     }
 }

@@ -142,7 +142,7 @@ impl FtpSession {
         let download = session.open_read(&path).await.map_err(storage_error)?;
         let size = download.metadata().size;
         let (start, length) = match range {
-            Some((start, end)) => (start, end.saturating_sub(start).saturating_add(1)),
+            Some(range) => (range.start(), range.length()),
             None => (0, size),
         };
         if start > size || (range.is_some() && start == size) {
@@ -171,7 +171,11 @@ impl FtpSession {
             hashed += take as u64;
         }
         chunks.finish();
-        let last = start + hashed.saturating_sub(1);
+        // The reply names the last byte hashed; nothing hashed (an empty file) reads `0-0`.
+        let last = match hashed {
+            0 => start,
+            hashed => start + (hashed - 1),
+        };
         Ok(Reply::new(
             213,
             format!(

@@ -145,10 +145,11 @@ impl FtpSession {
                 self.pending.range = None;
                 Reply::new(350, "Byte range reset.")
             }
-            RangArg::Range { start, end } => {
-                self.pending.range = Some((start, end));
+            RangArg::Range(range) => {
+                self.pending.range = Some(range);
                 self.pending.restart = None;
-                Reply::new(350, format!("Restarting at {start}. End byte range at {end}."))
+                let (start, last) = (range.start(), range.last());
+                Reply::new(350, format!("Restarting at {start}. End byte range at {last}."))
             }
         }
     }

@@ -27,7 +27,7 @@ use wharf_access::{Offense, Session};
 use wharf_vfs::VPath;
 
 use crate::codec::Decoded;
-use crate::command::{self, Command, PathArg};
+use crate::command::{self, ByteRange, Command, PathArg};
 use crate::control::ControlChannel;
 use crate::data::DataSetup;
 use crate::data::transfer::Progress;
@@ -150,8 +150,8 @@ impl Default for Settings {
 struct Pending {
     /// `REST`: where the next `RETR`/`STOR` starts.
     restart: Option<u64>,
-    /// `RANG`: the byte range of the next `RETR`/`HASH`, both ends included.
-    range: Option<(u64, u64)>,
+    /// `RANG`: the byte range of the next `RETR`/`HASH`.
+    range: Option<ByteRange>,
     /// `RNFR`: what the next `RNTO` renames.
     rename_from: Option<VPath>,
 }

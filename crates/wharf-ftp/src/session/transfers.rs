@@ -159,7 +159,7 @@ impl FtpSession {
         let download = session.open_read(&path).await.map_err(storage_error)?;
         let size = download.metadata().size;
         let (offset, length) = match range {
-            Some((start, end)) => (start, Some(end - start + 1)),
+            Some(range) => (range.start(), Some(range.length())),
             None => (restart.unwrap_or(0), None),
         };
         if offset > size {
