@@ -108,6 +108,32 @@ async fn upload_dropped_while_its_first_block_is_written_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn upload_dropped_while_waiting_for_its_first_block_leaves_nothing() {
+    let (_tmp, root, storage) = setup();
+    std::fs::write(root.join("image.bin"), b"old").expect("write");
+    for _ in 0..100 {
+        let mut writer =
+            storage.open_write(&p("image.bin"), WriteMode::Replace).await.expect("open");
+        writer.write(Bytes::from(pattern(TRANSFER_CHUNK))).await.expect("write");
+        // The second block waits for the first, which may still be creating the temporary
+        // file; the upload is dropped in that wait (as a session drops a transfer).
+        {
+            let mut second = std::pin::pin!(writer.write(Bytes::from(pattern(TRANSFER_CHUNK))));
+            let polled =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(second.as_mut().poll(cx)));
+            let _ = polled.await;
+        }
+        drop(writer);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while raw_names(&root).len() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(raw_names(&root), vec!["image.bin"], "every temporary file removed");
+    assert_eq!(std::fs::read(root.join("image.bin")).expect("read"), b"old");
+}
+
+#[tokio::test]
 async fn a_directory_removed_after_the_open_fails_the_commit() {
     let (_tmp, root, storage) = setup();
     std::fs::create_dir(root.join("inbox")).expect("mkdir");

@@ -273,13 +273,16 @@ impl LocalWriter {
         }
     }
 
-    /// Waits for the block in flight, if any.
+    /// Waits for the block in flight, if any. Cancel-safe: the task stays in `in_flight` until
+    /// it is over, so a writer dropped meanwhile still knows that it may create the temporary
+    /// file (see `Drop`).
     async fn settle(&mut self) -> Result<()> {
-        if let Some(task) = self.in_flight.take() {
+        if let Some(task) = self.in_flight.as_mut() {
             let result = match task.await {
                 Ok(result) => result,
                 Err(join_err) => Err(Error::Io(std::io::Error::other(join_err))),
             };
+            self.in_flight = None;
             self.file = FileSlot::Open(result.map_err(|err| self.note(err))?);
         }
         Ok(())
