@@ -3,6 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::codec::{Decoded, LineDecoder};
+use crate::probe::ControlActivity;
 use crate::reply::{LinePosition, Reply, encode_line};
 use crate::tls::{BoxedStream, FtpTlsConnection};
 
@@ -28,17 +30,28 @@ pub(crate) struct ControlChannel {
     /// How long a reply may take to be written (a client that never reads cannot hold the
     /// session forever).
     write_timeout: Duration,
+    /// Whether the stream is TLS: its reads end with `Ok(0)` only at the client's TLS close.
+    tls: bool,
+    /// What the client has sent, for the uploads running beside the session.
+    activity: Arc<ControlActivity>,
 }
 
 impl ControlChannel {
-    /// A control channel over `stream`.
-    pub(crate) fn new(stream: BoxedStream, write_timeout: Duration) -> ControlChannel {
+    /// A control channel over `stream` (already TLS when `tls`, as on an implicit listener).
+    pub(crate) fn new(stream: BoxedStream, write_timeout: Duration, tls: bool) -> ControlChannel {
         ControlChannel {
             stream,
             input: BytesMut::new(),
             decoder: LineDecoder::new(),
             write_timeout,
+            tls,
+            activity: Arc::default(),
         }
+    }
+
+    /// What the client has sent on this connection, as uploads need to know it.
+    pub(crate) fn activity(&self) -> &Arc<ControlActivity> {
+        &self.activity
     }
 
     /// The next command line; `None` when the client closed the connection. Cancel-safe: bytes
@@ -49,11 +62,25 @@ impl ControlChannel {
                 if self.input.is_empty() && self.input.capacity() > KEPT_BUFFER {
                     self.input = BytesMut::new();
                 }
+                self.activity.heard();
                 return Ok(Some(decoded));
             }
             self.input.reserve(READ_CHUNK);
-            if self.stream.read_buf(&mut self.input).await? == 0 {
-                return Ok(None);
+            match self.stream.read_buf(&mut self.input).await {
+                Ok(0) => {
+                    // Over TLS the end of reads is the client's TLS close, a message of its
+                    // own; a connection that just ends is an error there.
+                    if self.tls {
+                        self.activity.heard();
+                    }
+                    self.activity.ended();
+                    return Ok(None);
+                }
+                Ok(_) => self.activity.heard(),
+                Err(err) => {
+                    self.activity.ended();
+                    return Err(err);
+                }
             }
         }
     }
@@ -96,6 +123,7 @@ impl ControlChannel {
         self.decoder.reset();
         let plain = std::mem::replace(&mut self.stream, Box::new(Closed));
         self.stream = tls.secure_control(plain).await?;
+        self.tls = true;
         Ok(discarded)
     }
 }

@@ -1,74 +1,49 @@
-//! Whether the client behind a control connection is still there, asked without reading.
+//! When an upload whose data connection ended is published, decided by one rule:
 //!
-//! In stream mode the end of an upload's data connection is the end of the file. A client
-//! process that dies mid-upload has both of its connections closed by its kernel at once, so
-//! the data connection's end looks like a complete upload. What tells the two apart is the
-//! control connection: a client that finished waits there for the `226`; a vanished one has
-//! closed it too. The session's reader owns the control stream (possibly wrapped in TLS), so
-//! the probe keeps its own handle on the socket and peeks at the kernel's state.
+//! **An upload whose data connection has ended is published unless, at that moment, the
+//! client has closed its control connection without sending anything on it since the
+//! transfer began.**
+//!
+//! In stream mode the end of the data connection is the end of the file, so a client that
+//! finished and a client that died look the same on the data connection. A client that
+//! finished is still there: it waits on the control connection for the `226`, or has said
+//! something there (`QUIT`, which means "finish, then log out", `NOOP`, `STAT`, its TLS
+//! close). A process that died says nothing: its kernel just closes its connections. So the
+//! rule looks only at facts that do not depend on when the server looks: what the session's
+//! reader has received since the transfer began ([`ControlActivity`]), and, through a second
+//! descriptor on the control socket, whether the kernel holds the client's end of that
+//! connection with nothing unread before it ([`PeerProbe`]).
+//!
+//! What the rule cannot catch: a killed client whose data connection's end reaches the server
+//! before its control connection's end (its kernel releases the sockets last-opened first)
+//! is, in stream mode, indistinguishable from one that finished, and its upload is published,
+//! as every FTP server would. Over TLS, a record the TLS layer consumed without yielding a
+//! byte or its end (half a record, a key update) is not seen by the reader; the kernel saw it
+//! as sent only while it waited unread.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
-/// How many times the probe gives the CPU away before it concludes the client is there.
-const YIELDS_BEFORE_CONCLUDING: usize = 3;
-
-/// A yield that took longer than this gave the CPU to other work for a time slice: the
-/// machine is busy, and each further yield would cost the client as much again (measured with
-/// two CPU-bound processes beside 300 small uploads from lftp: three yields per upload made
-/// 143-151 files/s, none 410-605).
-const BUSY_YIELD: Duration = Duration::from_micros(200);
-
-/// A second handle on a control connection's socket.
+/// A second handle on a control connection's socket: the kernel's view of the client.
 #[derive(Debug)]
 pub struct PeerProbe {
     socket: OwnedFd,
-    /// Whether the client runs on this host, so its exit may be waiting for our CPU.
-    client_on_this_host: bool,
 }
 
 impl PeerProbe {
-    /// A probe of `socket` (a duplicate of its descriptor, closed with the probe), a
-    /// connection from `peer` to `local`.
-    pub fn of(socket: &impl AsFd, local: SocketAddr, peer: SocketAddr) -> io::Result<PeerProbe> {
-        Ok(PeerProbe {
-            socket: socket.as_fd().try_clone_to_owned()?,
-            client_on_this_host: on_this_host(local.ip(), peer.ip()),
-        })
+    /// A probe of `socket` (a duplicate of its descriptor, closed with the probe).
+    pub fn of(socket: &impl AsFd) -> io::Result<PeerProbe> {
+        Ok(PeerProbe { socket: socket.as_fd().try_clone_to_owned()? })
     }
 
-    /// True when the client has closed or reset the connection and sent nothing before
-    /// (pending bytes, such as a `QUIT` or a TLS close, mean it ended deliberately).
-    ///
-    /// A killed client's kernel releases its sockets last-opened first, so the data
-    /// connection's end arrives before the control connection's; and when the thread that saw
-    /// the data end was woken on the dying client's CPU, the client's exit waits for that CPU.
-    /// Giving the CPU away a few times before concluding lets the exit finish. That costs a
-    /// client that finished a few microseconds on an idle machine, but a time slice per yield
-    /// on a busy one, so the probe stops yielding after a yield that took a slice; and it
-    /// cannot help a client on another host (its exit is not waiting for our CPU), so only a
-    /// client on this host is yielded for.
-    pub(crate) fn peer_has_gone(&self) -> bool {
-        let yields = if self.client_on_this_host { YIELDS_BEFORE_CONCLUDING } else { 0 };
-        for _ in 0..yields {
-            if self.closed_now() {
-                return true;
-            }
-            let yielded = Instant::now();
-            std::thread::yield_now();
-            if yielded.elapsed() > BUSY_YIELD {
-                break;
-            }
-        }
-        self.closed_now()
-    }
-
-    fn closed_now(&self) -> bool {
+    /// True when the client has closed or reset the connection and nothing it sent waits
+    /// unread before that end. Asked without waiting and without reading.
+    pub(crate) fn closed_with_nothing_unread(&self) -> bool {
         let mut byte = [0u8; 1];
         match rustix::net::recv(&self.socket, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
             Ok((0, _)) => true,
@@ -79,46 +54,177 @@ impl PeerProbe {
     }
 }
 
-/// Whether a connection from `peer` to `local` comes from this host: over loopback, or to
-/// one of the host's own addresses from that same address.
-fn on_this_host(local: IpAddr, peer: IpAddr) -> bool {
-    let peer = peer.to_canonical();
-    peer.is_loopback() || peer == local.to_canonical()
+/// What the session's reader has received on the control connection, shared with the
+/// transfers it runs.
+#[derive(Debug, Default)]
+pub(crate) struct ControlActivity {
+    /// Grows whenever the reader receives bytes, decodes a line (one read before a transfer
+    /// began may hold a command pipelined behind it), or reads the client's TLS close.
+    heard: AtomicU64,
+    /// The reader reached the end of the control connection (or it failed).
+    ended: AtomicBool,
+}
+
+impl ControlActivity {
+    /// The client sent something.
+    pub(crate) fn heard(&self) {
+        self.heard.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The control connection ended.
+    pub(crate) fn ended(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+
+    fn heard_so_far(&self) -> u64 {
+        self.heard.load(Ordering::Relaxed)
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+}
+
+/// One upload's witness of its client, made when the transfer begins; the transfer asks it
+/// when the data connection ends, the session when its reader sees the control connection
+/// end first.
+#[derive(Debug)]
+pub(crate) struct UploadWitness {
+    activity: Arc<ControlActivity>,
+    heard_at_start: u64,
+    probe: Option<Arc<PeerProbe>>,
+    /// The data connection has ended and the verdict was to publish.
+    data_ended: AtomicBool,
+}
+
+impl UploadWitness {
+    /// A witness for an upload beginning now on a control connection whose reader reports to
+    /// `activity`, and whose socket `probe` watches (`None` for streams that are no socket).
+    pub(crate) fn new(
+        activity: Arc<ControlActivity>,
+        probe: Option<Arc<PeerProbe>>,
+    ) -> UploadWitness {
+        let heard_at_start = activity.heard_so_far();
+        UploadWitness { activity, heard_at_start, probe, data_ended: AtomicBool::new(false) }
+    }
+
+    /// The rule (see the module): the client has closed its control connection without
+    /// sending anything on it since the transfer began.
+    fn client_vanished(&self) -> bool {
+        let sent_something = self.activity.heard_so_far() != self.heard_at_start;
+        !sent_something
+            && (self.activity.has_ended()
+                || self.probe.as_ref().is_some_and(|probe| probe.closed_with_nothing_unread()))
+    }
+
+    /// The upload's data connection has ended: whether to publish it.
+    pub(crate) fn publish_at_data_end(&self) -> bool {
+        let publish = !self.client_vanished();
+        self.data_ended.store(publish, Ordering::Relaxed);
+        publish
+    }
+
+    /// The session's reader saw the control connection end while the upload runs: whether
+    /// the upload must be dropped now. It must when its data has not ended and the client
+    /// sent nothing since the transfer began, since nothing can be sent any more: the rule's
+    /// answer is already known. Otherwise it finishes, and the session closes after it.
+    pub(crate) fn drop_at_control_end(&self) -> bool {
+        !self.data_ended.load(Ordering::Relaxed) && self.client_vanished()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
 
     use super::*;
 
-    #[test]
-    fn tells_a_closed_peer_from_a_quiet_or_talking_one() {
+    /// A connected pair: the client's end and the server's, with a probe on the server's.
+    fn connection() -> (TcpStream, TcpStream, Arc<PeerProbe>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (server, peer) = listener.accept().expect("accept");
-        let local = server.local_addr().expect("local address");
-        let probe = PeerProbe::of(&server, local, peer).expect("probe");
-        assert!(!probe.peer_has_gone(), "connected and quiet");
-        client.write_all(b"QUIT\r\n").expect("write");
-        drop(client);
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!probe.peer_has_gone(), "closed after a command the session has not read");
-        let mut line = [0u8; 6];
-        std::io::Read::read_exact(&mut &server, &mut line).expect("read the command");
-        assert!(probe.peer_has_gone(), "closed, nothing left to read");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_read_timeout(Some(Duration::from_secs(10))).expect("bound the waits");
+        let probe = Arc::new(PeerProbe::of(&server).expect("probe"));
+        (client, server, probe)
+    }
+
+    /// Waits (bounded) until the server's socket has something to read: bytes, or the
+    /// client's end. Reads nothing.
+    fn wait_for_input(server: &TcpStream) -> usize {
+        server.peek(&mut [0u8; 16]).expect("input within the bound")
     }
 
     #[test]
-    fn only_clients_on_this_host_are_yielded_for() {
-        let ip = |text: &str| text.parse::<IpAddr>().expect("address");
-        assert!(on_this_host(ip("127.0.0.1"), ip("127.0.0.1")));
-        assert!(on_this_host(ip("::1"), ip("::1")));
-        assert!(on_this_host(ip("::ffff:127.0.0.1"), ip("::ffff:127.0.0.1")));
-        assert!(on_this_host(ip("192.0.2.7"), ip("192.0.2.7")), "to our own address");
-        assert!(on_this_host(ip("::ffff:192.0.2.7"), ip("192.0.2.7")));
-        assert!(!on_this_host(ip("192.0.2.7"), ip("192.0.2.8")));
-        assert!(!on_this_host(ip("2001:db8::1"), ip("2001:db8::2")));
+    fn the_kernel_tells_a_closed_peer_from_a_quiet_or_talking_one() {
+        let (mut client, mut server, probe) = connection();
+        assert!(!probe.closed_with_nothing_unread(), "connected and quiet");
+        client.write_all(b"QUIT\r\n").expect("write");
+        drop(client);
+        assert!(wait_for_input(&server) > 0);
+        assert!(!probe.closed_with_nothing_unread(), "a command waits unread");
+        let mut line = [0u8; 6];
+        server.read_exact(&mut line).expect("read the command");
+        assert_eq!(wait_for_input(&server), 0, "then the end");
+        assert!(probe.closed_with_nothing_unread(), "closed, nothing left to read");
+    }
+
+    #[test]
+    fn an_upload_is_dropped_only_when_its_client_closed_without_a_word() {
+        // Closed, and nothing sent since the transfer began: vanished.
+        let (client, server, probe) = connection();
+        let activity = Arc::new(ControlActivity::default());
+        activity.heard(); // the STOR itself, before the transfer began
+        let witness = UploadWitness::new(activity.clone(), Some(probe));
+        assert!(!witness.drop_at_control_end(), "still connected");
+        drop(client);
+        assert_eq!(wait_for_input(&server), 0);
+        assert!(witness.drop_at_control_end(), "the kernel holds its end and nothing else");
+        assert!(!witness.publish_at_data_end());
+
+        // The same, seen by the session's reader instead of the kernel.
+        let witness = UploadWitness::new(activity.clone(), None);
+        assert!(witness.publish_at_data_end(), "nothing known: the client is there");
+        let witness = UploadWitness::new(activity.clone(), None);
+        activity.ended();
+        assert!(witness.drop_at_control_end());
+        assert!(!witness.publish_at_data_end());
+    }
+
+    #[test]
+    fn anything_the_client_sent_since_the_transfer_began_keeps_the_upload() {
+        // A QUIT the session has already read, then the close: the case the rule was written
+        // for (the kernel alone shows a closed connection with nothing unread).
+        let (mut client, mut server, probe) = connection();
+        let activity = Arc::new(ControlActivity::default());
+        let witness = UploadWitness::new(activity.clone(), Some(probe.clone()));
+        client.write_all(b"QUIT\r\n").expect("write");
+        drop(client);
+        let mut line = [0u8; 6];
+        server.read_exact(&mut line).expect("the session reads QUIT");
+        activity.heard();
+        assert_eq!(wait_for_input(&server), 0);
+        assert!(probe.closed_with_nothing_unread());
+        assert!(!witness.drop_at_control_end(), "QUIT: finish, then log out");
+        assert!(witness.publish_at_data_end());
+
+        // A QUIT still unread when the data ends, whether or not its close has arrived.
+        let (mut client, server, probe) = connection();
+        let witness = UploadWitness::new(Arc::new(ControlActivity::default()), Some(probe));
+        client.write_all(b"QUIT\r\n").expect("write");
+        drop(client);
+        assert!(wait_for_input(&server) > 0);
+        assert!(witness.publish_at_data_end());
+    }
+
+    #[test]
+    fn a_verdict_to_publish_stands_when_the_control_connection_ends_afterwards() {
+        let activity = Arc::new(ControlActivity::default());
+        let witness = UploadWitness::new(activity.clone(), None);
+        assert!(witness.publish_at_data_end());
+        activity.ended();
+        assert!(!witness.drop_at_control_end(), "the data ended first: it is being published");
     }
 }

@@ -69,8 +69,9 @@ pub struct ControlConnection {
     pub tls: Option<Arc<dyn FtpTlsConnection>>,
     /// What this connection's listener demands.
     pub policy: TlsPolicy,
-    /// A handle on the control socket that tells whether the client has gone, so an upload
-    /// whose client died is not published. `None` for streams that are not sockets.
+    /// A second handle on the control socket, through which an upload that ends asks the
+    /// kernel whether the client has closed it (`PeerProbe::of`). `None` for streams that are
+    /// not sockets.
     pub probe: Option<PeerProbe>,
 }
 
@@ -81,7 +82,7 @@ impl ControlConnection {
         let local = stream.local_addr()?;
         // Replies are small and answer requests: send them without delay.
         stream.set_nodelay(true)?;
-        let probe = Some(PeerProbe::of(&stream, local, peer)?);
+        let probe = Some(PeerProbe::of(&stream)?);
         Ok(ControlConnection { stream: Box::new(stream), peer, local, tls: None, policy, probe })
     }
 }

@@ -47,6 +47,12 @@ pub trait FtpTls: Send + Sync + 'static {
 pub trait FtpTlsConnection: Send + Sync {
     /// Runs the server side of the TLS handshake on the control connection, after the session
     /// has answered `234` to `AUTH`, and returns the protected stream.
+    ///
+    /// The stream's reads end with `Ok(0)` only after the client's TLS close (`close_notify`);
+    /// a connection that ends without it is an error (`UnexpectedEof`), as tokio-rustls
+    /// reports it. The session takes a TLS close as a message from a client that is still
+    /// there (an upload running then is finished, see `docs/protocols/ftp.md`), and a bare end
+    /// as a client that may have died. Implicit listeners hand over streams that behave alike.
     async fn secure_control(&self, stream: BoxedStream) -> io::Result<BoxedStream>;
 
     /// Runs the server side of the TLS handshake on a data connection (whether the client

@@ -78,7 +78,7 @@ impl ImplicitSessions {
         };
         // Replies are small and answer requests: send them without delay.
         let _ = tcp.set_nodelay(true);
-        let probe = match PeerProbe::of(&tcp, local, peer) {
+        let probe = match PeerProbe::of(&tcp) {
             Ok(probe) => probe,
             Err(err) => {
                 tracing::warn!(%peer, error = %err, "no descriptor left for an implicit FTPS session");

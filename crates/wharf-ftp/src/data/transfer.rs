@@ -22,7 +22,7 @@ use super::{DataLink, DataSetup, DataStream};
 use crate::ascii::{FromNetwork, ToNetwork};
 use crate::errors::reply_for_error;
 use crate::listing::{self, MlstFact};
-use crate::probe::PeerProbe;
+use crate::probe::UploadWitness;
 use crate::reply::Reply;
 use crate::tls::DataDirection;
 
@@ -100,9 +100,8 @@ pub(crate) enum Payload {
         upload: Upload,
         /// `TYPE A`: convert CRLF to LF.
         ascii: bool,
-        /// The control connection's client: an upload whose client has gone when its data
-        /// ends is not published (its process died; its kernel closed both connections).
-        client: Option<Arc<PeerProbe>>,
+        /// Asked when the data ends whether the client is still there (`crate::probe`).
+        client: Arc<UploadWitness>,
     },
     /// A directory listing, streamed batch by batch.
     Listing {
@@ -126,8 +125,8 @@ enum TransferError {
     /// No byte moved for the stall timeout.
     #[error("data connection stalled")]
     Stalled,
-    /// The data connection ended, but so had the control connection: the client vanished
-    /// rather than finished.
+    /// The data connection ended, and the client had closed its control connection without
+    /// a word since the transfer began: it vanished rather than finished.
     #[error("the client closed the control connection before the upload ended")]
     ClientGone,
     /// Storage failed.
@@ -182,7 +181,7 @@ impl Transfer {
                 send_file(&mut stream, download, offset, length, ascii, stall, &progress).await
             }
             Payload::Upload { upload, ascii, client } => {
-                receive_file(&mut stream, upload, ascii, stall, &progress, client.as_deref()).await
+                receive_file(&mut stream, upload, ascii, stall, &progress, &client).await
             }
             Payload::Listing { listing, session, format } => {
                 send_listing(&mut stream, listing, &session, &format, stall, &progress).await
@@ -344,7 +343,7 @@ async fn receive_file(
     ascii: bool,
     stall: Duration,
     progress: &Progress,
-    client: Option<&PeerProbe>,
+    client: &UploadWitness,
 ) -> Result<(), TransferError> {
     let mut converter = ascii.then(FromNetwork::new);
     let mut buffer = BytesMut::with_capacity(RECEIVE_BUFFER);
@@ -352,6 +351,11 @@ async fn receive_file(
         let read = within_stall_limit(stall, stream.read_buf(&mut buffer)).await?;
         progress.add(read);
         let at_end = read == 0;
+        // Decided the moment the data ends, before anything else is awaited. Dropping the
+        // upload leaves the previous file as it was.
+        if at_end && !client.publish_at_data_end() {
+            return Err(TransferError::ClientGone);
+        }
         if buffer.len() >= RECEIVE_BUFFER || (at_end && !buffer.is_empty()) {
             let block = buffer.split().freeze();
             let block = match converter.as_mut() {
@@ -379,11 +383,6 @@ async fn receive_file(
         if !tail.is_empty() {
             upload.write(Bytes::from(tail)).await.map_err(TransferError::Storage)?;
         }
-    }
-    // Checked last, after the storage writes, when a dying client's control connection has
-    // had every chance to close too. Dropping the upload leaves the previous file as it was.
-    if client.is_some_and(PeerProbe::peer_has_gone) {
-        return Err(TransferError::ClientGone);
     }
     upload.commit().await.map(drop).map_err(TransferError::Storage)
 }

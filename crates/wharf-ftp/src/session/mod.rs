@@ -34,7 +34,7 @@ use crate::data::transfer::Progress;
 use crate::errors::reply_for_error;
 use crate::hash::HashAlgorithm;
 use crate::listing::MlstFact;
-use crate::probe::PeerProbe;
+use crate::probe::{PeerProbe, UploadWitness};
 use crate::reply::Reply;
 use crate::server::{ControlConnection, ServerContext};
 use crate::tls::{FtpTlsConnection, TlsPolicy};
@@ -162,6 +162,8 @@ struct RunningTransfer {
     progress: Arc<Progress>,
     /// `RETR /path`, for `STAT`.
     description: String,
+    /// For an upload: what decides, if the control connection ends first, whether it goes on.
+    witness: Option<Arc<UploadWitness>>,
 }
 
 /// What woke the session up.
@@ -190,11 +192,15 @@ pub(crate) struct FtpSession {
     deferred: Option<Vec<u8>>,
     /// `QUIT` arrived during a transfer: close once it ends.
     quit_after_transfer: bool,
+    /// The control connection ended during an upload that goes on (the client had sent
+    /// something since it began): close once it ends, with no more reading.
+    control_ended: bool,
     login_failures: u32,
     oversized_lines: u32,
     connected_at: Instant,
     last_command_at: Instant,
-    /// Whether the client is still there, for uploads that end with their data connection.
+    /// The kernel's view of the control connection, for uploads that end with their data
+    /// connection (`crate::probe`).
     probe: Option<Arc<PeerProbe>>,
 }
 
@@ -202,7 +208,7 @@ impl FtpSession {
     pub(crate) fn new(context: Arc<ServerContext>, connection: ControlConnection) -> FtpSession {
         let ControlConnection { stream, peer, local, tls, policy, probe } = connection;
         let implicit = tls.is_some();
-        let control = ControlChannel::new(stream, context.config.idle_timeout);
+        let control = ControlChannel::new(stream, context.config.idle_timeout, implicit);
         let now = Instant::now();
         FtpSession {
             context,
@@ -220,6 +226,7 @@ impl FtpSession {
             transfer: None,
             deferred: None,
             quit_after_transfer: false,
+            control_ended: false,
             login_failures: 0,
             oversized_lines: 0,
             connected_at: now,
@@ -270,7 +277,8 @@ impl FtpSession {
         let shutdown = &self.context.gateway.shutdown;
         match self.transfer.as_mut() {
             Some(transfer) => {
-                let may_read = self.deferred.is_none() && !self.quit_after_transfer;
+                let may_read =
+                    self.deferred.is_none() && !self.quit_after_transfer && !self.control_ended;
                 tokio::select! {
                     biased;
                     () = shutdown.terminated() => Event::Terminated,
@@ -316,11 +324,25 @@ impl FtpSession {
                 }
                 self.answer(Reply::new(500, "Command line too long.").into()).await
             }
-            Ok(None) => Flow::Close,
+            Ok(None) => self.on_control_end(),
             Err(err) => {
                 tracing::debug!(peer = %self.peer, error = %err, "control connection failed");
-                Flow::Close
+                self.on_control_end()
             }
+        }
+    }
+
+    /// The control connection ended. The session closes, and a transfer with it, except an
+    /// upload the rule of `crate::probe` lets finish: that one runs to its end first.
+    fn on_control_end(&mut self) -> Flow {
+        let witness = self.transfer.as_ref().and_then(|transfer| transfer.witness.as_ref());
+        match witness {
+            Some(witness) if !witness.drop_at_control_end() => {
+                tracing::debug!(peer = %self.peer, "control connection ended; finishing the upload");
+                self.control_ended = true;
+                Flow::Continue
+            }
+            _ => Flow::Close,
         }
     }
 
@@ -370,6 +392,10 @@ impl FtpSession {
     async fn on_transfer_done(&mut self, reply: Reply) -> Flow {
         self.transfer = None;
         self.last_command_at = Instant::now();
+        if self.control_ended {
+            // A client that closed only its sending side may still read the outcome.
+            return self.answer(Answer::ReplyAndClose(reply)).await;
+        }
         if self.answer(reply.into()).await == Flow::Close {
             return Flow::Close;
         }

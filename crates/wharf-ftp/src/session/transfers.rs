@@ -14,6 +14,7 @@ use crate::config::PassiveAddress;
 use crate::data::transfer::{ListingFormat, Payload, Progress, Transfer};
 use crate::data::{DataLink, DataSetup, PassiveListener, canonical, check_active_target};
 use crate::listing;
+use crate::probe::UploadWitness;
 use crate::reply::Reply;
 use crate::tls::FtpTlsConnection;
 
@@ -139,9 +140,22 @@ impl FtpSession {
             tls,
         };
         let progress = Arc::new(Progress::default());
+        let witness = match &payload {
+            Payload::Upload { client, .. } => Some(client.clone()),
+            _ => None,
+        };
         let transfer = Transfer { setup, link, payload, progress: progress.clone(), success };
-        self.transfer =
-            Some(RunningTransfer { future: Box::pin(transfer.run()), progress, description });
+        self.transfer = Some(RunningTransfer {
+            future: Box::pin(transfer.run()),
+            progress,
+            description,
+            witness,
+        });
+    }
+
+    /// The witness of an upload beginning now (`crate::probe`).
+    fn upload_witness(&self) -> Arc<UploadWitness> {
+        Arc::new(UploadWitness::new(self.control.activity().clone(), self.probe.clone()))
     }
 
     fn mode_name(&self) -> &'static str {
@@ -205,7 +219,7 @@ impl FtpSession {
             150,
             format!("Opening {} mode data connection for {path}.", self.mode_name()),
         );
-        let payload = Payload::Upload { upload, ascii, client: self.probe.clone() };
+        let payload = Payload::Upload { upload, ascii, client: self.upload_witness() };
         let success = Reply::new(226, "Transfer complete.");
         self.start_transfer(setup, tls, payload, format!("{verb} {path}"), success);
         Ok(opening)
@@ -230,7 +244,7 @@ impl FtpSession {
         let name = path.file_name().unwrap_or_default().to_owned();
         let ascii = self.settings.data_type == DataType::Ascii;
         let opening = Reply::new(150, format!("FILE: {name}"));
-        let payload = Payload::Upload { upload, ascii, client: self.probe.clone() };
+        let payload = Payload::Upload { upload, ascii, client: self.upload_witness() };
         let success = Reply::new(226, format!("Transfer complete; stored as {name}."));
         self.start_transfer(setup, tls, payload, format!("STOU {path}"), success);
         Ok(opening)

@@ -167,6 +167,12 @@ impl RawClient {
         bounded("send", self.writer.write_all(bytes)).await.expect("send");
     }
 
+    /// Closes the sending side of the control connection (the server reads its end); replies
+    /// can still be read.
+    pub async fn shutdown_write(&mut self) {
+        bounded("shutdown", self.writer.shutdown()).await.expect("shutdown");
+    }
+
     /// Sends one command line.
     pub async fn send(&mut self, line: &str) {
         self.send_raw(format!("{line}\r\n").as_bytes()).await;

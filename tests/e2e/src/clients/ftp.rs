@@ -183,6 +183,12 @@ impl FtpControl {
         step("FTP command", self.writer.write_all(&bytes)).await.expect("send FTP command");
     }
 
+    /// Closes the sending side of the control connection (over TLS, after the TLS close);
+    /// replies can still be read.
+    pub async fn shutdown(&mut self) {
+        step("FTP control shutdown", self.writer.shutdown()).await.expect("shut down control");
+    }
+
     /// Reads one (possibly multi-line) reply.
     pub async fn reply(&mut self) -> Reply {
         step("FTP reply", self.read_reply()).await
