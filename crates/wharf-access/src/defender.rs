@@ -8,8 +8,16 @@
 //! scored; deny-listed networks are always refused. The state lives in memory, so it
 //! survives a reload (only the settings are replaced), and can be saved to a file so it
 //! survives a restart.
+//!
+//! It scores attacks, not clumsy clients, since many legitimate clients may share one address
+//! (a NAT): a mistyped password is forgiven when the same user then logs in from the same
+//! address ([`Defender::forgive_failed_logins`]), and a name the storage cannot take (not
+//! UTF-8, too long) is not an attack ([`Offense::for_refused_path`]). Front-ends do not score
+//! commands they do not know either.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
@@ -17,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use wharf_vfs::PathError;
 
 use crate::user::canonical_ip;
 
@@ -34,6 +43,21 @@ pub enum Offense {
 }
 
 impl Offense {
+    /// What a path refused by `VPath::resolve` counts as: control bytes (NUL, escape
+    /// sequences) are a hostile path, since no client has a reason to send them and they are
+    /// how injection attempts look. A name that is not UTF-8 (a Latin-1 file name) or is too
+    /// long for the storage is a client's habit, answered with a refusal and not scored.
+    pub fn for_refused_path(err: &PathError) -> Option<Offense> {
+        match err {
+            PathError::ControlCharacter { .. } => Some(Offense::HostilePath),
+            PathError::NotUtf8
+            | PathError::ComponentTooLong
+            | PathError::PathTooLong
+            | PathError::TooManySymlinks
+            | PathError::NotAName => None,
+        }
+    }
+
     /// The name used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -192,12 +216,39 @@ pub struct Ban {
     pub score: u32,
 }
 
+/// User names whose failed logins one address may have forgiven, at most, in one window:
+/// enough for the users behind a NAT who mistype a password, and a bound on what a record
+/// holds (8 entries of 12 bytes). Failures for further names count and are never forgiven.
+const FORGIVABLE_NAMES: usize = 8;
+
 #[derive(Debug, Clone)]
 struct Record {
     score: u32,
     window_start: Instant,
     last_seen: Instant,
     banned_until: Option<Instant>,
+    /// The points failed logins scored in this window, by user name (keyed hash), so that a
+    /// successful login of that name can take them back.
+    failed_logins: Vec<(u64, u32)>,
+}
+
+impl Record {
+    fn new(now: Instant) -> Record {
+        Record {
+            score: 0,
+            window_start: now,
+            last_seen: now,
+            banned_until: None,
+            failed_logins: Vec::new(),
+        }
+    }
+
+    /// Starts again from zero (a new window, or a ban over).
+    fn restart(&mut self, now: Instant) {
+        self.score = 0;
+        self.window_start = now;
+        self.failed_logins = Vec::new();
+    }
 }
 
 /// Scores addresses and bans them; shared by every protocol.
@@ -205,6 +256,8 @@ struct Record {
 pub struct Defender {
     config: RwLock<DefenderConfig>,
     records: Mutex<HashMap<IpAddr, Record>>,
+    /// Hashes user names for [`Record::failed_logins`], with a key of this process.
+    names: RandomState,
 }
 
 fn to_wall_clock(at: Instant) -> SystemTime {
@@ -215,7 +268,11 @@ fn to_wall_clock(at: Instant) -> SystemTime {
 impl Defender {
     /// A defender with `config` and no history.
     pub fn new(config: DefenderConfig) -> Self {
-        Defender { config: RwLock::new(config), records: Mutex::new(HashMap::new()) }
+        Defender {
+            config: RwLock::new(config),
+            records: Mutex::new(HashMap::new()),
+            names: RandomState::new(),
+        }
     }
 
     /// A defender that scores nothing and bans nobody (until reconfigured).
@@ -255,8 +312,7 @@ impl Defender {
             Some((record, _)) => {
                 // The ban is over: the address starts again from zero.
                 record.banned_until = None;
-                record.score = 0;
-                record.window_start = now;
+                record.restart(now);
                 Verdict::Allowed
             }
             None => Verdict::Allowed,
@@ -265,6 +321,36 @@ impl Defender {
 
     /// Counts `offense` against `addr`; returns whether this banned it.
     pub fn report(&self, addr: IpAddr, offense: Offense) -> bool {
+        self.score(addr, offense, None)
+    }
+
+    /// Counts a failed login of `user` from `addr`; returns whether this banned it. Unlike
+    /// [`Defender::report`], the points can be taken back by
+    /// [`Defender::forgive_failed_logins`].
+    pub fn report_failed_login(&self, addr: IpAddr, user: &str) -> bool {
+        self.score(addr, Offense::LoginFailed, Some(self.names.hash_one(user)))
+    }
+
+    /// `user` logged in from `addr`: the points that user's failed logins from there scored in
+    /// the current window are taken back. Whoever succeeds knew the password, so those
+    /// failures were typing, not guessing; failures for other names stay.
+    pub fn forgive_failed_logins(&self, addr: IpAddr, user: &str) {
+        let addr = canonical_ip(addr);
+        let name = self.names.hash_one(user);
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(record) = records.get_mut(&addr) else { return };
+        if record.banned_until.is_some_and(|until| until > Instant::now()) {
+            // A ban is served in full; a banned address cannot log in anyway.
+            return;
+        }
+        if let Some(at) = record.failed_logins.iter().position(|(hash, _)| *hash == name) {
+            let (_, points) = record.failed_logins.swap_remove(at);
+            // The points are part of the score, which never goes below zero.
+            record.score = record.score.saturating_sub(points);
+        }
+    }
+
+    fn score(&self, addr: IpAddr, offense: Offense, failed_login_of: Option<u64>) -> bool {
         let addr = canonical_ip(addr);
         let config = self.config();
         if !config.enabled || config.allow.iter().any(|net| net.contains(&addr)) {
@@ -275,21 +361,24 @@ impl Defender {
         if !records.contains_key(&addr) && records.len() >= config.max_tracked_addresses {
             Self::evict(&mut records, now);
         }
-        let record = records.entry(addr).or_insert(Record {
-            score: 0,
-            window_start: now,
-            last_seen: now,
-            banned_until: None,
-        });
+        let record = records.entry(addr).or_insert_with(|| Record::new(now));
         if record.banned_until.is_some_and(|until| until > now) {
             return false;
         }
         if now.duration_since(record.window_start) > config.observation_window {
-            record.score = 0;
-            record.window_start = now;
+            record.restart(now);
         }
         record.last_seen = now;
-        record.score = record.score.saturating_add(config.scores.of(offense));
+        let points = config.scores.of(offense);
+        record.score = record.score.saturating_add(points);
+        if let Some(name) = failed_login_of {
+            let logins = &mut record.failed_logins;
+            match logins.iter().position(|(hash, _)| *hash == name) {
+                Some(at) => logins[at].1 = logins[at].1.saturating_add(points),
+                None if logins.len() < FORGIVABLE_NAMES => logins.push((name, points)),
+                None => {}
+            }
+        }
         if record.score >= config.threshold {
             record.banned_until = Some(now + config.ban_time);
             tracing::warn!(
@@ -341,15 +430,10 @@ impl Defender {
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         for ban in bans.iter().filter(|b| b.until_unix > now_unix) {
             let left = Duration::from_secs(ban.until_unix - now_unix);
-            records.insert(
-                canonical_ip(ban.address),
-                Record {
-                    score: ban.score,
-                    window_start: now,
-                    last_seen: now,
-                    banned_until: Some(now + left),
-                },
-            );
+            let mut record = Record::new(now);
+            record.score = ban.score;
+            record.banned_until = Some(now + left);
+            records.insert(canonical_ip(ban.address), record);
         }
     }
 
@@ -435,6 +519,54 @@ mod tests {
             matches!(fresh.verdict(ip("10.9.9.9")), Verdict::Banned { .. }),
             "kept across restart"
         );
+    }
+
+    #[test]
+    fn a_successful_login_takes_back_only_that_users_failed_logins() {
+        let d = defender(10, Duration::from_secs(60));
+        let a = ip("10.0.0.1");
+        // Two mistyped passwords (4 points), then the right one: forgiven.
+        assert!(!d.report_failed_login(a, "alice"));
+        assert!(!d.report_failed_login(a, "alice"));
+        d.forgive_failed_logins(a, "alice");
+        // Four more of alice's would have reached 12 without the forgiveness.
+        for _ in 0..4 {
+            assert!(!d.report_failed_login(a, "alice"));
+        }
+        // Another name's success forgives nothing of alice's: guesses against her stay.
+        d.forgive_failed_logins(a, "mallory");
+        assert!(d.report_failed_login(a, "alice"), "10 points: banned");
+        // A ban is served in full.
+        d.forgive_failed_logins(a, "alice");
+        assert!(matches!(d.verdict(a), Verdict::Banned { .. }));
+    }
+
+    #[test]
+    fn forgiveness_leaves_other_offenses_and_is_bounded() {
+        let d = defender(100, Duration::from_secs(60));
+        let a = ip("10.0.0.2");
+        assert!(!d.report(a, Offense::HostilePath));
+        assert!(!d.report(a, Offense::LoginFailed), "a failed login with no name: never forgiven");
+        for user in 0..=FORGIVABLE_NAMES {
+            assert!(!d.report_failed_login(a, &format!("user{user}")));
+        }
+        for user in 0..=FORGIVABLE_NAMES {
+            d.forgive_failed_logins(a, &format!("user{user}"));
+        }
+        let score = |d: &Defender| d.records.lock().expect("lock")[&a].score;
+        // Left: the hostile path (2), the unnamed failure (2), and the name past the bound (2).
+        assert_eq!(score(&d), 6);
+        assert!(d.records.lock().expect("lock")[&a].failed_logins.is_empty());
+    }
+
+    #[test]
+    fn only_control_bytes_make_a_refused_path_an_offense() {
+        use wharf_vfs::PathError;
+        let hostile = PathError::ControlCharacter { byte: 0 };
+        assert_eq!(Offense::for_refused_path(&hostile), Some(Offense::HostilePath));
+        for clumsy in [PathError::NotUtf8, PathError::ComponentTooLong, PathError::PathTooLong] {
+            assert_eq!(Offense::for_refused_path(&clumsy), None, "{clumsy:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 use wharf_vfs::{LocalStorage, Mount, Storage, Tree, VPath};
 
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
-use crate::defender::{Defender, Offense};
+use crate::defender::Defender;
 use crate::password::{Password, StoredHash};
 use crate::permissions::Permissions;
 use crate::protocol::{Protocol, ProtocolFamily};
@@ -311,7 +311,7 @@ impl Authenticator {
             Err(Refusal::Deny(reason)) => {
                 Self::audit(&actor, started, Outcome::Denied, Some(reason.as_str()));
                 if !matches!(reason, DenyReason::AddressBanned) {
-                    self.defender.report(request.peer.ip(), Offense::LoginFailed);
+                    self.defender.report_failed_login(request.peer.ip(), &request.user);
                 }
                 if request.credential.carries_password() {
                     tokio::time::sleep(
@@ -325,7 +325,11 @@ impl Authenticator {
             Err(Refusal::SecondFactor) => Err(LoginError::NeedsPassword),
         };
         match &result {
-            Ok(_) => Self::audit(&actor, started, Outcome::Ok, None),
+            Ok(_) => {
+                // A user who gets in knew the password: their mistakes from here were typing.
+                self.defender.forgive_failed_logins(request.peer.ip(), &request.user);
+                Self::audit(&actor, started, Outcome::Ok, None)
+            }
             Err(LoginError::TlsRequired) => {
                 Self::audit(&actor, started, Outcome::Denied, Some("TLS required"))
             }

@@ -221,6 +221,36 @@ async fn reload_replaces_users_without_touching_sessions() {
 }
 
 #[tokio::test]
+async fn a_mistyped_password_is_forgiven_once_the_user_gets_in() {
+    let fx = share(USERS);
+    fx.auth.defender().reconfigure(wharf_access::DefenderConfig {
+        threshold: 6,
+        ..wharf_access::DefenderConfig::default()
+    });
+    // Behind one address, alice mistypes her password twice per visit, then gets it right:
+    // without forgiveness the second visit would reach the threshold.
+    for _ in 0..5 {
+        for _ in 0..2 {
+            assert!(
+                fx.auth.login(request("alice", Protocol::Sftp, password("typo"))).await.is_err()
+            );
+        }
+        fx.auth.login(request("alice", Protocol::Ftp, password(PASSWORD))).await.expect("login");
+    }
+    assert!(fx.auth.defender().verdict(peer().ip()).is_allowed());
+    // Guesses at a name that never gets in are not forgiven by alice's success.
+    for _ in 0..2 {
+        assert!(fx.auth.login(request("nobody", Protocol::Sftp, password("guess"))).await.is_err());
+    }
+    fx.auth.login(request("alice", Protocol::Ftp, password(PASSWORD))).await.expect("login");
+    assert!(fx.auth.login(request("nobody", Protocol::Sftp, password("guess"))).await.is_err());
+    assert!(matches!(
+        fx.auth.defender().verdict(peer().ip()),
+        wharf_access::Verdict::Banned { .. }
+    ));
+}
+
+#[tokio::test]
 async fn failed_logins_feed_the_defender() {
     let fx = share(USERS);
     fx.auth.defender().reconfigure(wharf_access::DefenderConfig {

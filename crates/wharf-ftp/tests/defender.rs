@@ -1,5 +1,6 @@
-//! The shared defender: FTP reports bounce attempts, hostile paths and protocol errors, and
-//! refuses banned addresses at accept.
+//! The shared defender: FTP reports bounce attempts and control bytes in paths (and, through
+//! the shared login, failed logins a successful login of the same user does not forgive), not
+//! the mistakes legitimate clients make; it refuses banned addresses at accept.
 
 mod common;
 
@@ -37,27 +38,77 @@ async fn bounce_attempts_ban_the_address() {
 }
 
 #[tokio::test]
-async fn hostile_paths_and_garbage_count_too() {
+async fn control_bytes_in_paths_count_unknown_commands_do_not() {
     within_test_limit(async {
         let server = TestServer::start().await;
         server.share.gateway.defender().reconfigure(strict());
         let mut client = server.login("alice").await;
-        // A control byte in a path (2 points each) and unknown commands (1 point each).
+        // Commands the server does not know, with any argument: answered, not scored.
+        for _ in 0..20 {
+            client.expect("XYZZY", 500).await;
+            client.expect("SITE EXEC ls", 501).await;
+            client.expect("TYPE X", 501).await;
+        }
+        assert!(!refused_at_accept(&server).await, "nothing scored so far");
+        // A control byte in a path: 2 points each.
         client.send_raw(b"CWD a\x01b\r\n").await;
         assert_eq!(client.reply().await.map(|r| r.code), Some(553));
-        for _ in 0..3 {
-            client.expect("XYZZY", 500).await;
-        }
-        assert!(!refused_at_accept(&server).await, "5 points so far");
-        for _ in 0..3 {
+        assert!(!refused_at_accept(&server).await, "2 points so far");
+        for _ in 0..4 {
             client.send_raw(b"MKD x\x7fy\r\n").await;
             let _ = client.reply().await;
         }
-        assert!(refused_at_accept(&server).await, "11 points: banned");
+        assert!(refused_at_accept(&server).await, "10 points: banned");
         // The ban applies to every protocol through the shared defender.
         assert!(
             !server.share.gateway.defender().verdict("127.0.0.1".parse().expect("ip")).is_allowed()
         );
+    })
+    .await;
+}
+
+/// One address for many legitimate clients (a NAT), each making the mistakes such clients
+/// make, is not banned; the same address guessing passwords is.
+#[tokio::test]
+async fn a_nat_of_clumsy_clients_is_not_banned_a_password_guesser_is() {
+    within_test_limit(async {
+        let server = TestServer::start().await;
+        let defaults = DefenderConfig::default();
+        server.share.gateway.defender().reconfigure(defaults.clone());
+        // Each session alone scored 8 points before (a failed login 2, an unknown command 1,
+        // an unknown SITE subcommand 1, two names that are not UTF-8 2 each): two sessions
+        // would have banned the address at the default threshold of 15.
+        for session in 0..10 {
+            let mut client = RawClient::connect(server.addr).await;
+            client.expect("USER alice", 331).await;
+            client.expect("PASS mistyped", 530).await;
+            client.login("alice").await;
+            client.expect("CLNT SomeClient 1.0", 500).await;
+            client.expect("SITE UTIME 20240101000000 f.txt", 501).await;
+            // A Latin-1 name, as older clients send them.
+            client.send_raw(b"MKD caf\xe9\r\n").await;
+            assert_eq!(client.reply().await.map(|r| r.code), Some(553), "session {session}");
+            client.send_raw(b"CWD r\xe9sum\xe9s\r\n").await;
+            assert_eq!(client.reply().await.map(|r| r.code), Some(553), "session {session}");
+            client.expect("QUIT", 221).await;
+        }
+        assert!(!refused_at_accept(&server).await, "ten clumsy clients behind one address");
+        // Guessing: wrong passwords only, three per session (the session cap), from the same
+        // address. 2 points each; the eighth failure reaches 15.
+        let failures_to_ban = defaults.threshold.div_ceil(defaults.scores.login_failed);
+        let mut failures = 0;
+        while failures < failures_to_ban {
+            let mut client = RawClient::connect(server.addr).await;
+            for _ in 0..3 {
+                if failures == failures_to_ban {
+                    break;
+                }
+                client.expect("USER alice", 331).await;
+                client.expect("PASS guess", 530).await;
+                failures += 1;
+            }
+        }
+        assert!(refused_at_accept(&server).await, "a password-guessing flood is banned");
     })
     .await;
 }

@@ -569,7 +569,7 @@ async fn rein_user_change_help_opts_and_status() {
         client.expect("HELP mlsd", 214).await;
         client.expect("HELP XYZZY", 502).await;
         client.expect("SITE HELP", 214).await;
-        client.expect("SITE EXEC ls", 500).await;
+        client.expect("SITE EXEC ls", 501).await;
         client.expect("XYZZY", 500).await;
         client.expect("ACCT x", 202).await;
         client.expect("ABOR", 226).await;

@@ -61,6 +61,24 @@ async fn hostile_paths_score_the_address() {
 }
 
 #[tokio::test]
+async fn names_the_storage_cannot_take_are_not_offenses() {
+    bounded(async {
+        let server = server_banning_at(2).await;
+        let handle = login_password(server.addr, "alice").await;
+        let sftp = raw_sftp(&handle).await;
+        let long_name = "n".repeat(300);
+        let long_path = "d/".repeat(2100);
+        for _ in 0..3 {
+            assert!(sftp.stat(long_name.as_str()).await.is_err(), "a name over 255 bytes");
+            assert!(sftp.stat(long_path.as_str()).await.is_err(), "a path over 4096 bytes");
+        }
+        assert!(!refused_at_accept(&server).await, "refused, not scored");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn malformed_requests_score_the_address_unknown_extensions_do_not() {
     bounded(async {
         use tokio::io::AsyncWriteExt as _;

@@ -208,8 +208,9 @@ impl ParseError {
         match self {
             ParseError::Empty => Reply::new(500, "Empty command line."),
             ParseError::Unknown(verb) => Reply::new(500, format!("Unknown command {verb}.")),
+            // SITE itself is known: what it does not understand is its argument.
             ParseError::UnknownSiteCommand(verb) => {
-                Reply::new(500, format!("Unknown SITE command {verb}."))
+                Reply::new(501, format!("Unknown SITE command {verb}."))
             }
             ParseError::UnsupportedNetworkProtocol { .. } => {
                 Reply::new(522, "Network protocol not supported, use (1,2).")

@@ -256,6 +256,7 @@ fn extensions() {
     assert!(matches!(err("SITE CHMOD 999 f"), ParseError::InvalidArgument { .. }));
     assert!(matches!(err("SITE CHMOD 644"), ParseError::InvalidArgument { .. }));
     assert!(matches!(err("SITE EXEC rm"), ParseError::UnknownSiteCommand(_)));
+    assert_eq!(err("SITE EXEC rm").reply().code(), 501, "SITE is known, its argument is not");
     assert_eq!(ok("AUTH TLS"), Command::Auth(AuthMechanism::Tls));
     assert_eq!(ok("AUTH tls-c"), Command::Auth(AuthMechanism::Tls));
     assert_eq!(ok("AUTH SSL"), Command::Auth(AuthMechanism::Ssl));

@@ -354,7 +354,9 @@ impl FtpSession {
                 self.dispatch(command).await
             }
             Err(err) => {
-                self.report(Offense::ProtocolError);
+                // Not scored: a line the parser refuses (an unknown command or SITE
+                // subcommand, a malformed argument) costs no more than a NOOP and reaches
+                // nothing; clients probing for extensions send them.
                 self.pending.rename_from = None;
                 self.answer(err.reply().into()).await
             }
@@ -503,7 +505,9 @@ impl FtpSession {
     fn resolve(&self, arg: &PathArg) -> Result<(Session, VPath), Reply> {
         let user = self.logged_in()?;
         let path = VPath::resolve_bytes(&user.cwd, arg.as_bytes()).map_err(|err| {
-            self.report(Offense::HostilePath);
+            if let Some(offense) = Offense::for_refused_path(&err) {
+                self.report(offense);
+            }
             reply_for_error(&err.into())
         })?;
         Ok((user.session.clone(), path))

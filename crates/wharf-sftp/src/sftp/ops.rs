@@ -138,11 +138,14 @@ impl Operations {
         self.session.report(offense);
     }
 
-    /// Resolves a client path against the user's root; a malformed path counts against the
-    /// client's address in the shared defender.
+    /// Resolves a client path against the user's root; a hostile path (control bytes)
+    /// counts against the client's address in the shared defender, a merely unusable one
+    /// (too long) does not (`Offense::for_refused_path`).
     pub(crate) fn resolve(&self, path: &str) -> Result<VPath, Refusal> {
         VPath::resolve(&VPath::root(), path).map_err(|err| {
-            self.session.report(Offense::HostilePath);
+            if let Some(offense) = Offense::for_refused_path(&err) {
+                self.session.report(offense);
+            }
             Refusal::Storage(Error::InvalidPath(err))
         })
     }
