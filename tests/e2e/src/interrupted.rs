@@ -53,6 +53,8 @@ pub async fn assert_previous_file_intact(wharf: &Wharf, relative: &str, old: &[u
 pub async fn kill_mid_upload(wharf: &Wharf, mut command: Command) {
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let child = ChildGuard(command.spawn().expect("start the client"));
-    wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
+    // A real client takes its time to start and log in on a loaded machine; the wait ends
+    // as soon as its upload shows.
+    wait_for_upload_in_progress(&wharf.root, 1, crate::STEP_LIMIT).await;
     drop(child); // SIGKILL, then reaped
 }

@@ -14,7 +14,7 @@ use wharf_e2e::clients::sftp::SftpClient;
 use wharf_e2e::clients::tftp::TftpClient;
 use wharf_e2e::interrupted::{assert_previous_file_intact, kill_mid_upload, notice_limit};
 use wharf_e2e::server::{DEVICES, LAB, RW};
-use wharf_e2e::tree::{temporary_files, wait_for_no_temporary_files, wait_for_upload_in_progress};
+use wharf_e2e::tree::{wait_for_no_temporary_files, wait_for_upload_in_progress};
 use wharf_e2e::{MIB, Wharf, step};
 use wharf_testkit::pattern;
 
@@ -106,7 +106,9 @@ async fn tftp_client_gone_mid_upload_leaves_the_previous_file() {
     lab.upload_and_vanish(&format!("/{relative}"), &new_content(2 * MIB), 40)
         .await
         .expect("upload started");
-    assert!(!temporary_files(&wharf.root).is_empty(), "the upload was in progress");
+    // The blocks it sent reach storage on the blocking pool, after their acknowledgements:
+    // wait for the upload's temporary file (the upload was in progress).
+    wait_for_upload_in_progress(&wharf.root, 1, notice_limit()).await;
     assert_previous_file_intact(&wharf, relative, &old).await;
 
     // Devices only create: an abandoned upload creates nothing.
