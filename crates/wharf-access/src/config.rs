@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::budget::MemoryConfig;
 use crate::login::LoginSettings;
 use crate::user::{UserConfig, UserDb, UserError, UsersFile};
 
@@ -26,6 +27,10 @@ pub struct AccessConfig {
     /// ~19 MiB, which the thread keeps for its next check).
     #[serde(default = "default_concurrent_checks")]
     pub max_concurrent_password_checks: usize,
+    /// Bytes of client-driven buffers one session, and all sessions together, may hold
+    /// (`crate::budget`).
+    #[serde(default)]
+    pub memory: MemoryConfig,
 }
 
 fn default_failure_delay() -> Duration {
@@ -43,6 +48,7 @@ impl Default for AccessConfig {
             users: Vec::new(),
             login_failure_delay: default_failure_delay(),
             max_concurrent_password_checks: default_concurrent_checks(),
+            memory: MemoryConfig::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What every front-end is handed: the shared layer in one handle.
 
 use crate::admission::DescriptorBudget;
+use crate::budget::MemoryBudget;
 use crate::defender::Defender;
 use crate::lifecycle::Shutdown;
 use crate::login::Authenticator;
@@ -16,16 +17,26 @@ pub struct Gateway {
     /// Descriptors sessions may hold, shared by every listener's [`crate::Admission`].
     /// Unlimited until the binary sets it from its open-file limit.
     pub descriptors: DescriptorBudget,
+    /// The process-wide memory budget; each session takes its own from it
+    /// ([`MemoryBudget::session`]).
+    pub memory: MemoryBudget,
 }
 
 impl Gateway {
-    /// A gateway around `authenticator`, running.
+    /// A gateway around `authenticator`, running, with the default memory budget.
     pub fn new(authenticator: Authenticator) -> Self {
         Gateway {
             authenticator,
             shutdown: Shutdown::new(),
             descriptors: DescriptorBudget::unlimited(),
+            memory: MemoryBudget::default(),
         }
+    }
+
+    /// This gateway with `memory` as its memory budget.
+    pub fn with_memory(mut self, memory: MemoryBudget) -> Self {
+        self.memory = memory;
+        self
     }
 
     /// The defender shared by every protocol: ask it at accept (`verdict`), report offenses

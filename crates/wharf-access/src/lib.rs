@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod budget;
 pub mod config;
 pub mod defender;
 pub mod gateway;
@@ -27,6 +28,7 @@ mod verifier;
 
 pub use admission::{Admission, AdmissionPermit, DescriptorBudget, Refusal};
 pub use audit::{AUDIT_TARGET, Actor, Operation, Outcome};
+pub use budget::{MemoryBudget, MemoryConfig, MemoryConfigError, Reservation, SessionBudget};
 pub use config::{AccessConfig, UsersLoadError};
 pub use defender::{Ban, Defender, DefenderConfig, Offense, Verdict};
 pub use gateway::Gateway;
