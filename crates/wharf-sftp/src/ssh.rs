@@ -17,7 +17,7 @@ use russh::server::{
 use russh::{Channel, ChannelId, ChannelOpenFailure, Pty};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
-use wharf_access::Gateway;
+use wharf_access::{Gateway, SessionBudget};
 
 use crate::auth::Authentication;
 use crate::sftp::{self, SubsystemSettings};
@@ -43,6 +43,9 @@ pub(crate) struct SshHandler {
     settings: SubsystemSettings,
     /// Becomes `true` once the client is authenticated (ends the authentication deadline).
     authenticated: watch::Sender<bool>,
+    /// The connection's memory budget, shared by its SFTP sessions: one client, one budget,
+    /// however many channels it opens.
+    budget: SessionBudget,
 }
 
 impl SshHandler {
@@ -55,6 +58,7 @@ impl SshHandler {
     ) -> Self {
         SshHandler {
             peer,
+            budget: gateway.memory.session(),
             auth: Authentication::new(gateway, peer),
             unused_channels: HashMap::new(),
             subsystems,
@@ -163,7 +167,12 @@ impl russh::server::Handler for SshHandler {
         match (login, open) {
             (Some(login), Some(open)) if !self.settings.shutdown.is_draining() => {
                 session.channel_success(channel)?;
-                self.subsystems.spawn(sftp::serve(open, login, self.settings.clone()));
+                self.subsystems.spawn(sftp::serve(
+                    open,
+                    login,
+                    self.settings.clone(),
+                    self.budget.clone(),
+                ));
             }
             _ => session.channel_failure(channel)?,
         }

@@ -111,6 +111,45 @@ async fn concurrent_out_of_order_reads_get_the_right_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_past_the_largest_file_position_are_refused_not_wrapped() {
+    const MAX_OFFSET: u64 = i64::MAX as u64;
+    bounded(async {
+        let server = Server::start(USERS).await;
+        server.share.put("alice/small.bin", b"0123456789");
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = raw_sftp(&ssh).await;
+        let read = raw
+            .open("small.bin", OpenFlags::READ, FileAttributes::empty())
+            .await
+            .expect("open")
+            .handle;
+        for offset in [MAX_OFFSET + 1, u64::MAX - 4, u64::MAX] {
+            let refused = raw.read(read.clone(), offset, 32 * 1024).await;
+            assert_eq!(status_code(refused), StatusCode::BadMessage, "READ at {offset}");
+        }
+        // At the largest position itself there is simply nothing to read.
+        assert_eq!(status_code(raw.read(read.clone(), MAX_OFFSET, 10).await), StatusCode::Eof);
+        assert_eq!(raw.read(read.clone(), 2, 3).await.expect("still served").data, b"234");
+        raw.close(read).await.expect("close");
+
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let write = raw.open("up.bin", flags, FileAttributes::empty()).await.expect("open").handle;
+        // Ends one past the largest position, and ends past 2^64 (would wrap to 5).
+        for offset in [MAX_OFFSET - 9, u64::MAX - 4] {
+            let refused = raw.write(write.clone(), offset, b"0123456789".to_vec()).await;
+            assert_eq!(status_code(refused), StatusCode::BadMessage, "WRITE at {offset}");
+        }
+        // A refused write loses nothing: the upload goes on and is published whole.
+        raw.write(write.clone(), 0, b"kept".to_vec()).await.expect("write at 0");
+        raw.close(write).await.expect("close publishes");
+        let uploaded = std::fs::read(server.share.root.join("alice/up.bin")).expect("published");
+        assert_eq!(uploaded, b"kept");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_user_is_refused_every_write() {
     bounded(async {
         let server = Server::start(USERS).await;

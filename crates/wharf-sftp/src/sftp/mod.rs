@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use russh::Channel;
 use russh::server::Msg;
-use wharf_access::{Session, Shutdown};
+use wharf_access::{Session, SessionBudget, Shutdown};
 
 use self::ops::Operations;
 use self::output::{ChannelClosed, reply_queue};
@@ -37,12 +37,18 @@ pub(crate) struct SubsystemSettings {
 }
 
 /// Serves SFTP on `channel` for `session` until the client leaves or the server stops, then
-/// closes the channel.
-pub(crate) async fn serve(channel: Channel<Msg>, session: Session, settings: SubsystemSettings) {
+/// closes the channel. Its buffers are paid from `budget`, shared by the connection's
+/// channels.
+pub(crate) async fn serve(
+    channel: Channel<Msg>,
+    session: Session,
+    settings: SubsystemSettings,
+    budget: SessionBudget,
+) {
     let peer = session.peer();
     let (input, output) = channel.split();
     let (replies, writer) = reply_queue();
-    let ops = Operations::new(session, settings.max_open_handles);
+    let ops = Operations::new(session, settings.max_open_handles, budget);
     let shutdown = settings.shutdown.clone();
     let requests = RequestLoop::new(ops, replies, settings.shutdown, settings.idle_timeout);
     let requests = requests.run(input);

@@ -22,7 +22,8 @@ use futures_util::future::BoxFuture;
 use russh_sftp::protocol::{
     Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, StatusCode,
 };
-use wharf_access::{Offense, Permissions, Session};
+use wharf_access::{Offense, Permissions, Session, SessionBudget};
+use wharf_vfs::offset::check_span;
 use wharf_vfs::{Error, FileKind, Metadata, VPath, WriteMode};
 
 use super::attrs::{file_attributes, longname, system_time};
@@ -130,6 +131,8 @@ fn attrs_reply(id: u32, attrs: FileAttributes) -> Bytes {
 pub(crate) struct Operations {
     pub(super) session: Session,
     pub(super) handles: HandleTable,
+    /// What the session's buffers are paid from.
+    pub(super) budget: SessionBudget,
 }
 
 impl Operations {
@@ -150,9 +153,10 @@ impl Operations {
         })
     }
 
-    /// Operations for `session`, allowing `max_open_handles` handles.
-    pub(crate) fn new(session: Session, max_open_handles: usize) -> Self {
-        Operations { session, handles: HandleTable::new(max_open_handles) }
+    /// Operations for `session`, allowing `max_open_handles` handles, with buffers paid
+    /// from `budget`.
+    pub(crate) fn new(session: Session, max_open_handles: usize, budget: SessionBudget) -> Self {
+        Operations { session, handles: HandleTable::new(max_open_handles), budget }
     }
 
     /// Whether a file is open (a transfer may be in progress).
@@ -212,7 +216,10 @@ impl Operations {
         let path = self.resolve(filename)?;
         let handle = if !flags.contains(OpenFlags::WRITE) {
             let download = self.session.open_read(&path).await?;
-            OpenHandle::Read(ReadHandle { path, reader: ReadAhead::new(download) })
+            OpenHandle::Read(ReadHandle {
+                path,
+                reader: ReadAhead::new(download, self.budget.clone()),
+            })
         } else {
             let mode = if flags.contains(OpenFlags::EXCLUDE) {
                 WriteMode::CreateNew
@@ -280,11 +287,12 @@ impl Operations {
             None => return packet_or_status(id, Err(Refusal::bad_handle())),
         };
         match reader.read(offset, len) {
-            Read::Done(outcome) => Answer::Now(read_reply(id, outcome)),
-            Read::Waiting(pending) => Answer::Later {
+            Ok(Read::Done(outcome)) => Answer::Now(read_reply(id, outcome)),
+            Ok(Read::Waiting(pending)) => Answer::Later {
                 reply: async move { read_reply(id, pending.await) }.boxed(),
                 reserved: len.min(MAX_READ_LEN) as usize,
             },
+            Err(err) => packet_or_status(id, Err(err.into())),
         }
     }
 
@@ -295,7 +303,9 @@ impl Operations {
             Some(_) => return Err(Refusal::wrong_handle("open for writing")),
             None => return Err(Refusal::bad_handle()),
         };
-        let len = data.len() as u64;
+        // Where the write ends; an end past the largest file position is refused, whatever
+        // the mode, before anything is written.
+        let end = check_span(offset, data.len() as u64)?;
         let written = if write.mode == WriteMode::Append {
             // APPEND: every write goes to the end, whatever its offset says.
             write.upload.write(data).await
@@ -304,7 +314,7 @@ impl Operations {
         };
         match written {
             Ok(()) => {
-                write.end = write.end.max(offset.saturating_add(len));
+                write.end = write.end.max(end);
                 Ok(ok(id))
             }
             Err(err) => {

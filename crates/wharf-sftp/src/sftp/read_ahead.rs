@@ -5,8 +5,17 @@
 //! thread pool, so the file is read in blocks of [`BLOCK`] bytes instead: a request starts the
 //! fetch of the blocks it needs, and when the client reads sequentially, of the next
 //! [`READ_AHEAD_BLOCKS`] blocks too. Requests wait only for their own blocks and complete in
-//! any order. Blocks a sequential reader has passed are forgotten; at most
-//! [`MAX_CACHED_BLOCKS`] are kept for readers that jump around.
+//! any order.
+//!
+//! Blocks are paid for in bytes from the session's memory budget
+//! ([`wharf_access::SessionBudget`]): a block is fetched into the cache only once
+//! [`BLOCK`] bytes are reserved, and the reservation lives as long as the block's memory does
+//! (in the cache or in a reply still waiting to be sent; see [`Budgeted`]). When the budget is
+//! spent, a request is served on its own: exactly the bytes it asks for are read, and nothing
+//! is kept. Reads stay correct and are never refused or held back for memory; they only lose
+//! the read-ahead. What the cache keeps: blocks a sequential reader has passed are forgotten,
+//! and when a reader jumps elsewhere the blocks of where it was are released, so one file
+//! holds at most the blocks of its last request and its read-ahead.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +26,8 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use russh_sftp::protocol::StatusCode;
 use tokio_util::task::TaskTracker;
-use wharf_access::Download;
+use wharf_access::{Download, Reservation, SessionBudget};
+use wharf_vfs::offset::{MAX_OFFSET, check_offset};
 use wharf_vfs::{Error, TRANSFER_CHUNK};
 
 use crate::errors::status_of;
@@ -32,9 +42,6 @@ pub(crate) const MAX_READ_LEN: u32 = 255 * 1024;
 
 /// Blocks fetched beyond the last request of a sequential reader.
 const READ_AHEAD_BLOCKS: u64 = 4;
-
-/// Blocks kept at most per open file.
-const MAX_CACHED_BLOCKS: usize = 48;
 
 /// A failed block read, as the client will be told.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,14 +120,37 @@ impl ReadOutcome {
     }
 }
 
-/// Reads block `index` of `download`; the first storage error is kept in `failure`.
-async fn fetch_block(
+/// Bytes read from storage together with the budget they are paid from: the reservation is
+/// given back when the last slice of the bytes is dropped, wherever it went (the cache, a
+/// reply waiting for the client), so the budget counts what is really held.
+struct Budgeted {
+    bytes: Bytes,
+    _reservation: Reservation,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads `len` bytes at `start` of `download`, paid from `reservation` if there is one
+/// (shrunk to what was read); the first storage error is kept in `failure`.
+async fn fetch(
     download: Arc<Download>,
     failure: Arc<Mutex<Option<Error>>>,
-    index: u64,
+    start: u64,
+    len: usize,
+    reservation: Option<Reservation>,
 ) -> BlockResult {
-    match download.read_at(index * BLOCK, BLOCK as usize).await {
-        Ok(bytes) => Ok(bytes),
+    match download.read_at(start, len).await {
+        Ok(bytes) => Ok(match reservation {
+            Some(mut reservation) => {
+                reservation.shrink_to(bytes.len());
+                Bytes::from_owner(Budgeted { bytes, _reservation: reservation })
+            }
+            None => bytes,
+        }),
         Err(err) => {
             if let Ok(mut first) = failure.lock() {
                 first.get_or_insert_with(|| err.replicate());
@@ -175,9 +205,33 @@ impl Wanted {
     }
 }
 
+/// The read of `wanted` from `head` (and `tail`): answered now when they are read, else once
+/// they are.
+fn answer(wanted: Wanted, head: Block, tail: Option<Block>) -> Read {
+    match (head, tail) {
+        (Block::Ready(head), None) => Read::Done(wanted.assemble(head, || None)),
+        (Block::Ready(head), Some(Block::Ready(tail))) => {
+            Read::Done(wanted.assemble(head, || Some(tail)))
+        }
+        (head, tail) => Read::Waiting(
+            async move {
+                let head = head.get().await;
+                let tail = match tail {
+                    Some(tail) if wanted.needs_tail(&head) => Some(tail.get().await),
+                    _ => None,
+                };
+                wanted.assemble(head, || tail)
+            }
+            .boxed(),
+        ),
+    }
+}
+
 /// The blocks of one open file.
 pub(crate) struct ReadAhead {
     download: Arc<Download>,
+    /// What cached blocks are paid from.
+    budget: SessionBudget,
     blocks: BTreeMap<u64, Block>,
     /// Where a sequential reader's next request starts.
     next_offset: u64,
@@ -189,11 +243,12 @@ pub(crate) struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Starts serving reads of `download`.
-    pub(crate) fn new(download: Download) -> Self {
+    /// Starts serving reads of `download`, caching blocks paid from `budget`.
+    pub(crate) fn new(download: Download, budget: SessionBudget) -> Self {
         let size_hint = download.metadata().size;
         ReadAhead {
             download: Arc::new(download),
+            budget,
             blocks: BTreeMap::new(),
             next_offset: 0,
             size_hint,
@@ -207,54 +262,76 @@ impl ReadAhead {
         &self.download
     }
 
-    /// Serves a read of up to `len` bytes at `offset`, at once when its blocks are there.
-    pub(crate) fn read(&mut self, offset: u64, len: u32) -> Read {
-        let len = u64::from(len.min(MAX_READ_LEN));
+    /// Serves a read of up to `len` bytes at `offset`, at once when its blocks are there. An
+    /// offset past the largest file position is refused ([`Error::InvalidOffset`]); a read
+    /// reaching past it is short.
+    pub(crate) fn read(&mut self, offset: u64, len: u32) -> Result<Read, Error> {
+        let offset = check_offset(offset)?;
+        let len = u64::from(len.min(MAX_READ_LEN)).min(MAX_OFFSET - offset);
         let first = offset / BLOCK;
-        let last = if len == 0 { first } else { offset.saturating_add(len - 1) / BLOCK };
+        // No overflow: `offset + len` is at most `MAX_OFFSET`.
+        let last = if len == 0 { first } else { (offset + len - 1) / BLOCK };
         let sequential = offset == self.next_offset || self.blocks.contains_key(&first);
-        self.next_offset = offset.saturating_add(len);
+        self.next_offset = offset + len;
         if sequential {
             // Everything before this request has been asked for already.
             self.blocks = self.blocks.split_off(&first);
+        } else {
+            // The reader jumped away: what was cached for where it was is released.
+            self.blocks.clear();
         }
         self.forget_stale(first, offset);
-        let head_block = self.block(first);
-        let tail_block = (last > first).then(|| self.block(last));
-        if sequential {
-            for index in last + 1..=last + READ_AHEAD_BLOCKS {
-                if index.saturating_mul(BLOCK) >= self.size_hint {
-                    break;
+        let read = match self.cached_or_reserved(first, last) {
+            Some((head, tail)) => {
+                if sequential {
+                    self.read_ahead(last);
                 }
-                // Started now, kept in the cache for the requests to come.
-                drop(self.block(index));
+                let start_in_block = (offset - first * BLOCK) as usize;
+                answer(Wanted { start_in_block, len: len as usize }, head, tail)
             }
-        }
-        while self.blocks.len() > MAX_CACHED_BLOCKS {
-            self.blocks.pop_first();
-        }
-        let wanted =
-            Wanted { start_in_block: (offset - first * BLOCK) as usize, len: len as usize };
-        let read = match (head_block, tail_block) {
-            (Block::Ready(head), None) => Read::Done(wanted.assemble(head, || None)),
-            (Block::Ready(head), Some(Block::Ready(tail))) => {
-                Read::Done(wanted.assemble(head, || Some(tail)))
+            None => {
+                // The budget is spent: exactly what was asked for, kept nowhere.
+                let exact = self.start(offset, len as usize, None);
+                answer(Wanted { start_in_block: 0, len: len as usize }, exact, None)
             }
-            (head_block, tail_block) => Read::Waiting(
-                async move {
-                    let head = head_block.get().await;
-                    let tail = match tail_block {
-                        Some(tail_block) if wanted.needs_tail(&head) => {
-                            Some(tail_block.get().await)
-                        }
-                        _ => None,
-                    };
-                    wanted.assemble(head, || tail)
-                }
-                .boxed(),
-            ),
         };
-        self.delivered(read)
+        Ok(self.delivered(read))
+    }
+
+    /// Blocks `first` and (if another) `last` from the cache, the missing ones started with
+    /// a reservation each; `None`, with nothing started, when the budget cannot pay for them.
+    fn cached_or_reserved(&mut self, first: u64, last: u64) -> Option<(Block, Option<Block>)> {
+        let wanted = if last > first { vec![first, last] } else { vec![first] };
+        let missing: Vec<u64> =
+            wanted.into_iter().filter(|index| !self.blocks.contains_key(index)).collect();
+        let reservations = missing
+            .iter()
+            .map(|_| self.budget.try_reserve(BLOCK as usize))
+            .collect::<Option<Vec<_>>>()?;
+        for (index, reservation) in missing.into_iter().zip(reservations) {
+            let block = self.start(index * BLOCK, BLOCK as usize, Some(reservation));
+            self.blocks.insert(index, block);
+        }
+        let head = self.blocks.get(&first)?.clone();
+        let tail = if last > first { Some(self.blocks.get(&last)?.clone()) } else { None };
+        Some((head, tail))
+    }
+
+    /// Starts the blocks after `last` that a sequential reader will ask for next, as far as
+    /// the file (as opened) goes and the budget pays.
+    fn read_ahead(&mut self, last: u64) {
+        for index in last + 1..=last + READ_AHEAD_BLOCKS {
+            let start = index * BLOCK;
+            if start >= self.size_hint {
+                break;
+            }
+            if self.blocks.contains_key(&index) {
+                continue;
+            }
+            let Some(reservation) = self.budget.try_reserve(BLOCK as usize) else { break };
+            let block = self.start(start, BLOCK as usize, Some(reservation));
+            self.blocks.insert(index, block);
+        }
     }
 
     /// Counts the bytes a read answers with as delivered (blocks read ahead count only
@@ -301,18 +378,16 @@ impl ReadAhead {
         }
     }
 
-    /// The block `index`, fetching it if it is not cached.
+    /// Starts reading `len` bytes at `start`, paid from `reservation` if there is one.
     ///
-    /// The fetch is polled once here: a block in the page cache is read on the spot (see
-    /// `wharf_vfs`'s local backend), and spawning a task for it would cost a trip through the
-    /// scheduler per small file. A fetch that has to wait for the disk goes on in its own
+    /// The read is polled once here: bytes in the page cache are read on the spot (see
+    /// `wharf_vfs`'s local backend), and spawning a task for them would cost a trip through
+    /// the scheduler per small file. A read that has to wait for the disk goes on in its own
     /// task, so read-ahead proceeds whether or not a request is waiting for it.
-    fn block(&mut self, index: u64) -> Block {
-        if let Some(block) = self.blocks.get(&index) {
-            return block.clone();
-        }
-        let mut fetch = fetch_block(self.download.clone(), self.failure.clone(), index).boxed();
-        let block = match fetch.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    fn start(&self, start: u64, len: usize, reservation: Option<Reservation>) -> Block {
+        let mut fetch =
+            fetch(self.download.clone(), self.failure.clone(), start, len, reservation).boxed();
+        match fetch.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(result) => Block::Ready(result),
             Poll::Pending => {
                 let task = self.fetches.spawn(fetch);
@@ -328,9 +403,13 @@ impl ReadAhead {
                 .shared();
                 Block::Fetching(fetching)
             }
-        };
-        self.blocks.insert(index, block.clone());
-        block
+        }
+    }
+
+    /// Blocks in the cache now.
+    #[cfg(test)]
+    fn cached_blocks(&self) -> usize {
+        self.blocks.len()
     }
 
     /// Closes the file: waits for fetches still running, then records the download as
@@ -410,5 +489,170 @@ mod tests {
         let wanted = Wanted { start_in_block: 0, len: 10 };
         assert!(!wanted.needs_tail(&failure()));
         assert!(matches!(wanted.assemble(failure(), || None), ReadOutcome::Failed(_)));
+    }
+
+    mod with_storage {
+        use wharf_access::{ByteSize, Credential, LoginRequest, MemoryBudget, MemoryConfig};
+        use wharf_access::{Password, Protocol, Session, SessionBudget};
+        use wharf_testkit::{TEST_PASSWORD, TestShare, pattern};
+        use wharf_vfs::VPath;
+
+        use super::super::*;
+
+        const MIB: usize = 1024 * 1024;
+
+        const USERS: &str = "users:\n  - name: alice\n    password: \"$HASH\"\n    home: alice\n";
+
+        /// A share holding `alice/file.bin` (`len` bytes of pattern), a session of alice's
+        /// and a memory budget of `per_session` bytes for her (and in total).
+        async fn setup(
+            len: usize,
+            per_session: usize,
+        ) -> (TestShare, Session, SessionBudget, Vec<u8>) {
+            let share = TestShare::new(USERS);
+            let data = pattern(len);
+            share.put("alice/file.bin", &data);
+            let session = share
+                .gateway
+                .authenticator
+                .login(LoginRequest {
+                    protocol: Protocol::Sftp,
+                    peer: "127.0.0.1:40000".parse().expect("addr"),
+                    user: "alice".to_owned(),
+                    credential: Credential::Password(Password::new(TEST_PASSWORD)),
+                })
+                .await
+                .expect("login");
+            let size = ByteSize(per_session as u64);
+            let budget = MemoryBudget::new(&MemoryConfig { per_session: size, total: size })
+                .expect("budget")
+                .session();
+            (share, session, budget, data)
+        }
+
+        async fn open(session: &Session, budget: &SessionBudget) -> ReadAhead {
+            let path = VPath::resolve(&VPath::root(), "/file.bin").expect("path");
+            ReadAhead::new(session.open_read(&path).await.expect("open"), budget.clone())
+        }
+
+        /// The bytes a read answers with (none at the end of the file).
+        async fn bytes(read: Read) -> Vec<u8> {
+            let outcome = match read {
+                Read::Done(outcome) => outcome,
+                Read::Waiting(pending) => pending.await,
+            };
+            match outcome {
+                ReadOutcome::Data { head, tail } => [head, tail].concat(),
+                ReadOutcome::Eof => Vec::new(),
+                ReadOutcome::Failed(failure) => panic!("read failed: {failure:?}"),
+            }
+        }
+
+        async fn read(reader: &mut ReadAhead, offset: u64, len: u32) -> Vec<u8> {
+            bytes(reader.read(offset, len).expect("valid offset")).await
+        }
+
+        fn expected(data: &[u8], offset: u64, len: u32) -> &[u8] {
+            let start = (offset as usize).min(data.len());
+            &data[start..(start + len as usize).min(data.len())]
+        }
+
+        #[tokio::test]
+        async fn a_spent_budget_still_answers_every_read_and_caps_the_cache() {
+            let (_share, session, budget, data) = setup(16 * MIB, MIB).await;
+            // All open at once, each read one byte at 48 descending block offsets.
+            let mut readers = Vec::new();
+            for _ in 0..16 {
+                readers.push(open(&session, &budget).await);
+            }
+            for step in 0..48u64 {
+                let offset = (47 - step) * BLOCK + 7 * step;
+                for reader in &mut readers {
+                    assert_eq!(read(reader, offset, 1).await, expected(&data, offset, 1));
+                    assert!(reader.cached_blocks() <= 1, "a file keeps at most the block it reads");
+                }
+                let cached: usize = readers.iter().map(ReadAhead::cached_blocks).sum();
+                assert!(
+                    cached * BLOCK as usize <= MIB,
+                    "{cached} blocks cached with a budget of 1 MiB"
+                );
+                assert!(budget.in_use() <= MIB);
+            }
+            for reader in readers {
+                reader.close().await;
+            }
+            assert_eq!(budget.in_use(), 0, "closing gives every byte back");
+        }
+
+        #[tokio::test]
+        async fn sequential_reads_are_read_ahead_while_the_budget_allows() {
+            let (_share, session, budget, data) = setup(3 * MIB + 1234, 16 * MIB).await;
+            let mut reader = open(&session, &budget).await;
+            assert_eq!(read(&mut reader, 0, 32 * 1024).await, expected(&data, 0, 32 * 1024));
+            assert_eq!(
+                reader.cached_blocks(),
+                1 + READ_AHEAD_BLOCKS as usize,
+                "the block read and the next ones"
+            );
+            let mut offset = 32 * 1024;
+            while offset < data.len() as u64 {
+                let got = read(&mut reader, offset, 255 * 1024).await;
+                assert!(got == expected(&data, offset, 255 * 1024), "bytes at {offset}");
+                assert!(reader.cached_blocks() <= 2 + READ_AHEAD_BLOCKS as usize);
+                offset += got.len() as u64;
+            }
+            assert!(read(&mut reader, offset, 1000).await.is_empty(), "end of file");
+            reader.close().await;
+            assert_eq!(budget.in_use(), 0);
+        }
+
+        #[tokio::test]
+        async fn a_reader_that_jumps_away_releases_the_blocks_it_left() {
+            let (_share, session, budget, data) = setup(4 * MIB, 16 * MIB).await;
+            let mut reader = open(&session, &budget).await;
+            read(&mut reader, 0, 32 * 1024).await;
+            assert_eq!(reader.cached_blocks(), 1 + READ_AHEAD_BLOCKS as usize);
+            let far = 3 * MIB as u64 + 5;
+            assert_eq!(read(&mut reader, far, 100).await, expected(&data, far, 100));
+            assert_eq!(reader.cached_blocks(), 1, "only the block of the new position");
+            // Read-ahead fetches still running hold their reservations until they end.
+            reader.fetches.close();
+            reader.fetches.wait().await;
+            assert!(budget.in_use() <= BLOCK as usize, "{} bytes still held", budget.in_use());
+            reader.close().await;
+        }
+
+        #[tokio::test]
+        async fn reads_go_uncached_while_the_budget_is_spent_and_cached_again_after() {
+            let (_share, session, budget, data) = setup(2 * MIB, MIB).await;
+            let hog = budget.try_reserve(MIB).expect("the whole budget");
+            let mut reader = open(&session, &budget).await;
+            let mut offset = 0;
+            for _ in 0..8 {
+                let got = read(&mut reader, offset, 32 * 1024).await;
+                assert!(got == expected(&data, offset, 32 * 1024), "bytes at {offset}");
+                assert_eq!(reader.cached_blocks(), 0, "nothing kept without budget");
+                offset += got.len() as u64;
+            }
+            drop(hog);
+            assert_eq!(read(&mut reader, offset, 10).await, expected(&data, offset, 10));
+            assert!(reader.cached_blocks() > 0, "cached again once the budget allows");
+            reader.close().await;
+            assert_eq!(budget.in_use(), 0);
+        }
+
+        #[tokio::test]
+        async fn offsets_past_the_largest_file_position_are_refused() {
+            let (_share, session, budget, _data) = setup(1000, MIB).await;
+            let mut reader = open(&session, &budget).await;
+            for offset in [MAX_OFFSET + 1, u64::MAX] {
+                let refused = reader.read(offset, 10).err().map(|err| err.kind());
+                assert_eq!(refused, Some(wharf_vfs::ErrorKind::InvalidOffset), "{offset}");
+            }
+            // At the largest position itself: nothing to read there, and nothing wraps.
+            assert!(read(&mut reader, MAX_OFFSET, 32 * 1024).await.is_empty());
+            assert!(read(&mut reader, MAX_OFFSET - 5, 32 * 1024).await.is_empty());
+            reader.close().await;
+        }
     }
 }
