@@ -175,7 +175,7 @@ impl MemoryBudget {
         SessionBudget {
             inner: Arc::new(Levels {
                 session: Pool::new(self.per_session),
-                total: self.total.clone(),
+                total: Some(self.total.clone()),
             }),
         }
     }
@@ -205,7 +205,8 @@ impl Default for MemoryBudget {
 #[derive(Debug)]
 struct Levels {
     session: Arc<Pool>,
-    total: Arc<Pool>,
+    /// The process-wide pool; `None` for a fixed allowance ([`SessionBudget::fixed`]).
+    total: Option<Arc<Pool>>,
 }
 
 /// One session's budget. Cheap to clone; clones share it (the channels of one SSH
@@ -216,6 +217,13 @@ pub struct SessionBudget {
 }
 
 impl SessionBudget {
+    /// A budget of `limit` bytes that draws on nothing else: the small fixed floor a
+    /// front-end keeps per session so that it always makes progress, whatever the shared
+    /// budgets have left. It is part of the session's fixed cost, not of any budget.
+    pub fn fixed(limit: usize) -> SessionBudget {
+        SessionBudget { inner: Arc::new(Levels { session: Pool::new(limit), total: None }) }
+    }
+
     /// Reserves `bytes` from this session and from the process, or nothing if either would go
     /// over its limit. Never waits.
     pub fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
@@ -262,7 +270,7 @@ impl Reservation {
         if !session.try_take(more) {
             return false;
         }
-        if !total.try_take(more) {
+        if total.as_ref().is_some_and(|total| !total.try_take(more)) {
             session.give_back(more);
             return false;
         }
@@ -275,7 +283,9 @@ impl Reservation {
         if bytes < self.bytes {
             let excess = self.bytes - bytes;
             self.levels.session.give_back(excess);
-            self.levels.total.give_back(excess);
+            if let Some(total) = &self.levels.total {
+                total.give_back(excess);
+            }
             self.bytes = bytes;
         }
     }
@@ -364,6 +374,18 @@ mod tests {
         assert_eq!(budget.in_use(), MIB);
         drop(kept);
         assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn a_fixed_allowance_draws_on_no_budget() {
+        let budget = budget(MIB, MIB);
+        let floor = SessionBudget::fixed(100);
+        let held = floor.try_reserve(60).expect("fits");
+        assert!(floor.try_reserve(50).is_none(), "held to its own limit");
+        assert_eq!(budget.in_use(), 0, "nothing taken from the process budget");
+        drop(held);
+        assert_eq!(floor.in_use(), 0);
+        assert!(floor.try_reserve(100).is_some());
     }
 
     #[test]

@@ -37,6 +37,11 @@ const SERVER_ID: &str = "SSH-2.0-Wharf";
 /// hundred KiB of replies keeps the reply writer from waiting on every packet.
 const EVENT_BUFFER: usize = 64;
 
+/// Messages russh queues per channel for the request loop before it stops reading the
+/// connection: with packets of at most `sftp.max_packet_size` (64 KiB), 1 MiB per channel.
+/// (russh's default, 100, let one client park 6.4 MiB per channel there.)
+const CHANNEL_BUFFER: usize = 16;
+
 /// How long russh is given to say goodbye before the socket is cut.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
@@ -83,6 +88,7 @@ fn ssh_config(config: &SftpConfig, keys: &HostKeys) -> Config {
         window_size: config.window_size,
         maximum_packet_size: config.max_packet_size,
         event_buffer_size: EVENT_BUFFER,
+        channel_buffer_size: CHANNEL_BUFFER,
         preferred: algorithms::preferred(&keys.types()),
         max_auth_attempts: config.max_auth_attempts,
         inactivity_timeout: Some(config.idle_timeout),

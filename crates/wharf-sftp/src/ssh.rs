@@ -17,10 +17,10 @@ use russh::server::{
 use russh::{Channel, ChannelId, ChannelOpenFailure, Pty};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
-use wharf_access::{Gateway, SessionBudget};
+use wharf_access::Gateway;
 
 use crate::auth::Authentication;
-use crate::sftp::{self, SubsystemSettings};
+use crate::sftp::{self, ConnectionMemory, SubsystemSettings};
 
 /// What a client is told when it asks for anything but SFTP.
 pub(crate) const REFUSAL_MESSAGE: &str =
@@ -43,9 +43,9 @@ pub(crate) struct SshHandler {
     settings: SubsystemSettings,
     /// Becomes `true` once the client is authenticated (ends the authentication deadline).
     authenticated: watch::Sender<bool>,
-    /// The connection's memory budget, shared by its SFTP sessions: one client, one budget,
-    /// however many channels it opens.
-    budget: SessionBudget,
+    /// The connection's memory, shared by its SFTP sessions: one client, one budget, however
+    /// many channels it opens.
+    memory: ConnectionMemory,
 }
 
 impl SshHandler {
@@ -58,7 +58,7 @@ impl SshHandler {
     ) -> Self {
         SshHandler {
             peer,
-            budget: gateway.memory.session(),
+            memory: ConnectionMemory::new(gateway.memory.session()),
             auth: Authentication::new(gateway, peer),
             unused_channels: HashMap::new(),
             subsystems,
@@ -171,7 +171,7 @@ impl russh::server::Handler for SshHandler {
                     open,
                     login,
                     self.settings.clone(),
-                    self.budget.clone(),
+                    self.memory.clone(),
                 ));
             }
             _ => session.channel_failure(channel)?,

@@ -5,17 +5,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, bounded};
+use common::{ALICE as USERS, Server, bounded};
 use wharf_testkit::{TEST_PASSWORD, pattern, require_tool, run_bounded};
 
 const MIB: usize = 1024 * 1024;
-
-const USERS: &str = r#"
-users:
-  - name: alice
-    password: "$HASH"
-    home: alice
-"#;
 
 /// Runs curl with `args` against the server; returns (exit code, stderr).
 async fn curl(server: &Server, password: &str, args: Vec<String>) -> (Option<i32>, String) {

@@ -14,6 +14,8 @@ pub(crate) const MAX_PACKET_LEN: usize = 256 * 1024;
 
 /// `SSH_FXP_INIT`.
 pub(crate) const FXP_INIT: u8 = 1;
+/// `SSH_FXP_READ`.
+pub(crate) const FXP_READ: u8 = 5;
 /// `SSH_FXP_WRITE`.
 pub(crate) const FXP_WRITE: u8 = 6;
 /// `SSH_FXP_DATA`.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use russh_sftp::protocol::FileAttributes;
-use wharf_access::{Listing, Upload};
+use wharf_access::{Listing, Reservation, Upload};
 use wharf_vfs::{VPath, WriteMode};
 
 use super::read_ahead::ReadAhead;
@@ -33,6 +33,8 @@ pub(crate) struct WriteHandle {
     /// Attributes set through the handle of a whole-file upload, applied once it is
     /// published (before that, the path still names the old file, or nothing).
     pub(crate) deferred_attrs: Option<FileAttributes>,
+    /// The memory the upload's buffers may take, paid while it is open.
+    pub(crate) _memory: Reservation,
 }
 
 /// A directory being listed.
@@ -43,6 +45,8 @@ pub(crate) struct DirHandle {
     pub(crate) listing: Listing,
     /// Whether the last entries were sent.
     pub(crate) exhausted: bool,
+    /// The memory the open directory takes, paid while it is open.
+    pub(crate) _memory: Reservation,
 }
 
 /// Anything a handle can stand for.

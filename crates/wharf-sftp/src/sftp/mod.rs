@@ -7,6 +7,7 @@ mod attrs;
 mod codec;
 mod extensions;
 mod handles;
+mod memory;
 mod ops;
 mod output;
 mod read_ahead;
@@ -16,7 +17,9 @@ use std::time::Duration;
 
 use russh::Channel;
 use russh::server::Msg;
-use wharf_access::{Session, SessionBudget, Shutdown};
+use wharf_access::{Session, Shutdown};
+
+pub(crate) use self::memory::ConnectionMemory;
 
 use self::ops::Operations;
 use self::output::{ChannelClosed, reply_queue};
@@ -37,20 +40,22 @@ pub(crate) struct SubsystemSettings {
 }
 
 /// Serves SFTP on `channel` for `session` until the client leaves or the server stops, then
-/// closes the channel. Its buffers are paid from `budget`, shared by the connection's
+/// closes the channel. Its buffers are paid from `memory`, shared by the connection's
 /// channels.
 pub(crate) async fn serve(
     channel: Channel<Msg>,
     session: Session,
     settings: SubsystemSettings,
-    budget: SessionBudget,
+    memory: ConnectionMemory,
 ) {
     let peer = session.peer();
     let (input, output) = channel.split();
     let (replies, writer) = reply_queue();
-    let ops = Operations::new(session, settings.max_open_handles, budget);
+    let reply_memory = memory.replies();
+    let ops = Operations::new(session, settings.max_open_handles, memory);
     let shutdown = settings.shutdown.clone();
-    let requests = RequestLoop::new(ops, replies, settings.shutdown, settings.idle_timeout);
+    let requests =
+        RequestLoop::new(ops, replies, reply_memory, settings.shutdown, settings.idle_timeout);
     let requests = requests.run(input);
     let writing = writer.run(&output);
     tokio::pin!(requests, writing);

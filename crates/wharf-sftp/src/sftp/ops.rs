@@ -22,13 +22,14 @@ use futures_util::future::BoxFuture;
 use russh_sftp::protocol::{
     Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, StatusCode,
 };
-use wharf_access::{Offense, Permissions, Session, SessionBudget};
+use wharf_access::{Offense, Permissions, Reservation, Session};
 use wharf_vfs::offset::check_span;
 use wharf_vfs::{Error, FileKind, Metadata, VPath, WriteMode};
 
 use super::attrs::{file_attributes, longname, system_time};
 use super::codec::{Request, WriteRequest, encode, ok, status};
 use super::handles::{DirHandle, HandleTable, OpenHandle, ReadHandle, TooManyHandles, WriteHandle};
+use super::memory::{ConnectionMemory, DIR_HANDLE_COST, WRITE_HANDLE_COST};
 use super::output::Reply;
 use super::read_ahead::{MAX_READ_LEN, Read, ReadAhead, ReadOutcome};
 use crate::errors::status_of;
@@ -132,7 +133,7 @@ pub(crate) struct Operations {
     pub(super) session: Session,
     pub(super) handles: HandleTable,
     /// What the session's buffers are paid from.
-    pub(super) budget: SessionBudget,
+    pub(super) memory: ConnectionMemory,
 }
 
 impl Operations {
@@ -154,9 +155,21 @@ impl Operations {
     }
 
     /// Operations for `session`, allowing `max_open_handles` handles, with buffers paid
-    /// from `budget`.
-    pub(crate) fn new(session: Session, max_open_handles: usize, budget: SessionBudget) -> Self {
-        Operations { session, handles: HandleTable::new(max_open_handles), budget }
+    /// from `memory`.
+    pub(crate) fn new(session: Session, max_open_handles: usize, memory: ConnectionMemory) -> Self {
+        Operations { session, handles: HandleTable::new(max_open_handles), memory }
+    }
+
+    /// Pays for a handle that will hold `cost` bytes, or says why it cannot be opened.
+    fn pay_for_handle(&self, cost: usize) -> Result<Reservation, Refusal> {
+        self.memory.handles.try_reserve(cost).ok_or_else(|| {
+            Refusal::Status(
+                StatusCode::Failure,
+                "this connection's open files hold all the memory it may use; \
+                 close some and try again"
+                    .to_owned(),
+            )
+        })
     }
 
     /// Whether a file is open (a transfer may be in progress).
@@ -218,7 +231,7 @@ impl Operations {
             let download = self.session.open_read(&path).await?;
             OpenHandle::Read(ReadHandle {
                 path,
-                reader: ReadAhead::new(download, self.budget.clone()),
+                reader: ReadAhead::new(download, self.memory.budget.clone()),
             })
         } else {
             let mode = if flags.contains(OpenFlags::EXCLUDE) {
@@ -230,6 +243,8 @@ impl Operations {
             } else {
                 WriteMode::At(0)
             };
+            // Paid for before storage is touched.
+            let memory = self.pay_for_handle(WRITE_HANDLE_COST)?;
             if !flags.contains(OpenFlags::CREATE) {
                 // Without CREAT the file must exist; the session would create it.
                 self.session.stat(&path).await?;
@@ -242,6 +257,7 @@ impl Operations {
                 end: 0,
                 failed: false,
                 deferred_attrs: None,
+                _memory: memory,
             }))
         };
         let handle = self.handles.insert(handle)?;
@@ -431,9 +447,14 @@ impl Operations {
     async fn opendir(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
         self.handles.check_room()?;
         let path = self.resolve(path)?;
+        let memory = self.pay_for_handle(DIR_HANDLE_COST)?;
         let listing = self.session.list(&path).await?;
-        let handle =
-            self.handles.insert(OpenHandle::Dir(DirHandle { path, listing, exhausted: false }))?;
+        let handle = self.handles.insert(OpenHandle::Dir(DirHandle {
+            path,
+            listing,
+            exhausted: false,
+            _memory: memory,
+        }))?;
         Ok(encode(Packet::Handle(Handle { id, handle })))
     }
 

@@ -11,6 +11,11 @@
 //! The request loop never waits for this side (a stalled client must not stop it from reading
 //! the channel, or russh's session would stall with it); it watches [`Replies::backlog`]
 //! instead and stops starting new reads while too much is queued.
+//!
+//! Each reply comes with the memory reserved for it ([`super::memory`]), given back once the
+//! channel has taken the reply. Replies are handed to russh at most [`HANDOFF`] bytes at a
+//! time, so what russh queues per connection (a bounded number of messages) stays bounded in
+//! bytes whatever packet size the client announced.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,6 +27,7 @@ use bytes::{Bytes, BytesMut};
 use russh::ChannelWriteHalf;
 use russh::server::Msg;
 use tokio::sync::Notify;
+use wharf_access::Reservation;
 
 use super::codec::{DATA_HEADER_LEN, put_data_header};
 
@@ -34,6 +40,11 @@ const ZERO_COPY_MIN: usize = 64 * 1024;
 
 /// Initial room of the gathering buffer: statuses, handles, headers, directory listings.
 const GATHER_BUFFER: usize = 16 * 1024;
+
+/// Most bytes handed to russh in one message: the SSH packet size OpenSSH's client and
+/// libssh2 announce, so for them nothing changes, and a client announcing huge packets
+/// cannot make one queued message hold a whole batch of replies.
+pub(crate) const HANDOFF: usize = 32 * 1024;
 
 /// One reply.
 #[derive(Debug)]
@@ -54,7 +65,7 @@ pub(crate) enum Reply {
 
 impl Reply {
     /// Bytes this reply takes on the wire.
-    fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         match self {
             Reply::Packet(bytes) => bytes.len(),
             Reply::Data { head, tail, .. } => DATA_HEADER_LEN + head.len() + tail.len(),
@@ -71,10 +82,13 @@ struct Gathered {
     small: BytesMut,
     /// Bytes gathered in all.
     len: usize,
+    /// The memory reserved for the replies gathered.
+    memory: Vec<Reservation>,
 }
 
 impl Gathered {
-    fn push(&mut self, reply: Reply) {
+    fn push(&mut self, (reply, memory): (Reply, Reservation)) {
+        self.memory.push(memory);
         self.len += reply.wire_len();
         match reply {
             Reply::Packet(bytes) => self.push_small(&bytes),
@@ -107,12 +121,12 @@ impl Gathered {
         self.parts.push(payload);
     }
 
-    /// Everything gathered, in order.
-    fn into_parts(mut self) -> Vec<Bytes> {
+    /// Everything gathered, in order, and the memory reserved for it.
+    fn into_parts(mut self) -> (Vec<Bytes>, Vec<Reservation>) {
         if !self.small.is_empty() {
             self.parts.push(self.small.freeze());
         }
-        self.parts
+        (self.parts, self.memory)
     }
 }
 
@@ -138,7 +152,7 @@ struct Queue {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    replies: VecDeque<Reply>,
+    replies: VecDeque<(Reply, Reservation)>,
     /// The request loop is done: nothing more will be queued.
     closed: bool,
     /// The writer stopped (the channel closed): nothing more can be sent.
@@ -182,20 +196,15 @@ pub(crate) fn reply_queue() -> (Replies, ReplyWriter) {
 }
 
 impl Replies {
-    /// Queues a reply.
-    pub(crate) fn send(&self, reply: Reply) -> Result<(), ChannelClosed> {
+    /// Queues a reply, with the memory reserved for it (kept until the channel has it).
+    pub(crate) fn send(&self, reply: Reply, memory: Reservation) -> Result<(), ChannelClosed> {
         let mut state = self.queue.lock();
         if state.writer_gone {
             return Err(ChannelClosed);
         }
         self.backlog.bytes.fetch_add(reply.wire_len(), Ordering::Relaxed);
-        state.replies.push_back(reply);
+        state.replies.push_back((reply, memory));
         Ok(())
-    }
-
-    /// Queues an encoded packet.
-    pub(crate) fn packet(&self, packet: Bytes) -> Result<(), ChannelClosed> {
-        self.send(Reply::Packet(packet))
     }
 
     /// Bytes queued and not yet taken by the channel.
@@ -257,10 +266,18 @@ impl ReplyWriter {
     /// queued is sent, or the channel closes.
     pub(crate) async fn run(self, channel: &ChannelWriteHalf<Msg>) -> Result<(), ChannelClosed> {
         while let Some(gathered) = self.next_batch().await {
-            for part in gathered.into_parts() {
+            let (parts, memory) = gathered.into_parts();
+            let mut memory = Some(memory);
+            let count = parts.len();
+            for (index, part) in parts.into_iter().enumerate() {
                 let len = part.len();
-                let sent = channel.data_bytes(part).await;
+                let sent = hand_off(channel, part).await;
                 self.backlog.bytes.fetch_sub(len, Ordering::Relaxed);
+                if index + 1 == count {
+                    // Given back before the loop hears of the progress, so that it finds the
+                    // memory free when it looks.
+                    drop(memory.take());
+                }
                 self.backlog.progressed.notify_one();
                 if sent.is_err() {
                     return Err(ChannelClosed);
@@ -271,26 +288,45 @@ impl ReplyWriter {
     }
 }
 
+/// Hands `part` to the channel in messages of at most [`HANDOFF`] bytes.
+async fn hand_off(channel: &ChannelWriteHalf<Msg>, mut part: Bytes) -> Result<(), russh::Error> {
+    while !part.is_empty() {
+        let piece = part.split_to(part.len().min(HANDOFF));
+        channel.data_bytes(piece).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use wharf_access::SessionBudget;
+
     use super::*;
+
+    /// Memory that costs nothing, for replies in tests.
+    fn free() -> Reservation {
+        SessionBudget::fixed(0).empty()
+    }
 
     #[test]
     fn backlog_counts_wire_bytes() {
         let (replies, _writer) = reply_queue();
-        replies.packet(Bytes::from_static(&[0; 28])).expect("open");
+        replies.send(Reply::Packet(Bytes::from_static(&[0; 28])), free()).expect("open");
         replies
-            .send(Reply::Data {
-                id: 1,
-                head: Bytes::from_static(&[1; 100]),
-                tail: Bytes::from_static(&[2; 20]),
-            })
+            .send(
+                Reply::Data {
+                    id: 1,
+                    head: Bytes::from_static(&[1; 100]),
+                    tail: Bytes::from_static(&[2; 20]),
+                },
+                free(),
+            )
             .expect("open");
         assert_eq!(replies.backlog(), 28 + DATA_HEADER_LEN + 120);
     }
 
     fn wire(gathered: Gathered) -> (Vec<usize>, Vec<u8>) {
-        let parts = gathered.into_parts();
+        let (parts, _memory) = gathered.into_parts();
         let sizes = parts.iter().map(Bytes::len).collect();
         (sizes, parts.concat())
     }
@@ -298,12 +334,11 @@ mod tests {
     #[test]
     fn small_replies_share_one_buffer() {
         let mut gathered = Gathered::default();
-        gathered.push(Reply::Packet(Bytes::from_static(b"status")));
-        gathered.push(Reply::Data {
-            id: 3,
-            head: Bytes::from_static(b"ab"),
-            tail: Bytes::from_static(b"cd"),
-        });
+        gathered.push((Reply::Packet(Bytes::from_static(b"status")), free()));
+        gathered.push((
+            Reply::Data { id: 3, head: Bytes::from_static(b"ab"), tail: Bytes::from_static(b"cd") },
+            free(),
+        ));
         let (sizes, bytes) = wire(gathered);
         assert_eq!(sizes, [6 + DATA_HEADER_LEN + 4]);
         assert_eq!(
@@ -316,9 +351,12 @@ mod tests {
     fn large_payloads_are_passed_on_in_order() {
         let big = Bytes::from(vec![7u8; ZERO_COPY_MIN]);
         let mut gathered = Gathered::default();
-        gathered.push(Reply::Packet(Bytes::from_static(b"ok")));
-        gathered.push(Reply::Data { id: 1, head: big.clone(), tail: Bytes::from_static(b"z") });
-        gathered.push(Reply::Packet(Bytes::from_static(b"end")));
+        gathered.push((Reply::Packet(Bytes::from_static(b"ok")), free()));
+        gathered.push((
+            Reply::Data { id: 1, head: big.clone(), tail: Bytes::from_static(b"z") },
+            free(),
+        ));
+        gathered.push((Reply::Packet(Bytes::from_static(b"end")), free()));
         assert_eq!(gathered.len, 2 + DATA_HEADER_LEN + ZERO_COPY_MIN + 1 + 3);
         let (sizes, bytes) = wire(gathered);
         assert_eq!(sizes, [2 + DATA_HEADER_LEN, ZERO_COPY_MIN, 1 + 3]);

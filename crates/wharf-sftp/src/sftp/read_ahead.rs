@@ -492,11 +492,11 @@ mod tests {
     }
 
     mod with_storage {
-        use wharf_access::{ByteSize, Credential, LoginRequest, MemoryBudget, MemoryConfig};
-        use wharf_access::{Password, Protocol, Session, SessionBudget};
+        use wharf_access::{Credential, LoginRequest, Password, Protocol, Session, SessionBudget};
         use wharf_testkit::{TEST_PASSWORD, TestShare, pattern};
         use wharf_vfs::VPath;
 
+        use super::super::super::memory::test_budget;
         use super::super::*;
 
         const MIB: usize = 1024 * 1024;
@@ -523,11 +523,7 @@ mod tests {
                 })
                 .await
                 .expect("login");
-            let size = ByteSize(per_session as u64);
-            let budget = MemoryBudget::new(&MemoryConfig { per_session: size, total: size })
-                .expect("budget")
-                .session();
-            (share, session, budget, data)
+            (share, session, test_budget(per_session), data)
         }
 
         async fn open(session: &Session, budget: &SessionBudget) -> ReadAhead {

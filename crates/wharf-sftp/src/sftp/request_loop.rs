@@ -12,25 +12,32 @@
 //!
 //! Work in progress is bounded: reads in flight ([`MAX_READS_IN_FLIGHT`]) and the bytes they
 //! and unsent replies hold ([`DATA_BUDGET`]); while a bound is reached no new request is
-//! started. The channel is still read meanwhile (up to [`INPUT_LIMIT`] unprocessed bytes),
-//! because russh's connection task waits while a channel's queue is full, and with it every
-//! reply. A client that stops reading replies altogether is dropped after the idle timeout.
+//! started. Before a request is taken, the memory of its largest reply is reserved
+//! ([`super::memory`]: the channel's floor, then the connection's budget) and travels with the
+//! reply until the channel has it; a request that finds neither waits, in the loop, for the
+//! channel's own replies to go out. The channel is still read meanwhile (up to
+//! [`INPUT_LIMIT`] unprocessed bytes), because russh's connection task waits while a
+//! channel's queue is full, and with it every reply. A client that stops reading replies
+//! altogether is dropped after the idle timeout.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use russh::{ChannelMsg, ChannelReadHalf};
 use russh_sftp::protocol::StatusCode;
 use tokio::time::Instant;
-use wharf_access::{Offense, Shutdown};
+use wharf_access::{Offense, Reservation, Shutdown};
 
 use super::codec::{
-    FXP_INIT, FrameDecoder, FrameError, MAX_PACKET_LEN, decode_request, is_request_type,
-    request_id, status,
+    DATA_HEADER_LEN, FXP_INIT, FXP_READ, FrameDecoder, FrameError, MAX_PACKET_LEN, decode_request,
+    is_request_type, request_id, status,
 };
 use super::extensions::version;
+use super::memory::Allowance;
+use super::read_ahead::MAX_READ_LEN;
 
 use super::ops::{Answer, Operations};
 use super::output::{ChannelClosed, Replies, Reply};
@@ -43,8 +50,70 @@ const MAX_READS_IN_FLIGHT: usize = 128;
 const DATA_BUDGET: usize = 4 * 1024 * 1024;
 
 /// Received bytes not yet taken as requests, at most, before the loop stops reading the
-/// channel (which makes russh stop reading the connection).
-const INPUT_LIMIT: usize = 4 * MAX_PACKET_LEN;
+/// channel (which makes russh stop reading the connection): room for a whole packet of the
+/// largest size and the start of the next.
+const INPUT_LIMIT: usize = 2 * MAX_PACKET_LEN;
+
+/// Memory reserved for the reply to a read, beyond its data: enough for the status that
+/// answers it instead when there is nothing to read or storage failed.
+const READ_STATUS_ROOM: usize = 1024;
+
+/// The most memory the reply to `frame` can take: for a read, the data it asks for (or a
+/// status); for anything else, a whole packet (reserved before it is carried out, given back
+/// down to the reply's size as soon as that is known).
+fn reply_bound(frame: &[u8]) -> usize {
+    if frame.first() != Some(&FXP_READ) {
+        return MAX_PACKET_LEN;
+    }
+    // A read ends with the length it asks for; a malformed one is answered with a status.
+    let asked = frame.last_chunk::<4>().map_or(0, |len| u32::from_be_bytes(*len).min(MAX_READ_LEN));
+    (DATA_HEADER_LEN + asked as usize).max(READ_STATUS_ROOM)
+}
+
+/// Requests received and not yet taken; each is taken only once the memory of its reply is
+/// reserved.
+struct Intake {
+    frames: FrameDecoder,
+    /// A request waiting for memory for its reply.
+    unpaid: Option<Bytes>,
+    /// What the replies' memory is paid from.
+    memory: Allowance,
+}
+
+impl Intake {
+    fn new(memory: Allowance) -> Self {
+        Intake { frames: FrameDecoder::default(), unpaid: None, memory }
+    }
+
+    /// The next request with the memory reserved for its reply; `None` when no whole request
+    /// has arrived, or when the next one's reply cannot be paid for yet.
+    fn next(&mut self) -> Result<Option<(Bytes, Reservation)>, FrameError> {
+        let frame = match self.unpaid.take() {
+            Some(frame) => frame,
+            None => match self.frames.next_frame()? {
+                Some(frame) => frame,
+                None => return Ok(None),
+            },
+        };
+        match self.memory.try_reserve(reply_bound(&frame)) {
+            Some(memory) => Ok(Some((frame, memory))),
+            None => {
+                self.unpaid = Some(frame);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether a request is waiting for memory.
+    fn is_waiting(&self) -> bool {
+        self.unpaid.is_some()
+    }
+
+    /// Whether nothing is left to take.
+    fn is_empty(&self) -> bool {
+        self.unpaid.is_none() && !self.frames.has_frame()
+    }
+}
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +159,8 @@ pub(crate) struct RequestLoop {
     shutdown: Shutdown,
     idle_timeout: Duration,
     stage: Stage,
-    frames: FrameDecoder,
-    reads: FuturesUnordered<BoxFuture<'static, (Reply, usize)>>,
+    intake: Intake,
+    reads: FuturesUnordered<BoxFuture<'static, (Reply, usize, Reservation)>>,
     /// Bytes the reads in flight may return.
     reserved: usize,
 }
@@ -100,6 +169,7 @@ impl RequestLoop {
     pub(crate) fn new(
         ops: Operations,
         replies: Replies,
+        memory: Allowance,
         shutdown: Shutdown,
         idle_timeout: Duration,
     ) -> Self {
@@ -109,7 +179,7 @@ impl RequestLoop {
             shutdown,
             idle_timeout,
             stage: Stage::AwaitingInit,
-            frames: FrameDecoder::default(),
+            intake: Intake::new(memory),
             reads: FuturesUnordered::new(),
             reserved: 0,
         }
@@ -135,24 +205,29 @@ impl RequestLoop {
         let mut stalled_since: Option<Instant> = None;
         loop {
             while self.has_room() {
-                let Some(frame) = (match self.frames.next_frame() {
-                    Ok(frame) => frame,
+                let (frame, memory) = match self.intake.next() {
+                    Ok(Some(next)) => next,
+                    // Nothing more for now (or its reply waits for this channel's replies
+                    // to go out, which frees memory).
+                    Ok(None) => break,
                     Err(err) => return err.into(),
-                }) else {
-                    break;
                 };
-                if let Err(end) = self.take(frame).await {
+                if let Err(end) = self.take(frame, memory).await {
                     return end;
                 }
             }
-            if !input_open && self.reads.is_empty() && !self.frames.has_frame() {
+            if !input_open && self.reads.is_empty() && self.intake.is_empty() {
                 // The client sent its last request and every one is answered.
                 return SessionEnd::ClientDone;
             }
             if self.stage == Stage::Draining && !self.ops.has_open_files() {
                 return SessionEnd::Shutdown;
             }
-            let waiting_for_client = !self.has_room() && self.replies.backlog() > 0;
+            // Nothing more is taken until the client takes replies. (A request waiting for
+            // memory with nothing of this channel's in flight or queued cannot be: the
+            // channel's floor, all free then, holds any reply.)
+            let blocked = !self.has_room() || self.intake.is_waiting();
+            let waiting_for_client = blocked && self.replies.backlog() > 0;
             match (waiting_for_client, stalled_since) {
                 (true, None) => stalled_since = Some(Instant::now()),
                 (false, Some(_)) => stalled_since = None,
@@ -165,9 +240,9 @@ impl RequestLoop {
                 () = self.shutdown.draining(), if self.stage == Stage::Serving => {
                     self.stage = Stage::Draining;
                 }
-                Some((reply, reserved)) = self.reads.next(), if !self.reads.is_empty() => {
+                Some((reply, reserved, memory)) = self.reads.next(), if !self.reads.is_empty() => {
                     self.reserved -= reserved;
-                    if let Err(closed) = self.replies.send(reply) {
+                    if let Err(closed) = self.send(reply, memory) {
                         return closed.into();
                     }
                 }
@@ -178,9 +253,9 @@ impl RequestLoop {
                     if stall_deadline.is_some() => {
                     return SessionEnd::Stalled(self.idle_timeout);
                 }
-                message = channel.wait(), if input_open && self.frames.buffered() < INPUT_LIMIT => {
+                message = channel.wait(), if input_open && self.intake.frames.buffered() < INPUT_LIMIT => {
                     match message {
-                        Some(ChannelMsg::Data { data }) => self.frames.push(&data),
+                        Some(ChannelMsg::Data { data }) => self.intake.frames.push(&data),
                         Some(ChannelMsg::Eof | ChannelMsg::Close) | None => input_open = false,
                         // Window adjustments and requests already answered by the handler.
                         Some(_) => {}
@@ -190,8 +265,20 @@ impl RequestLoop {
         }
     }
 
-    /// Takes one request: answers it, or starts it when it is a read.
-    async fn take(&mut self, frame: bytes::Bytes) -> Result<(), SessionEnd> {
+    /// Queues `reply` with its memory, given back down to the reply's size.
+    fn send(&self, reply: Reply, mut memory: Reservation) -> Result<(), ChannelClosed> {
+        let len = reply.wire_len();
+        if !memory.try_resize(len) {
+            // `reply_bound` holds every reply this crate makes; this would be a bug, and the
+            // reply goes out anyway rather than leave the client waiting.
+            tracing::warn!(len, reserved = memory.bytes(), "an SFTP reply outgrew its reservation");
+        }
+        self.replies.send(reply, memory)
+    }
+
+    /// Takes one request, whose reply's `memory` is reserved: answers it, or starts it when
+    /// it is a read.
+    async fn take(&mut self, frame: Bytes, memory: Reservation) -> Result<(), SessionEnd> {
         if self.stage == Stage::AwaitingInit {
             if frame.first() != Some(&FXP_INIT) {
                 return Err(SessionEnd::Protocol("the first request must be SSH_FXP_INIT".into()));
@@ -200,7 +287,7 @@ impl RequestLoop {
             if self.shutdown.is_draining() {
                 self.stage = Stage::Draining;
             }
-            return Ok(self.replies.packet(version())?);
+            return Ok(self.send(Reply::Packet(version()), memory)?);
         }
         let id = request_id(&frame);
         let known = frame.first().is_some_and(|&kind| is_request_type(kind));
@@ -215,16 +302,70 @@ impl RequestLoop {
                 let Some(id) = id else { return Err(SessionEnd::Protocol(err.to_string())) };
                 // Version 3 answers requests it does not know with OP_UNSUPPORTED.
                 let code = if known { StatusCode::BadMessage } else { StatusCode::OpUnsupported };
-                return Ok(self.replies.packet(status(id, code, &err.to_string()))?);
+                return Ok(self.send(Reply::Packet(status(id, code, &err.to_string())), memory)?);
             }
         };
         match self.ops.answer(request).await {
-            Answer::Now(reply) => self.replies.send(reply)?,
+            Answer::Now(reply) => self.send(reply, memory)?,
             Answer::Later { reply, reserved } => {
                 self.reserved += reserved;
-                self.reads.push(Box::pin(async move { (reply.await, reserved) }));
+                self.reads.push(Box::pin(async move { (reply.await, reserved, memory) }));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::memory::{ConnectionMemory, test_budget};
+    use super::*;
+
+    fn read_request(len: u32) -> Vec<u8> {
+        let mut frame = vec![FXP_READ];
+        frame.extend_from_slice(&7u32.to_be_bytes()); // id
+        frame.extend_from_slice(&1u32.to_be_bytes()); // handle "1"
+        frame.push(b'1');
+        frame.extend_from_slice(&0u64.to_be_bytes()); // offset
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn a_read_reserves_what_it_asks_for_and_anything_else_a_packet() {
+        assert_eq!(reply_bound(&read_request(1)), READ_STATUS_ROOM);
+        assert_eq!(reply_bound(&read_request(32 * 1024)), DATA_HEADER_LEN + 32 * 1024);
+        let largest = DATA_HEADER_LEN + MAX_READ_LEN as usize;
+        assert_eq!(reply_bound(&read_request(u32::MAX)), largest, "capped like the read");
+        assert_eq!(reply_bound(&[FXP_READ]), READ_STATUS_ROOM, "malformed: a status");
+        assert_eq!(reply_bound(&[FXP_INIT, 0, 0, 0, 3]), MAX_PACKET_LEN);
+        assert!(largest <= MAX_PACKET_LEN && READ_STATUS_ROOM <= MAX_PACKET_LEN);
+    }
+
+    #[test]
+    fn a_request_is_taken_only_once_its_reply_is_paid_for() {
+        let budget = test_budget(1024 * 1024);
+        // Other channels of the connection hold the whole budget: only the floor is left.
+        let _hog = budget.try_reserve(1024 * 1024).expect("all of it");
+        let mut intake = Intake::new(ConnectionMemory::new(budget.clone()).replies());
+        for _ in 0..3 {
+            intake.frames.push(&framed(&read_request(MAX_READ_LEN)));
+        }
+        let (_, first) = intake.next().expect("frame").expect("paid by the floor");
+        let (_, second) = intake.next().expect("frame").expect("the floor holds two");
+        assert!(intake.next().expect("frame").is_none(), "the third waits");
+        assert!(intake.is_waiting() && !intake.is_empty());
+        assert!(intake.next().expect("frame").is_none(), "still waiting");
+        drop(first);
+        let (third, _) = intake.next().expect("frame").expect("paid once a reply has gone");
+        assert_eq!(third.first(), Some(&FXP_READ));
+        assert!(intake.is_empty());
+        drop(second);
+    }
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut packet = (body.len() as u32).to_be_bytes().to_vec();
+        packet.extend_from_slice(body);
+        packet
     }
 }

@@ -12,8 +12,17 @@ use russh::ChannelStream;
 use russh::client::{self, AuthResult, Handle, Msg};
 use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::{RawSftpSession, SftpSession};
+use wharf_access::{ByteSize, MemoryBudget, MemoryConfig};
 use wharf_sftp::{SftpConfig, SftpServer};
 use wharf_testkit::{TEST_PASSWORD, TestShare};
+
+/// A users file with one user, `alice`, whose home is `alice` (password [`TEST_PASSWORD`]).
+pub const ALICE: &str = r#"
+users:
+  - name: alice
+    password: "$HASH"
+    home: alice
+"#;
 
 /// Time any single test may take.
 pub const TEST_LIMIT: Duration = Duration::from_secs(120);
@@ -55,7 +64,19 @@ impl Server {
 
     /// Starts a server after `adjust` changed its configuration.
     pub async fn start_with(users_yaml: &str, adjust: impl FnOnce(&mut SftpConfig)) -> Server {
-        let share = TestShare::new(users_yaml);
+        Self::start_on(TestShare::new(users_yaml), adjust).await
+    }
+
+    /// Starts a server whose gateway has a memory budget of `per_session` and `total` bytes.
+    pub async fn start_with_memory(users_yaml: &str, per_session: u64, total: u64) -> Server {
+        let mut share = TestShare::new(users_yaml);
+        let config = MemoryConfig { per_session: ByteSize(per_session), total: ByteSize(total) };
+        Arc::get_mut(&mut share.gateway).expect("the gateway is not shared yet").memory =
+            MemoryBudget::new(&config).expect("memory budget");
+        Self::start_on(share, |_| {}).await
+    }
+
+    async fn start_on(share: TestShare, adjust: impl FnOnce(&mut SftpConfig)) -> Server {
         let key_dir = share.tmp.path().join("host-keys");
         let mut config = SftpConfig {
             listen: vec!["127.0.0.1:0".parse().expect("addr")],
