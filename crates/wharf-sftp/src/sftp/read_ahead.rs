@@ -14,8 +14,10 @@
 //! spent, a request is served on its own: exactly the bytes it asks for are read, and nothing
 //! is kept. Reads stay correct and are never refused or held back for memory; they only lose
 //! the read-ahead. What the cache keeps: blocks a sequential reader has passed are forgotten,
-//! and when a reader jumps elsewhere the blocks of where it was are released, so one file
-//! holds at most the blocks of its last request and its read-ahead.
+//! and when a reader jumps elsewhere the blocks of where it was are released and the jump is
+//! read on its own (blocks start again with the next request if it continues from there), so
+//! one file holds at most the blocks of its last request and its read-ahead, and reads that
+//! hop around the file cost no more than what they ask for.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -273,24 +275,27 @@ impl ReadAhead {
         let last = if len == 0 { first } else { (offset + len - 1) / BLOCK };
         let sequential = offset == self.next_offset || self.blocks.contains_key(&first);
         self.next_offset = offset + len;
-        if sequential {
+        let blocks = if sequential {
             // Everything before this request has been asked for already.
             self.blocks = self.blocks.split_off(&first);
+            self.forget_stale(first, offset);
+            self.cached_or_reserved(first, last)
         } else {
-            // The reader jumped away: what was cached for where it was is released.
+            // The reader jumped away: what was cached for where it was is released, and this
+            // read is served on its own. Fetching whole blocks for a read nothing may follow
+            // would cost a block of memory and disk for a few bytes; if the next request
+            // continues from here, that one starts the blocks and the read-ahead.
             self.blocks.clear();
-        }
-        self.forget_stale(first, offset);
-        let read = match self.cached_or_reserved(first, last) {
+            None
+        };
+        let read = match blocks {
             Some((head, tail)) => {
-                if sequential {
-                    self.read_ahead(last);
-                }
+                self.read_ahead(last);
                 let start_in_block = (offset - first * BLOCK) as usize;
                 answer(Wanted { start_in_block, len: len as usize }, head, tail)
             }
             None => {
-                // The budget is spent: exactly what was asked for, kept nowhere.
+                // Exactly what was asked for, kept nowhere (also when the budget is spent).
                 let exact = self.start(offset, len as usize, None);
                 answer(Wanted { start_in_block: 0, len: len as usize }, exact, None)
             }
@@ -553,10 +558,14 @@ mod tests {
             &data[start..(start + len as usize).min(data.len())]
         }
 
-        #[tokio::test]
-        async fn a_spent_budget_still_answers_every_read_and_caps_the_cache() {
+        /// Opens 16 files of 16 MiB at once on a budget of 1 MiB and reads each at 48
+        /// descending places: one byte, and with `follow`, 100 more right after it. Checks
+        /// every byte, and calls `after_step` with the files and the budget after each place.
+        async fn hop_around(
+            follow: bool,
+            after_step: impl Fn(&[ReadAhead], &SessionBudget),
+        ) -> (Vec<ReadAhead>, SessionBudget) {
             let (_share, session, budget, data) = setup(16 * MIB, MIB).await;
-            // All open at once, each read one byte at 48 descending block offsets.
             let mut readers = Vec::new();
             for _ in 0..16 {
                 readers.push(open(&session, &budget).await);
@@ -565,15 +574,43 @@ mod tests {
                 let offset = (47 - step) * BLOCK + 7 * step;
                 for reader in &mut readers {
                     assert_eq!(read(reader, offset, 1).await, expected(&data, offset, 1));
-                    assert!(reader.cached_blocks() <= 1, "a file keeps at most the block it reads");
+                    if follow {
+                        let next = offset + 1;
+                        assert_eq!(read(reader, next, 100).await, expected(&data, next, 100));
+                    }
                 }
-                let cached: usize = readers.iter().map(ReadAhead::cached_blocks).sum();
-                assert!(
-                    cached * BLOCK as usize <= MIB,
-                    "{cached} blocks cached with a budget of 1 MiB"
-                );
-                assert!(budget.in_use() <= MIB);
+                after_step(&readers, &budget);
             }
+            (readers, budget)
+        }
+
+        fn cached_bytes(readers: &[ReadAhead]) -> usize {
+            readers.iter().map(ReadAhead::cached_blocks).sum::<usize>() * BLOCK as usize
+        }
+
+        #[tokio::test]
+        async fn reads_that_hop_around_are_answered_exactly_and_cache_nothing() {
+            let (readers, _budget) = hop_around(false, |readers, budget| {
+                assert_eq!(cached_bytes(readers), 0, "a jump is read on its own");
+                assert_eq!(budget.in_use(), 0);
+            })
+            .await;
+            for reader in readers {
+                reader.close().await;
+            }
+        }
+
+        #[tokio::test]
+        async fn a_spent_budget_still_answers_every_read_and_caps_the_cache() {
+            // The second read continues the first, so every file wants its blocks and their
+            // read-ahead: far more than the budget.
+            let (readers, budget) = hop_around(true, |readers, budget| {
+                let cached = cached_bytes(readers);
+                assert!(cached <= MIB, "{cached} bytes cached on a 1 MiB budget");
+                assert!(budget.in_use() <= MIB);
+            })
+            .await;
+            assert!(cached_bytes(&readers) > 0, "the budget was used");
             for reader in readers {
                 reader.close().await;
             }
@@ -610,11 +647,16 @@ mod tests {
             assert_eq!(reader.cached_blocks(), 1 + READ_AHEAD_BLOCKS as usize);
             let far = 3 * MIB as u64 + 5;
             assert_eq!(read(&mut reader, far, 100).await, expected(&data, far, 100));
-            assert_eq!(reader.cached_blocks(), 1, "only the block of the new position");
+            assert_eq!(reader.cached_blocks(), 0, "the blocks left behind are released");
             // Read-ahead fetches still running hold their reservations until they end.
             reader.fetches.close();
             reader.fetches.wait().await;
-            assert!(budget.in_use() <= BLOCK as usize, "{} bytes still held", budget.in_use());
+            reader.fetches.reopen();
+            assert_eq!(budget.in_use(), 0, "{} bytes still held", budget.in_use());
+            // Going on from the new place starts blocks and read-ahead there.
+            let next = far + 100;
+            assert_eq!(read(&mut reader, next, 100).await, expected(&data, next, 100));
+            assert!(reader.cached_blocks() > 1);
             reader.close().await;
         }
 
