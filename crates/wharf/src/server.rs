@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wharf_access::{Authenticator, Defender, Gateway};
+use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget};
 use wharf_vfs::LocalStorage;
 
 use crate::config::{ConfigSource, LoadedConfig};
@@ -93,7 +93,8 @@ impl Server {
                 tracing::warn!(error = %err, file = %loaded.bans_file().display(), "saved bans not restored")
             }
         }
-        let gateway = Arc::new(Gateway::new(authenticator));
+        let memory = MemoryBudget::new(&config.access.memory).context("access.memory")?;
+        let gateway = Arc::new(Gateway::new(authenticator).with_memory(memory));
         if open_files.is_some() {
             let plan = DescriptorPlan::of(config, &gateway.authenticator.users());
             let capacity = plan.capacity(open_files);
