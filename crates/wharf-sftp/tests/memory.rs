@@ -5,53 +5,76 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ALICE as USERS, Server, bounded, login_password, raw_sftp, sftp, status_code};
+use common::{ALICE as USERS, Server, bounded, login_password, raw_sftp, sftp};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::AsyncReadExt as _;
 use wharf_testkit::pattern;
 
 const MIB: u64 = 1024 * 1024;
 
+/// The message of a refused SFTP call, and checks that its status is a failure.
+fn failure_message<T: std::fmt::Debug>(
+    result: Result<T, russh_sftp::client::error::Error>,
+) -> String {
+    match result {
+        Err(russh_sftp::client::error::Error::Status(status)) => {
+            assert_eq!(status.status_code, StatusCode::Failure, "{status:?}");
+            status.error_message
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_and_directories_beyond_the_budget_are_refused_and_reads_go_on() {
+async fn opens_beyond_the_budget_are_refused_and_reads_go_on() {
     bounded(async {
-        // A connection may hold 1 MiB beyond its fixed floor (which pays for one upload).
-        let server = Server::start_with_memory(USERS, MIB, 64 * MIB).await;
+        // A connection's fixed floor pays for one upload; its budget of 2 MiB for one more.
+        let server = Server::start_with_memory(USERS, 2 * MIB, 64 * MIB).await;
         let data = pattern(3 * MIB as usize);
         server.share.put("alice/big.bin", &data);
         std::fs::create_dir_all(server.share.root.join("alice/dir")).expect("mkdir");
         let ssh = login_password(server.addr, "alice").await;
         let raw = raw_sftp(&ssh).await;
+        let memory = &server.share.gateway.memory;
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         let none = FileAttributes::empty;
-        // The floor pays for the first upload, the budget for the second.
         let first = raw.open("one.bin", flags, none()).await.expect("first upload").handle;
+        assert_eq!(memory.in_use(), 0, "the floor pays for the first upload");
         let second = raw.open("two.bin", flags, none()).await.expect("second upload").handle;
-        assert_eq!(server.share.gateway.memory.in_use(), MIB as usize, "the second is paid");
-        let refused = raw.open("three.bin", flags, none()).await;
-        assert_eq!(status_code(refused), StatusCode::Failure, "a third upload is refused");
-        assert_eq!(status_code(raw.opendir("dir").await), StatusCode::Failure, "so is a listing");
-        assert!(
-            !server.share.root.join("alice/three.bin").exists(),
-            "a refused open touches nothing"
-        );
-        // Reads are never refused for memory: served exactly, and right.
+        let paid = memory.in_use();
+        assert!(paid > MIB as usize, "the budget pays for the second: {paid}");
+        let refused = failure_message(raw.open("three.bin", flags, none()).await);
+        assert!(refused.contains("memory"), "the reason is given: {refused}");
+        assert!(!server.share.root.join("alice/three.bin").exists(), "nothing was touched");
+        // Reads are never refused for memory, and answer right.
         let read = raw.open("big.bin", OpenFlags::READ, none()).await.expect("open").handle;
         for offset in [2 * MIB, 0, MIB + 12345] {
             let got = raw.read(read.clone(), offset, 32 * 1024).await.expect("read").data;
             let start = offset as usize;
-            assert!(got == data[start..start + got.len()], "bytes at {offset}");
-            assert!(!got.is_empty());
+            assert!(!got.is_empty() && got == data[start..start + got.len()], "at {offset}");
         }
-        assert_eq!(server.share.gateway.memory.in_use(), MIB as usize, "nothing cached");
-        // Closing an upload gives its memory back: a directory may be opened again.
+        // Closing an upload gives its memory back: a third upload may open now.
         raw.write(second.clone(), 0, b"two".to_vec()).await.expect("write");
         raw.close(second).await.expect("close publishes");
-        let dir = raw.opendir("dir").await.expect("a listing now").handle;
-        raw.close(dir).await.expect("close");
-        raw.close(first).await.expect("close publishes");
-        raw.close(read).await.expect("close");
+        assert_eq!(memory.in_use(), 0);
+        let third = raw.open("three.bin", flags, none()).await.expect("third upload").handle;
+        // Directories are paid for too: they open until floor and budget are spent.
+        let mut dirs = Vec::new();
+        let refused = loop {
+            assert!(dirs.len() < 200, "directories should run out of memory first");
+            match raw.opendir("dir").await {
+                Ok(dir) => dirs.push(dir.handle),
+                Err(err) => break failure_message::<()>(Err(err)),
+            }
+        };
+        assert!(refused.contains("memory") && !dirs.is_empty(), "{} open: {refused}", dirs.len());
+        raw.close(third).await.expect("close publishes");
+        let dir = raw.opendir("dir").await.expect("room again").handle;
+        for handle in dirs.into_iter().chain([dir, first, read]) {
+            raw.close(handle).await.expect("close");
+        }
         assert_eq!(std::fs::read(server.share.root.join("alice/two.bin")).expect("two"), b"two");
+        assert_eq!(memory.in_use(), 0, "everything given back");
         server.stop().await;
     })
     .await;

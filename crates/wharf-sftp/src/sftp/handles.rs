@@ -16,6 +16,8 @@ pub(crate) struct ReadHandle {
     pub(crate) path: VPath,
     /// Its reads.
     pub(crate) reader: ReadAhead,
+    /// The memory the handle takes, paid while it is open.
+    pub(crate) _memory: Reservation,
 }
 
 /// A file opened for writing.
@@ -33,7 +35,7 @@ pub(crate) struct WriteHandle {
     /// Attributes set through the handle of a whole-file upload, applied once it is
     /// published (before that, the path still names the old file, or nothing).
     pub(crate) deferred_attrs: Option<FileAttributes>,
-    /// The memory the upload's buffers may take, paid while it is open.
+    /// The memory the handle and the upload's buffers may take, paid while it is open.
     pub(crate) _memory: Reservation,
 }
 
@@ -45,7 +47,7 @@ pub(crate) struct DirHandle {
     pub(crate) listing: Listing,
     /// Whether the last entries were sent.
     pub(crate) exhausted: bool,
-    /// The memory the open directory takes, paid while it is open.
+    /// The memory the handle and the open directory take, paid while it is open.
     pub(crate) _memory: Reservation,
 }
 

@@ -11,15 +11,15 @@
 //!   [`REPLY_FLOOR`] per channel, then from the budget; without either, the channel takes no
 //!   new request until its own replies have gone out. The floor is per channel so that a
 //!   channel whose replies have all gone out can always serve its next request;
-//! - open uploads and directories ([`super::handles`]): [`WRITE_HANDLE_COST`] and
-//!   [`DIR_HANDLE_COST`] each, first from a fixed floor of [`HANDLE_FLOOR`] per connection,
-//!   then from the budget; without either, the open is refused with a failure that says why.
+//! - open files and directories ([`super::handles`]): [`handle_cost`] each, first from a
+//!   fixed floor of [`HANDLE_FLOOR`] per connection, then from the budget; without either,
+//!   the open is refused with a failure that says why.
 //!
 //! A reply's bytes are counted even when they are slices of a read-ahead block that is counted
 //! too: the budget may over-count what is held, never under-count it.
 
 use wharf_access::{Reservation, SessionBudget};
-use wharf_vfs::TRANSFER_CHUNK;
+use wharf_vfs::{TRANSFER_CHUNK, VPath};
 
 use super::codec::MAX_PACKET_LEN;
 
@@ -27,16 +27,42 @@ use super::codec::MAX_PACKET_LEN;
 /// reply and then some.
 pub(crate) const REPLY_FLOOR: usize = 2 * MAX_PACKET_LEN;
 
-/// What an open upload may hold: storage gathers writes into a block of [`TRANSFER_CHUNK`]
-/// bytes (one write can overshoot it by a packet) while the previous block is being written.
-pub(crate) const WRITE_HANDLE_COST: usize = 2 * (TRANSFER_CHUNK + MAX_PACKET_LEN);
+/// What any open handle holds besides its buffers: the handle, the open file and its audit
+/// record (about 1 KiB; the path comes on top, see [`handle_cost`]).
+const HANDLE_STATE: usize = 1024;
 
 /// What an open directory holds: the C library's buffer of directory entries (32 KiB).
-pub(crate) const DIR_HANDLE_COST: usize = 32 * 1024;
+const DIR_BUFFERS: usize = 32 * 1024;
 
-/// Handle bytes each connection may hold without drawing on the budget: one upload, or as
-/// many directories.
-pub(crate) const HANDLE_FLOOR: usize = WRITE_HANDLE_COST;
+/// What an open upload may hold: storage gathers writes into a block of [`TRANSFER_CHUNK`]
+/// bytes (one write can overshoot it by a packet) while the previous block is being written.
+const UPLOAD_BUFFERS: usize = 2 * (TRANSFER_CHUNK + MAX_PACKET_LEN);
+
+/// Handle bytes each connection may hold without drawing on the budget: one upload and a
+/// thousand or so other handles with short paths.
+pub(crate) const HANDLE_FLOOR: usize = 2 * 1024 * 1024;
+
+/// What an open handle is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandleKind {
+    /// A file opened for reading (its read-ahead blocks are paid for on their own).
+    Read,
+    /// A file opened for writing.
+    Write,
+    /// A directory being listed.
+    Dir,
+}
+
+/// The bytes an open handle of `kind` on `path` may hold: its state, the path twice (the
+/// handle's and the audit record's copies) and its buffers.
+pub(crate) fn handle_cost(kind: HandleKind, path: &VPath) -> usize {
+    let buffers = match kind {
+        HandleKind::Read => 0,
+        HandleKind::Write => UPLOAD_BUFFERS,
+        HandleKind::Dir => DIR_BUFFERS,
+    };
+    HANDLE_STATE + 2 * path.as_str().len() + buffers
+}
 
 /// A fixed floor, then the connection's budget.
 #[derive(Debug, Clone)]
@@ -106,10 +132,14 @@ mod tests {
         drop((on_floor, on_budget));
         assert_eq!(budget.in_use(), 0);
         // Handles: the floor holds one upload; the next one draws on the budget.
-        let first = memory.handles.try_reserve(WRITE_HANDLE_COST).expect("floor");
-        let second = memory.handles.try_reserve(WRITE_HANDLE_COST).expect("the budget");
-        assert_eq!(budget.in_use(), WRITE_HANDLE_COST);
-        assert!(memory.handles.try_reserve(DIR_HANDLE_COST).is_none(), "both are spent");
+        let path = VPath::resolve(&VPath::root(), "/upload.bin").expect("path");
+        let upload = handle_cost(HandleKind::Write, &path);
+        assert!(upload > UPLOAD_BUFFERS && upload < HANDLE_FLOOR);
+        let first = memory.handles.try_reserve(upload).expect("floor");
+        assert_eq!(budget.in_use(), 0);
+        let room = HANDLE_FLOOR - upload;
+        let second = memory.handles.try_reserve(room + 1).expect("the budget");
+        assert_eq!(budget.in_use(), room + 1);
         drop((first, second));
         assert_eq!(budget.in_use(), 0);
     }

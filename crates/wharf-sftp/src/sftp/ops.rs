@@ -29,7 +29,7 @@ use wharf_vfs::{Error, FileKind, Metadata, VPath, WriteMode};
 use super::attrs::{file_attributes, longname, system_time};
 use super::codec::{Request, WriteRequest, encode, ok, status};
 use super::handles::{DirHandle, HandleTable, OpenHandle, ReadHandle, TooManyHandles, WriteHandle};
-use super::memory::{ConnectionMemory, DIR_HANDLE_COST, WRITE_HANDLE_COST};
+use super::memory::{ConnectionMemory, HandleKind, handle_cost};
 use super::output::Reply;
 use super::read_ahead::{MAX_READ_LEN, Read, ReadAhead, ReadOutcome};
 use crate::errors::status_of;
@@ -160,9 +160,9 @@ impl Operations {
         Operations { session, handles: HandleTable::new(max_open_handles), memory }
     }
 
-    /// Pays for a handle that will hold `cost` bytes, or says why it cannot be opened.
-    fn pay_for_handle(&self, cost: usize) -> Result<Reservation, Refusal> {
-        self.memory.handles.try_reserve(cost).ok_or_else(|| {
+    /// Pays for a handle of `kind` on `path`, or says why it cannot be opened.
+    fn pay_for_handle(&self, kind: HandleKind, path: &VPath) -> Result<Reservation, Refusal> {
+        self.memory.handles.try_reserve(handle_cost(kind, path)).ok_or_else(|| {
             Refusal::Status(
                 StatusCode::Failure,
                 "this connection's open files hold all the memory it may use; \
@@ -228,10 +228,13 @@ impl Operations {
         self.handles.check_room()?;
         let path = self.resolve(filename)?;
         let handle = if !flags.contains(OpenFlags::WRITE) {
+            // Paid for before storage is touched.
+            let memory = self.pay_for_handle(HandleKind::Read, &path)?;
             let download = self.session.open_read(&path).await?;
             OpenHandle::Read(ReadHandle {
                 path,
                 reader: ReadAhead::new(download, self.memory.budget.clone()),
+                _memory: memory,
             })
         } else {
             let mode = if flags.contains(OpenFlags::EXCLUDE) {
@@ -244,7 +247,7 @@ impl Operations {
                 WriteMode::At(0)
             };
             // Paid for before storage is touched.
-            let memory = self.pay_for_handle(WRITE_HANDLE_COST)?;
+            let memory = self.pay_for_handle(HandleKind::Write, &path)?;
             if !flags.contains(OpenFlags::CREATE) {
                 // Without CREAT the file must exist; the session would create it.
                 self.session.stat(&path).await?;
@@ -447,7 +450,7 @@ impl Operations {
     async fn opendir(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
         self.handles.check_room()?;
         let path = self.resolve(path)?;
-        let memory = self.pay_for_handle(DIR_HANDLE_COST)?;
+        let memory = self.pay_for_handle(HandleKind::Dir, &path)?;
         let listing = self.session.list(&path).await?;
         let handle = self.handles.insert(OpenHandle::Dir(DirHandle {
             path,
