@@ -38,9 +38,10 @@ const DIR_BUFFERS: usize = 32 * 1024;
 /// bytes (one write can overshoot it by a packet) while the previous block is being written.
 const UPLOAD_BUFFERS: usize = 2 * (TRANSFER_CHUNK + MAX_PACKET_LEN);
 
-/// Handle bytes each connection may hold without drawing on the budget: one upload and a
-/// thousand or so other handles with short paths.
-pub(crate) const HANDLE_FLOOR: usize = 2 * 1024 * 1024;
+/// Handle bytes each connection may hold without drawing on the budget: one upload, with a
+/// directory and a few dozen files beside it, so that a client doing one thing at a time is
+/// never refused, whatever the budgets have left.
+pub(crate) const HANDLE_FLOOR: usize = UPLOAD_BUFFERS + 128 * 1024;
 
 /// What an open handle is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
