@@ -270,9 +270,19 @@ impl ReadAhead {
     pub(crate) fn read(&mut self, offset: u64, len: u32) -> Result<Read, Error> {
         let offset = check_offset(offset)?;
         let len = u64::from(len.min(MAX_READ_LEN)).min(MAX_OFFSET - offset);
+        if len == 0 {
+            // Nothing to read: no storage, no memory, and no change to where a sequential
+            // reader is.
+            let outcome = if offset < self.size_hint {
+                ReadOutcome::Data { head: Bytes::new(), tail: Bytes::new() }
+            } else {
+                ReadOutcome::Eof
+            };
+            return Ok(Read::Done(outcome));
+        }
         let first = offset / BLOCK;
         // No overflow: `offset + len` is at most `MAX_OFFSET`.
-        let last = if len == 0 { first } else { (offset + len - 1) / BLOCK };
+        let last = (offset + len - 1) / BLOCK;
         let sequential = offset == self.next_offset || self.blocks.contains_key(&first);
         self.next_offset = offset + len;
         let blocks = if sequential {
@@ -536,13 +546,17 @@ mod tests {
             ReadAhead::new(session.open_read(&path).await.expect("open"), budget.clone())
         }
 
-        /// The bytes a read answers with (none at the end of the file).
-        async fn bytes(read: Read) -> Vec<u8> {
-            let outcome = match read {
+        /// What a read answers with.
+        async fn bytes_outcome(read: Read) -> ReadOutcome {
+            match read {
                 Read::Done(outcome) => outcome,
                 Read::Waiting(pending) => pending.await,
-            };
-            match outcome {
+            }
+        }
+
+        /// The bytes a read answers with (none at the end of the file).
+        async fn bytes(read: Read) -> Vec<u8> {
+            match bytes_outcome(read).await {
                 ReadOutcome::Data { head, tail } => [head, tail].concat(),
                 ReadOutcome::Eof => Vec::new(),
                 ReadOutcome::Failed(failure) => panic!("read failed: {failure:?}"),
@@ -689,6 +703,10 @@ mod tests {
             }
             // At the largest position itself: nothing to read there, and nothing wraps.
             assert!(read(&mut reader, MAX_OFFSET, 32 * 1024).await.is_empty());
+            assert!(matches!(reader.read(MAX_OFFSET, 32 * 1024), Ok(Read::Done(ReadOutcome::Eof))));
+            // Reading nothing inside the file is not the end of it.
+            let nothing = ReadOutcome::Data { head: Bytes::new(), tail: Bytes::new() };
+            assert_eq!(bytes_outcome(reader.read(10, 0).expect("valid")).await, nothing);
             assert!(read(&mut reader, MAX_OFFSET - 5, 32 * 1024).await.is_empty());
             reader.close().await;
         }
