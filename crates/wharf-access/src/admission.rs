@@ -40,7 +40,7 @@ struct BudgetState {
 
 /// Descriptors taken from a [`DescriptorBudget`], given back when dropped.
 #[derive(Debug)]
-struct DescriptorPermit {
+pub struct DescriptorPermit {
     count: usize,
     state: Arc<BudgetState>,
 }
@@ -75,8 +75,10 @@ impl DescriptorBudget {
         self.state.held.load(Ordering::Acquire)
     }
 
-    /// Takes `count` descriptors if they fit.
-    fn take(&self, count: usize) -> Option<DescriptorPermit> {
+    /// Takes `count` descriptors if they fit, never waiting. Admission takes a session's fixed
+    /// worst case with it; what a session opens on demand (an SFTP handle's files) is taken
+    /// when opened, and refused with a reason when the budget has no room.
+    pub fn try_take(&self, count: usize) -> Option<DescriptorPermit> {
         let capacity = self.capacity();
         self.state
             .held
@@ -204,7 +206,7 @@ impl Admission {
         })?;
         // Taken after the place: a refusal here drops `session`, which gives the place back.
         let descriptors =
-            self.gateway.descriptors.take(self.worst_case()).ok_or(Refusal::Descriptors)?;
+            self.gateway.descriptors.try_take(self.worst_case()).ok_or(Refusal::Descriptors)?;
         Ok(AdmissionPermit { _session: session, _descriptors: descriptors })
     }
 

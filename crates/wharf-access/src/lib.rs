@@ -26,7 +26,7 @@ pub mod transfer;
 pub mod user;
 mod verifier;
 
-pub use admission::{Admission, AdmissionPermit, DescriptorBudget, Refusal};
+pub use admission::{Admission, AdmissionPermit, DescriptorBudget, DescriptorPermit, Refusal};
 pub use audit::{AUDIT_TARGET, Actor, Operation, Outcome};
 pub use budget::{MemoryBudget, MemoryConfig, MemoryConfigError, Reservation, SessionBudget};
 pub use config::{AccessConfig, UsersLoadError};

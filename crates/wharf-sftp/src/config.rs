@@ -211,27 +211,23 @@ impl SftpConfig {
     }
 }
 
-/// Descriptors one open handle holds at most: an upload holds its temporary file and the
-/// folder it is published into (a read holds its file, a directory listing its folder).
-const DESCRIPTORS_PER_HANDLE: usize = 2;
-
 /// Descriptors an SFTP session holds for a moment beside its handles: the two parent folders
 /// cap-std opens for a rename, or an open refused at the handle cap. A session carries out
 /// such requests one at a time (only reads run concurrently, on handles already open).
 const DESCRIPTORS_PER_REQUEST: usize = 2;
 
 impl SftpConfig {
-    /// Descriptors one SSH connection holds at most, besides one per mount of its user: its
-    /// socket, and for each SFTP session it may run at once (one per session channel) up to
-    /// `max_open_handles` handles and one request in progress. Not holding the count exactly
-    /// (most handles are reads, most connections one channel), admission budgets this worst
-    /// case.
+    /// Descriptors admission takes for one SSH connection, besides one per mount of its
+    /// user: its socket, one request in progress for each SFTP session it may run at once
+    /// (one per session channel), and a floor of descriptors for open handles. Handles beyond
+    /// the floor take theirs from the process's budget when they are opened, and are refused
+    /// with a reason when it has none left (see `sftp::handles`), so `max_open_handles` does
+    /// not multiply what every connection is charged.
     pub fn descriptors_per_connection(&self) -> usize {
-        let per_session = self
-            .max_open_handles
-            .saturating_mul(DESCRIPTORS_PER_HANDLE)
-            .saturating_add(DESCRIPTORS_PER_REQUEST);
-        crate::ssh::MAX_CHANNELS_PER_CONNECTION.saturating_mul(per_session).saturating_add(1)
+        crate::ssh::MAX_CHANNELS_PER_CONNECTION
+            .saturating_mul(DESCRIPTORS_PER_REQUEST)
+            .saturating_add(1)
+            .saturating_add(crate::sftp::HANDLE_DESCRIPTOR_FLOOR)
     }
 }
 
@@ -274,12 +270,13 @@ max_open_handles: 100
     }
 
     #[test]
-    fn the_descriptor_worst_case_follows_the_handle_cap() {
-        let config = SftpConfig { max_open_handles: 8, ..SftpConfig::default() };
-        // The socket, then 4 channels of 8 handles of 2 descriptors and one request of 2.
-        assert_eq!(config.descriptors_per_connection(), 1 + 4 * (8 * 2 + 2));
-        let absurd = SftpConfig { max_open_handles: usize::MAX, ..SftpConfig::default() };
-        assert_eq!(absurd.descriptors_per_connection(), usize::MAX, "saturates, never wraps");
+    fn a_connection_is_admitted_without_its_handles_descriptors() {
+        // The socket, one request of 2 on each of 4 channels, the handles' floor of 16;
+        // handles beyond it pay for their own.
+        let few = SftpConfig { max_open_handles: 8, ..SftpConfig::default() };
+        let many = SftpConfig { max_open_handles: usize::MAX, ..SftpConfig::default() };
+        assert_eq!(few.descriptors_per_connection(), 1 + 4 * 2 + 16);
+        assert_eq!(many.descriptors_per_connection(), 1 + 4 * 2 + 16);
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl SftpServer {
             max_open_handles: config.max_open_handles,
             idle_timeout: config.idle_timeout,
             shutdown: gateway.shutdown.clone(),
+            descriptors: gateway.descriptors.clone(),
         };
         let (keys, fingerprints) = if config.listen.is_empty() {
             (None, Vec::new())

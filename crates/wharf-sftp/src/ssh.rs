@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use wharf_access::Gateway;
 
 use crate::auth::Authentication;
-use crate::sftp::{self, ConnectionMemory, SubsystemSettings};
+use crate::sftp::{self, ConnectionMemory, HandleDescriptors, SubsystemSettings};
 
 /// What a client is told when it asks for anything but SFTP.
 pub(crate) const REFUSAL_MESSAGE: &str =
@@ -46,6 +46,8 @@ pub(crate) struct SshHandler {
     /// The connection's memory, shared by its SFTP sessions: one client, one budget, however
     /// many channels it opens.
     memory: ConnectionMemory,
+    /// Where its SFTP sessions' open handles take their descriptors from, shared likewise.
+    descriptors: HandleDescriptors,
 }
 
 impl SshHandler {
@@ -59,6 +61,7 @@ impl SshHandler {
         SshHandler {
             peer,
             memory: ConnectionMemory::new(gateway.memory.session()),
+            descriptors: HandleDescriptors::new(settings.descriptors.clone()),
             auth: Authentication::new(gateway, peer),
             unused_channels: HashMap::new(),
             subsystems,
@@ -172,6 +175,7 @@ impl russh::server::Handler for SshHandler {
                     login,
                     self.settings.clone(),
                     self.memory.clone(),
+                    self.descriptors.clone(),
                 ));
             }
             _ => session.channel_failure(channel)?,

@@ -1,5 +1,6 @@
-//! The memory budget seen from a client: open uploads and directories are paid for, reads go
-//! on without a cache once the budget is spent, and a connection gives back what it took.
+//! The memory and descriptor budgets seen from a client: open uploads and directories are paid
+//! for, reads go on without a cache once the budget is spent, open handles take descriptors
+//! from a floor and then the process, and a connection gives back what it took.
 
 mod common;
 
@@ -106,6 +107,53 @@ async fn a_download_gives_back_all_it_took_from_the_budget() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         client.close().await.expect("close");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_handles_take_their_descriptors_from_a_floor_then_the_process_budget() {
+    bounded(async {
+        let server = Server::start(USERS).await;
+        server.share.put("alice/read.bin", b"read me");
+        let gateway = &server.share.gateway;
+        // Admission takes a connection's fixed worst case (with the handles' floor of 16),
+        // whatever `max_open_handles` is; then room for exactly three more descriptors.
+        let fixed = wharf_sftp::SftpConfig::default().descriptors_per_connection()
+            + gateway.authenticator.users().max_mounts();
+        gateway.descriptors.set_capacity(fixed + 3);
+        let ssh = login_password(server.addr, "alice").await;
+        let raw = raw_sftp(&ssh).await;
+        assert_eq!(gateway.descriptors.held(), fixed, "admitted without its handles");
+        let none = FileAttributes::empty;
+        // Sixteen reads (one descriptor each) are the floor: the process gives nothing more.
+        let mut reads = Vec::new();
+        for _ in 0..16 {
+            reads.push(raw.open("read.bin", OpenFlags::READ, none()).await.expect("read").handle);
+        }
+        assert_eq!(gateway.descriptors.held(), fixed, "paid from the floor");
+        // Then from the process: a read (1) and an upload (2).
+        reads.push(raw.open("read.bin", OpenFlags::READ, none()).await.expect("a read").handle);
+        assert_eq!(gateway.descriptors.held(), fixed + 1);
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let upload = raw.open("up.bin", flags, none()).await.expect("an upload").handle;
+        assert_eq!(gateway.descriptors.held(), fixed + 3);
+        let refused = failure_message(raw.open("read.bin", OpenFlags::READ, none()).await);
+        assert!(refused.contains("descriptors"), "the reason is given: {refused}");
+        let refused = failure_message(raw.opendir(".").await);
+        assert!(refused.contains("descriptors"), "{refused}");
+        // Closing gives them back.
+        raw.write(upload.clone(), 0, b"up".to_vec()).await.expect("write");
+        raw.close(upload).await.expect("close publishes");
+        assert_eq!(gateway.descriptors.held(), fixed + 1);
+        let dir = raw.opendir(".").await.expect("room again").handle;
+        raw.close(dir).await.expect("close");
+        for read in reads {
+            raw.close(read).await.expect("close");
+        }
+        assert_eq!(gateway.descriptors.held(), fixed);
+        assert_eq!(std::fs::read(server.share.root.join("alice/up.bin")).expect("up"), b"up");
         server.stop().await;
     })
     .await;

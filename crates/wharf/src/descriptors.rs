@@ -187,9 +187,7 @@ impl DescriptorPlan {
                 let _ = write!(text, "; {} alone fits {fit} of {}", l.name, l.max_sessions);
             }
         }
-        text.push_str(
-            ". Raise the hard limit (LimitNOFILE) or lower the caps or sftp.max_open_handles.",
-        );
+        text.push_str(". Raise the hard limit (LimitNOFILE) or lower the caps.");
         Some(text)
     }
 }
@@ -226,7 +224,11 @@ mod tests {
         let ftp = &plan.listeners[0];
         assert_eq!((ftp.max_sessions, ftp.max_per_address), (10, 2), "implicit FTPS shares");
         assert_eq!(ftp.per_session, wharf_ftp::DESCRIPTORS_PER_SESSION + mounts);
-        assert_eq!(plan.listeners[1].per_session, 1 + 4 * (8 * 2 + 2) + mounts);
+        assert_eq!(
+            plan.listeners[1].per_session,
+            1 + 4 * 2 + 16 + mounts,
+            "handles beyond 16 pay later"
+        );
         assert_eq!(plan.listeners[2].per_session, 1, "scrapes hold no mounts");
         let listening_sockets = 5;
         let tftp = 4 * (wharf_tftp::DESCRIPTORS_PER_TRANSFER + mounts);

@@ -5,10 +5,56 @@
 use std::collections::HashMap;
 
 use russh_sftp::protocol::FileAttributes;
-use wharf_access::{Listing, Reservation, Upload};
+use wharf_access::{DescriptorBudget, DescriptorPermit, Listing, Reservation, Upload};
 use wharf_vfs::{VPath, WriteMode};
 
+use super::memory::HandleKind;
 use super::read_ahead::ReadAhead;
+
+/// Descriptors an open handle of `kind` holds: a read its file, a listing its folder, an
+/// upload its temporary file and the folder it is published into.
+fn descriptors_of(kind: HandleKind) -> usize {
+    match kind {
+        HandleKind::Read | HandleKind::Dir => 1,
+        HandleKind::Write => 2,
+    }
+}
+
+/// Descriptors one SSH connection's open handles may hold without asking the process's
+/// budget: taken with the connection at admission, so that a client opening a few files at a
+/// time is never refused, whatever other connections hold.
+pub(crate) const HANDLE_DESCRIPTOR_FLOOR: usize = 16;
+
+/// Where one SSH connection's open handles take their descriptors from: its floor, then the
+/// process's budget. Clones share both (one per connection, shared by its channels).
+#[derive(Debug, Clone)]
+pub(crate) struct HandleDescriptors {
+    floor: DescriptorBudget,
+    process: DescriptorBudget,
+}
+
+impl HandleDescriptors {
+    /// A floor of [`HANDLE_DESCRIPTOR_FLOOR`], then `process`.
+    pub(crate) fn new(process: DescriptorBudget) -> Self {
+        HandleDescriptors { floor: DescriptorBudget::new(HANDLE_DESCRIPTOR_FLOOR), process }
+    }
+
+    /// Takes the descriptors of a handle of `kind`, from the floor or else the process's
+    /// budget; `None` when neither has room.
+    pub(crate) fn try_take(&self, kind: HandleKind) -> Option<DescriptorPermit> {
+        let count = descriptors_of(kind);
+        self.floor.try_take(count).or_else(|| self.process.try_take(count))
+    }
+}
+
+/// What an open handle has taken, given back when it closes: its memory, and its descriptors
+/// from the process's budget.
+pub(crate) struct HandlePayment {
+    /// Its memory (see `memory::handle_cost`).
+    pub(crate) _memory: Reservation,
+    /// Its descriptors (see [`descriptors_of`]).
+    pub(crate) _descriptors: DescriptorPermit,
+}
 
 /// A file opened for reading.
 pub(crate) struct ReadHandle {
@@ -16,8 +62,8 @@ pub(crate) struct ReadHandle {
     pub(crate) path: VPath,
     /// Its reads.
     pub(crate) reader: ReadAhead,
-    /// The memory the handle takes, paid while it is open.
-    pub(crate) _memory: Reservation,
+    /// What the handle takes, paid while it is open.
+    pub(crate) _paid: HandlePayment,
 }
 
 /// A file opened for writing.
@@ -35,8 +81,8 @@ pub(crate) struct WriteHandle {
     /// Attributes set through the handle of a whole-file upload, applied once it is
     /// published (before that, the path still names the old file, or nothing).
     pub(crate) deferred_attrs: Option<FileAttributes>,
-    /// The memory the handle and the upload's buffers may take, paid while it is open.
-    pub(crate) _memory: Reservation,
+    /// What the handle and the upload's buffers may take, paid while it is open.
+    pub(crate) _paid: HandlePayment,
 }
 
 /// A directory being listed.
@@ -47,8 +93,8 @@ pub(crate) struct DirHandle {
     pub(crate) listing: Listing,
     /// Whether the last entries were sent.
     pub(crate) exhausted: bool,
-    /// The memory the handle and the open directory take, paid while it is open.
-    pub(crate) _memory: Reservation,
+    /// What the handle and the open directory take, paid while it is open.
+    pub(crate) _paid: HandlePayment,
 }
 
 /// Anything a handle can stand for.

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use russh::Channel;
 use russh::server::Msg;
-use wharf_access::{Session, Shutdown};
+use wharf_access::{DescriptorBudget, Session, Shutdown};
 
+pub(crate) use self::handles::{HANDLE_DESCRIPTOR_FLOOR, HandleDescriptors};
 pub(crate) use self::memory::ConnectionMemory;
 
 use self::ops::Operations;
@@ -37,6 +38,8 @@ pub(crate) struct SubsystemSettings {
     pub(crate) idle_timeout: Duration,
     /// The server's lifecycle.
     pub(crate) shutdown: Shutdown,
+    /// The process's descriptor budget, which open handles take their files from.
+    pub(crate) descriptors: DescriptorBudget,
 }
 
 /// Serves SFTP on `channel` for `session` until the client leaves or the server stops, then
@@ -47,12 +50,13 @@ pub(crate) async fn serve(
     session: Session,
     settings: SubsystemSettings,
     memory: ConnectionMemory,
+    descriptors: HandleDescriptors,
 ) {
     let peer = session.peer();
     let (input, output) = channel.split();
     let (replies, writer) = reply_queue();
     let reply_memory = memory.replies();
-    let ops = Operations::new(session, settings.max_open_handles, memory);
+    let ops = Operations::new(session, settings.max_open_handles, memory, descriptors);
     let shutdown = settings.shutdown.clone();
     let requests =
         RequestLoop::new(ops, replies, reply_memory, settings.shutdown, settings.idle_timeout);

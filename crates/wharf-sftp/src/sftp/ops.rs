@@ -22,13 +22,16 @@ use futures_util::future::BoxFuture;
 use russh_sftp::protocol::{
     Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, StatusCode,
 };
-use wharf_access::{Offense, Permissions, Reservation, Session};
+use wharf_access::{Offense, Permissions, Session};
 use wharf_vfs::offset::check_span;
 use wharf_vfs::{Error, FileKind, Metadata, VPath, WriteMode};
 
 use super::attrs::{file_attributes, longname, system_time};
 use super::codec::{Request, WriteRequest, encode, ok, status};
-use super::handles::{DirHandle, HandleTable, OpenHandle, ReadHandle, TooManyHandles, WriteHandle};
+use super::handles::{
+    DirHandle, HandleDescriptors, HandlePayment, HandleTable, OpenHandle, ReadHandle,
+    TooManyHandles, WriteHandle,
+};
 use super::memory::{ConnectionMemory, HandleKind, handle_cost};
 use super::output::Reply;
 use super::read_ahead::{MAX_READ_LEN, Read, ReadAhead, ReadOutcome};
@@ -134,6 +137,8 @@ pub(crate) struct Operations {
     pub(super) handles: HandleTable,
     /// What the session's buffers are paid from.
     pub(super) memory: ConnectionMemory,
+    /// What its handles' descriptors are taken from.
+    descriptors: HandleDescriptors,
 }
 
 impl Operations {
@@ -155,21 +160,36 @@ impl Operations {
     }
 
     /// Operations for `session`, allowing `max_open_handles` handles, with buffers paid
-    /// from `memory`.
-    pub(crate) fn new(session: Session, max_open_handles: usize, memory: ConnectionMemory) -> Self {
-        Operations { session, handles: HandleTable::new(max_open_handles), memory }
+    /// from `memory` and the handles' descriptors taken from `descriptors`.
+    pub(crate) fn new(
+        session: Session,
+        max_open_handles: usize,
+        memory: ConnectionMemory,
+        descriptors: HandleDescriptors,
+    ) -> Self {
+        Operations { session, handles: HandleTable::new(max_open_handles), memory, descriptors }
     }
 
-    /// Pays for a handle of `kind` on `path`, or says why it cannot be opened.
-    fn pay_for_handle(&self, kind: HandleKind, path: &VPath) -> Result<Reservation, Refusal> {
-        self.memory.handles.try_reserve(handle_cost(kind, path)).ok_or_else(|| {
+    /// Pays for a handle of `kind` on `path` (its memory, then its descriptors), or says why
+    /// it cannot be opened.
+    fn pay_for_handle(&self, kind: HandleKind, path: &VPath) -> Result<HandlePayment, Refusal> {
+        let memory = self.memory.handles.try_reserve(handle_cost(kind, path)).ok_or_else(|| {
             Refusal::Status(
                 StatusCode::Failure,
                 "this connection's open files hold all the memory it may use; \
                  close some and try again"
                     .to_owned(),
             )
-        })
+        })?;
+        let descriptors = self.descriptors.try_take(kind).ok_or_else(|| {
+            Refusal::Status(
+                StatusCode::Failure,
+                "the server has no file descriptors left for more open files; \
+                 close some and try again"
+                    .to_owned(),
+            )
+        })?;
+        Ok(HandlePayment { _memory: memory, _descriptors: descriptors })
     }
 
     /// Whether a file is open (a transfer may be in progress).
@@ -229,12 +249,12 @@ impl Operations {
         let path = self.resolve(filename)?;
         let handle = if !flags.contains(OpenFlags::WRITE) {
             // Paid for before storage is touched.
-            let memory = self.pay_for_handle(HandleKind::Read, &path)?;
+            let paid = self.pay_for_handle(HandleKind::Read, &path)?;
             let download = self.session.open_read(&path).await?;
             OpenHandle::Read(ReadHandle {
                 path,
                 reader: ReadAhead::new(download, self.memory.budget.clone()),
-                _memory: memory,
+                _paid: paid,
             })
         } else {
             let mode = if flags.contains(OpenFlags::EXCLUDE) {
@@ -247,7 +267,7 @@ impl Operations {
                 WriteMode::At(0)
             };
             // Paid for before storage is touched.
-            let memory = self.pay_for_handle(HandleKind::Write, &path)?;
+            let paid = self.pay_for_handle(HandleKind::Write, &path)?;
             if !flags.contains(OpenFlags::CREATE) {
                 // Without CREAT the file must exist; the session would create it.
                 self.session.stat(&path).await?;
@@ -260,7 +280,7 @@ impl Operations {
                 end: 0,
                 failed: false,
                 deferred_attrs: None,
-                _memory: memory,
+                _paid: paid,
             }))
         };
         let handle = self.handles.insert(handle)?;
@@ -450,13 +470,13 @@ impl Operations {
     async fn opendir(&mut self, id: u32, path: &str) -> Result<Bytes, Refusal> {
         self.handles.check_room()?;
         let path = self.resolve(path)?;
-        let memory = self.pay_for_handle(HandleKind::Dir, &path)?;
+        let paid = self.pay_for_handle(HandleKind::Dir, &path)?;
         let listing = self.session.list(&path).await?;
         let handle = self.handles.insert(OpenHandle::Dir(DirHandle {
             path,
             listing,
             exhausted: false,
-            _memory: memory,
+            _paid: paid,
         }))?;
         Ok(encode(Packet::Handle(Handle { id, handle })))
     }
