@@ -168,6 +168,11 @@ impl TftpServer {
                 .map_err(|source| TftpError::Bind { addr, source })?;
             listeners.push(Listener { socket: bound.0, addr: bound.1 });
         }
+        let admission = Admission::new(
+            config.max_transfers,
+            config.max_transfers_per_address,
+            gateway.descriptors.clone(),
+        );
         let services = Services {
             gateway,
             rules,
@@ -182,11 +187,7 @@ impl TftpServer {
             spin_slots: Arc::new(SpinSlots::for_this_machine()),
             over_cap: config.over_cap,
         };
-        Ok(TftpServer {
-            listeners,
-            services: Arc::new(services),
-            admission: Admission::new(config.max_transfers, config.max_transfers_per_address),
-        })
+        Ok(TftpServer { listeners, services: Arc::new(services), admission })
     }
 
     /// The addresses actually bound (with the ports the kernel chose for port 0).
@@ -269,7 +270,11 @@ fn on_datagram(
         }
         return;
     };
-    match admission.admit(peer, datagram) {
+    // A transfer holds its socket and, for an upload, a temporary file and its folder, plus a
+    // folder per mount of its identity (the most any user has: a reload may change it).
+    let descriptors = crate::transfer::DESCRIPTORS_PER_TRANSFER
+        .saturating_add(services.gateway.authenticator.users().max_mounts());
+    match admission.admit(peer, datagram, descriptors) {
         Ok(ticket) => {
             let local_ip: IpAddr = listener.addr.ip();
             services.gateway.shutdown.spawn(transfer::serve(
@@ -286,12 +291,15 @@ fn on_datagram(
         // By default not refused but dropped, so the client asks again after its timeout and
         // is served once a place is free, as a lab of devices behind one address expects while
         // they all boot at once. No answer also means nothing to reflect at a forged source.
-        Err(Refusal::Limit(limit)) => {
-            let (cap, message) = match limit {
-                LimitExceeded::Total => ("max_transfers", "too many transfers; try again later"),
-                LimitExceeded::PerAddress => {
+        Err(refusal @ (Refusal::Limit(_) | Refusal::Descriptors)) => {
+            let (cap, message) = match refusal {
+                Refusal::Limit(LimitExceeded::PerAddress) => {
                     ("max_transfers_per_address", "too many transfers from your address")
                 }
+                Refusal::Limit(LimitExceeded::Total) => {
+                    ("max_transfers", "too many transfers; try again later")
+                }
+                _ => ("descriptors", "too many transfers; try again later"),
             };
             match services.over_cap {
                 OverCap::Wait => tracing::info!(

@@ -84,9 +84,7 @@ impl ListenerBudget {
 /// Where a configuration's descriptors go at worst.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescriptorPlan {
-    /// Set aside for what is not an admitted session: [`PROCESS_RESERVE`], the listeners, and
-    /// every TFTP transfer at its worst (TFTP is capped by its own `max_transfers`, not
-    /// admitted).
+    /// Set aside for what is not an admitted session: [`PROCESS_RESERVE`] and the listeners.
     pub reserve: usize,
     /// The listeners admission budgets.
     pub listeners: Vec<ListenerBudget>,
@@ -136,13 +134,18 @@ impl DescriptorPlan {
                 per_session: crate::observe::http::DESCRIPTORS_PER_CONNECTION,
             });
         }
-        let mut tftp = 0usize;
         if let Some(section) = config.tftp.as_ref().filter(|tftp| !tftp.listen.is_empty()) {
             sockets += section.listen.len();
-            let per_transfer = wharf_tftp::DESCRIPTORS_PER_TRANSFER.saturating_add(mounts);
-            tftp = section.max_transfers.saturating_mul(per_transfer);
+            // TFTP transfers are admitted against the same budget, each taking its worst
+            // case when its request is admitted (`wharf-tftp`'s admission).
+            listeners.push(ListenerBudget {
+                name: "TFTP",
+                max_sessions: section.max_transfers,
+                max_per_address: section.max_transfers_per_address,
+                per_session: wharf_tftp::DESCRIPTORS_PER_TRANSFER.saturating_add(mounts),
+            });
         }
-        let reserve = PROCESS_RESERVE.saturating_add(sockets).saturating_add(tftp);
+        let reserve = PROCESS_RESERVE.saturating_add(sockets);
         DescriptorPlan { reserve, listeners }
     }
 
@@ -220,7 +223,7 @@ mod tests {
         let plan = plan(CONFIG, USERS);
         let mounts = 2;
         let names: Vec<_> = plan.listeners.iter().map(|l| l.name).collect();
-        assert_eq!(names, ["FTP", "SFTP", "metrics"]);
+        assert_eq!(names, ["FTP", "SFTP", "metrics", "TFTP"]);
         let ftp = &plan.listeners[0];
         assert_eq!((ftp.max_sessions, ftp.max_per_address), (10, 2), "implicit FTPS shares");
         assert_eq!(ftp.per_session, wharf_ftp::DESCRIPTORS_PER_SESSION + mounts);
@@ -231,8 +234,10 @@ mod tests {
         );
         assert_eq!(plan.listeners[2].per_session, 1, "scrapes hold no mounts");
         let listening_sockets = 5;
-        let tftp = 4 * (wharf_tftp::DESCRIPTORS_PER_TRANSFER + mounts);
-        assert_eq!(plan.reserve, PROCESS_RESERVE + listening_sockets + tftp);
+        let tftp = &plan.listeners[3];
+        assert_eq!(tftp.max_sessions, 4);
+        assert_eq!(tftp.per_session, wharf_tftp::DESCRIPTORS_PER_TRANSFER + mounts);
+        assert_eq!(plan.reserve, PROCESS_RESERVE + listening_sockets, "no transfer set aside");
         assert_eq!(plan.capacity(Some(10_000)), 10_000 - plan.reserve);
         assert_eq!(plan.capacity(None), usize::MAX);
     }

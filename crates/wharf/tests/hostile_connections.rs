@@ -391,22 +391,21 @@ fn under_a_low_open_file_limit_sessions_are_refused_before_descriptors_run_out()
 }
 
 #[test]
-fn a_reload_recomputes_the_budget_with_the_new_users_mounts() {
+fn after_a_reload_sessions_are_charged_for_the_new_users_mounts() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let users = |mounts: &str| {
         write(
             tmp.path(),
             "data/users.yaml",
             &format!(
-                "users:\n  - {{ name: devices, passwordless: true, home: devices, \
+                "users:\n  - {{ name: alice, passwordless: true, home: alice, \
                  protocols: [tftp], mounts: {{ {mounts} }} }}\n"
             ),
         );
     };
     users("");
     let config = "data_dir: data\naccess: { users_file: users.yaml }\n\
-                  tftp: { listen: [\"127.0.0.1:0\"], max_transfers: 10, \
-                  rules: [{ network: 127.0.0.0/8, identity: devices }] }\n";
+                  ftp: { listen: [\"127.0.0.1:0\"] }\n";
     let config = write(tmp.path(), "wharf.yaml", config);
     let runtime = runtime();
     runtime.block_on(async {
@@ -414,12 +413,28 @@ fn a_reload_recomputes_the_budget_with_the_new_users_mounts() {
         let metrics = std::sync::Arc::new(wharf::observe::metrics::Metrics::default());
         let server =
             wharf::Server::start_limited(loaded, metrics, Some(10_000)).await.expect("start");
+        let ftp = server.listener("FTP").expect("FTP");
         let budget = &server.gateway().descriptors;
-        let before = budget.capacity();
-        // Every TFTP transfer's worst case is reserved; each holds one more folder per mount.
+        // Admission takes a session's worst case at accept: the FTP session's own and one per
+        // mount of the user with the most (the home alone, then two more after the reload).
+        let greeted = |stream: TcpStream| async move {
+            let mut control = BufReader::new(stream);
+            let mut line = String::new();
+            bounded("the greeting", control.read_line(&mut line)).await.expect("read");
+            assert!(line.starts_with("220"), "{line}");
+            control
+        };
+        let first = greeted(connect_from(FRESH_SOURCE, ftp).await).await;
+        assert_eq!(budget.held(), wharf_ftp::DESCRIPTORS_PER_SESSION + 1);
         users("/a: a, /b: b");
         server.reload().expect("reload");
-        assert_eq!(budget.capacity(), before - 10 * 2, "two more mounts per transfer reserved");
+        let second = greeted(connect_from(FRESH_SOURCE, ftp).await).await;
+        assert_eq!(
+            budget.held(),
+            2 * wharf_ftp::DESCRIPTORS_PER_SESSION + 1 + 3,
+            "the session admitted after the reload holds its user's two more mounts"
+        );
+        drop((first, second));
         assert!(server.shutdown().await);
     });
 }
