@@ -4,15 +4,16 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// Benchmarks Wharf against vsftpd (FTP, FTPS), OpenSSH's sftp-server (SFTP) and tftpd-hpa
-/// (TFTP) on loopback, with the same real clients, and reports Wharf/peer ratios.
+/// Benchmarks Wharf against vsftpd and unFTP (FTP, FTPS), OpenSSH's sftp-server (SFTP) and
+/// tftpd-hpa (TFTP) on loopback, with the same real clients, and reports Wharf/peer ratios.
 #[derive(Debug, Parser)]
 #[command(name = "wharf-bench", version, about)]
 pub struct Options {
     /// Protocols to measure, comma-separated: ftp, ftps, sftp, tftp (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Protocol>,
-    /// Scenarios to run, comma-separated: transfer, small, parallel, memory (default: all).
+    /// Scenarios to run, comma-separated: transfer, small, parallel, memory, clients
+    /// (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Scenario>,
     /// Measurements per figure; the table shows their median, min and max.
@@ -24,6 +25,10 @@ pub struct Options {
     /// The Wharf binary (default: `wharf` beside this program, as `bench/run` builds it).
     #[arg(long)]
     pub wharf_bin: Option<PathBuf>,
+    /// The unFTP binary (default: `unftp` on PATH). Without one, unFTP's cells say "not
+    /// installed".
+    #[arg(long)]
+    pub unftp_bin: Option<PathBuf>,
     /// Wharf's example configuration, from which each protocol's section is derived.
     #[arg(long)]
     pub example_config: Option<PathBuf>,
@@ -78,6 +83,9 @@ pub enum Scenario {
     Parallel,
     /// Memory per idle session.
     Memory,
+    /// More clients: curl over one connection for many files, tftp-hpa fetching a list,
+    /// 64 KiB TFTP blocks, curl's SFTP (libssh2), FTPS small files with lftp.
+    Clients,
 }
 
 /// How much data each scenario moves.
@@ -91,8 +99,10 @@ pub struct Sizes {
     pub parallel_file: u64,
     /// Parallel downloads at once.
     pub parallel_count: usize,
-    /// Number of small files.
+    /// Number of small files (also the files of curl's lists).
     pub small_count: usize,
+    /// Small files tftp-hpa fetches in one run.
+    pub tftp_list_count: usize,
     /// Size of each small file.
     pub small_size: u64,
     /// Idle FTP sessions held for the memory figure.
@@ -112,6 +122,7 @@ impl Sizes {
             parallel_file: 16 * MIB,
             parallel_count: 50,
             small_count: 1_000,
+            tftp_list_count: 200,
             small_size: 4096,
             idle_ftp_sessions: 1_000,
             idle_sftp_sessions: 200,
@@ -126,6 +137,7 @@ impl Sizes {
             parallel_file: 2 * MIB,
             parallel_count: 8,
             small_count: 100,
+            tftp_list_count: 20,
             small_size: 4096,
             idle_ftp_sessions: 100,
             idle_sftp_sessions: 20,

@@ -174,19 +174,25 @@ impl SmallFiles {
 
     /// Fails unless `dir` holds exactly these files, each byte-exact.
     pub fn verify_copy(&self, dir: &Path) -> anyhow::Result<()> {
+        self.verify_first(dir, self.files.len())
+    }
+
+    /// Fails unless `dir` holds exactly the first `count` of these files, each byte-exact.
+    pub fn verify_first(&self, dir: &Path, count: usize) -> anyhow::Result<()> {
+        let expected = &self.files[..count.min(self.files.len())];
         let mut present: Vec<String> = std::fs::read_dir(dir)
             .with_context(|| format!("listing {}", dir.display()))?
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .collect();
         present.sort();
         ensure!(
-            present.len() == self.files.len(),
+            present.len() == expected.len(),
             "{} holds {} files, expected {}",
             dir.display(),
             present.len(),
-            self.files.len()
+            expected.len()
         );
-        for ((name, print), found) in self.files.iter().zip(&present) {
+        for ((name, print), found) in expected.iter().zip(&present) {
             ensure!(name == found, "{} holds {found}, expected {name}", dir.display());
             verify(&dir.join(name), *print)?;
         }
@@ -275,5 +281,19 @@ mod tests {
         bytes[2000] ^= 0xff;
         std::fs::write(&victim, bytes).expect("write");
         assert!(set.verify_copy(&dir.path().join("s")).is_err());
+    }
+
+    #[test]
+    fn the_first_files_verify_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = SmallFiles::create(dir.path(), "s", 4, 512).expect("create");
+        let copy = dir.path().join("copy");
+        std::fs::create_dir_all(&copy).expect("mkdir");
+        for (name, _) in &set.files[..3] {
+            std::fs::copy(dir.path().join("s").join(name), copy.join(name)).expect("copy");
+        }
+        set.verify_first(&copy, 3).expect("the first three");
+        assert!(set.verify_first(&copy, 2).is_err(), "one file too many");
+        assert!(set.verify_copy(&copy).is_err(), "one file missing");
     }
 }

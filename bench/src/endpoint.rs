@@ -14,6 +14,9 @@ pub struct Endpoint {
     pub password: String,
     /// Private key file (SFTP).
     pub key: Option<PathBuf>,
+    /// For curl's SFTP client: a `CURL_HOME` whose `.ssh/known_hosts` names this server's
+    /// Ed25519 host key (see [`crate::clients::write_curl_home`]).
+    pub curl_home: Option<PathBuf>,
     /// The server process whose tree holds this protocol's sessions (for memory figures).
     pub server_pid: u32,
 }
@@ -22,26 +25,43 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
-    /// The server users would otherwise run.
+    /// The server users would otherwise run: vsftpd, OpenSSH's sftp-server, tftpd-hpa.
     Peer,
+    /// unFTP, the second FTP and FTPS peer (a Rust server like Wharf, on libunftp).
+    Unftp,
     /// Wharf.
     Wharf,
 }
 
 impl Side {
-    /// Both sides, in the order of the first run; later runs alternate (see [`Side::order`]).
-    pub const BOTH: [Side; 2] = [Side::Peer, Side::Wharf];
+    /// Every side, in the order of the first run; later runs reverse it (see [`Side::order`]).
+    pub const ALL: [Side; 3] = [Side::Peer, Side::Unftp, Side::Wharf];
 
-    /// The order of run `run`: alternating, so that a drift of the machine (writeback, a
-    /// neighbour's build) does not always favour the same side.
-    pub fn order(run: usize) -> [Side; 2] {
-        if run.is_multiple_of(2) { [Side::Peer, Side::Wharf] } else { [Side::Wharf, Side::Peer] }
+    /// The run order of run `run`: the first run's order, reversed on every other run, so
+    /// that each pair of servers swaps places from one run to the next and a drift of the
+    /// machine (writeback, a neighbour's build) does not always favour the same side.
+    pub fn order(run: usize) -> [Side; 3] {
+        let mut order = Side::ALL;
+        if !run.is_multiple_of(2) {
+            order.reverse();
+        }
+        order
+    }
+
+    /// The peers Wharf is compared with for `protocol`: unFTP only speaks FTP and FTPS.
+    pub fn peers_of(protocol: crate::cli::Protocol) -> &'static [Side] {
+        use crate::cli::Protocol;
+        match protocol {
+            Protocol::Ftp | Protocol::Ftps => &[Side::Peer, Side::Unftp],
+            Protocol::Sftp | Protocol::Tftp => &[Side::Peer],
+        }
     }
 
     /// Lower-case name for file names and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Side::Peer => "peer",
+            Side::Unftp => "unftp",
             Side::Wharf => "wharf",
         }
     }
@@ -55,6 +75,8 @@ pub enum Unavailable {
     NotServed(String),
     /// It is served but could not be started or did not pass the first transfer.
     Broken(String),
+    /// The server's program is not on this machine; the reason says how to get it.
+    NotInstalled(String),
 }
 
 impl std::fmt::Display for Unavailable {
@@ -62,6 +84,7 @@ impl std::fmt::Display for Unavailable {
         match self {
             Unavailable::NotServed(reason) => write!(f, "not served: {reason}"),
             Unavailable::Broken(reason) => write!(f, "failed: {reason}"),
+            Unavailable::NotInstalled(reason) => write!(f, "not installed: {reason}"),
         }
     }
 }
@@ -113,5 +136,30 @@ impl Endpoints {
             Protocol::Sftp => &mut self.sftp,
             Protocol::Tftp => &mut self.tftp,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Protocol;
+
+    #[test]
+    fn every_pair_of_sides_swaps_places_between_runs() {
+        let position = |run: usize, side: Side| Side::order(run).iter().position(|s| *s == side);
+        for (a, b) in
+            [(Side::Peer, Side::Wharf), (Side::Unftp, Side::Wharf), (Side::Peer, Side::Unftp)]
+        {
+            let first = position(0, a) < position(0, b);
+            assert_ne!(first, position(1, a) < position(1, b), "{a:?} and {b:?}");
+            assert_eq!(first, position(2, a) < position(2, b), "{a:?} and {b:?}");
+        }
+    }
+
+    #[test]
+    fn unftp_is_a_peer_of_ftp_and_ftps_only() {
+        assert_eq!(Side::peers_of(Protocol::Ftps), [Side::Peer, Side::Unftp]);
+        assert_eq!(Side::peers_of(Protocol::Sftp), [Side::Peer]);
+        assert!(Protocol::ALL.iter().all(|p| !Side::peers_of(*p).contains(&Side::Wharf)));
     }
 }

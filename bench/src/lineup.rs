@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use crate::cli::Protocol;
-use crate::clients::{Transfer, curl_ftp, sftp, tftp_hpa};
+use crate::clients::{Transfer, curl_transfer, sftp, tftp_hpa};
 use crate::credentials::Credentials;
 use crate::dataset::verify;
 use crate::endpoint::{Endpoint, Endpoints, Side, Unavailable};
+use crate::peers::unftp::Unftp;
 use crate::peers::{self, Peers};
 use crate::process::run_ok;
 use crate::scratch::{Scratch, discard};
@@ -22,21 +23,25 @@ pub struct Lineup {
     _peers: Peers,
     wharf: Option<WharfServer>,
     peer_endpoints: Endpoints,
+    unftp_endpoints: Endpoints,
     wharf_endpoints: Endpoints,
 }
 
 impl Lineup {
-    /// Starts the peers and Wharf for `protocols` (fresh processes, fresh ports) and probes
-    /// each. `label` names their configuration directories.
+    /// Starts the peers (unFTP from `unftp`, when found) and Wharf for `protocols` (fresh
+    /// processes, fresh ports) and probes each. `label` names their configuration
+    /// directories.
     pub fn start(
         scratch: &Scratch,
         credentials: &Credentials,
         wharf: &WharfSetup,
+        unftp: &Unftp,
         protocols: &[Protocol],
         label: &str,
     ) -> anyhow::Result<Lineup> {
-        let peers = peers::start(scratch, credentials, protocols, label)?;
+        let peers = peers::start(scratch, credentials, unftp, protocols, label)?;
         let mut peer_endpoints = peers.endpoints.clone();
+        let mut unftp_endpoints = peers.unftp_endpoints.clone();
         let dir = scratch.server_dir(&format!("{label}-wharf"))?;
         let (server, mut wharf_endpoints) =
             match wharf_server::start(wharf, &dir, &scratch.share, credentials, protocols) {
@@ -47,9 +52,11 @@ impl Lineup {
                 }
             };
         for protocol in protocols {
-            for (side, endpoints) in
-                [(Side::Peer, &mut peer_endpoints), (Side::Wharf, &mut wharf_endpoints)]
-            {
+            for (side, endpoints) in [
+                (Side::Peer, &mut peer_endpoints),
+                (Side::Unftp, &mut unftp_endpoints),
+                (Side::Wharf, &mut wharf_endpoints),
+            ] {
                 let slot = endpoints.get_mut(*protocol);
                 if let Ok(endpoint) = slot
                     && let Err(err) = probe(scratch, *protocol, side, endpoint)
@@ -58,13 +65,20 @@ impl Lineup {
                 }
             }
         }
-        Ok(Lineup { _peers: peers, wharf: server, peer_endpoints, wharf_endpoints })
+        Ok(Lineup {
+            _peers: peers,
+            wharf: server,
+            peer_endpoints,
+            unftp_endpoints,
+            wharf_endpoints,
+        })
     }
 
     /// One side's endpoints.
     pub fn endpoints(&self, side: Side) -> &Endpoints {
         match side {
             Side::Peer => &self.peer_endpoints,
+            Side::Unftp => &self.unftp_endpoints,
             Side::Wharf => &self.wharf_endpoints,
         }
     }
@@ -103,8 +117,9 @@ fn probe(
     let limit = Duration::from_secs(30);
     let label = format!("{} probe of {}", protocol.name(), side.name());
     match protocol {
-        Protocol::Ftp => run_ok(&mut curl_ftp(endpoint, false, &transfer), &label, limit)?,
-        Protocol::Ftps => run_ok(&mut curl_ftp(endpoint, true, &transfer), &label, limit)?,
+        Protocol::Ftp | Protocol::Ftps => {
+            run_ok(&mut curl_transfer(protocol, endpoint, &transfer)?, &label, limit)?
+        }
         Protocol::Sftp => {
             let batch = local.with_extension("batch");
             let commands = [format!("get {remote} {}", crate::clients::sftp_quote(&local))];

@@ -1,10 +1,13 @@
 //! The machine a run was measured on, and the versions of the peers and clients.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::cli::Protocol;
+use crate::endpoint::Side;
 use crate::process::run;
+use crate::results::ComparedPeer;
 
 /// Debian packages whose versions are recorded with the results.
 const RECORDED_PACKAGES: [&str; 9] = [
@@ -36,6 +39,11 @@ pub struct Machine {
     pub load_at_start: String,
     /// Installed versions of the peers and clients.
     pub packages: Vec<(String, String)>,
+    /// unFTP's version (`unftp --version`), or `not installed`.
+    pub unftp: String,
+    /// The open-file limit the servers run under (`None`: unlimited). Wharf budgets each
+    /// session's worst case against it, so a low limit refuses sessions (docs/SECURITY.md).
+    pub open_file_limit: Option<u64>,
 }
 
 fn read(path: &str) -> String {
@@ -52,8 +60,9 @@ fn package_version(package: &str) -> String {
 }
 
 impl Machine {
-    /// Reads the facts from /proc, /etc/os-release and dpkg.
-    pub fn describe() -> Machine {
+    /// Reads the facts from /proc, /etc/os-release and dpkg, and asks `unftp` (when found)
+    /// for its version.
+    pub fn describe(unftp: Option<&Path>) -> Machine {
         let cpuinfo = read("/proc/cpuinfo");
         let cpu_model = cpuinfo
             .lines()
@@ -83,6 +92,10 @@ impl Machine {
                 .iter()
                 .map(|p| ((*p).to_owned(), package_version(p)))
                 .collect(),
+            unftp: unftp
+                .and_then(crate::peers::unftp::version)
+                .unwrap_or_else(|| "not installed".to_owned()),
+            open_file_limit: rustix::process::getrlimit(rustix::process::Resource::Nofile).current,
         }
     }
 
@@ -102,6 +115,7 @@ impl Machine {
             vsftpd: format!("vsftpd {}", version("vsftpd")),
             openssh: format!("OpenSSH {} sftp-server", version("openssh-server")),
             tftpd: format!("tftpd-hpa {}", version("tftpd-hpa")),
+            unftp: format!("unFTP {}", self.unftp),
         }
     }
 }
@@ -112,15 +126,25 @@ pub struct PeerVersions {
     vsftpd: String,
     openssh: String,
     tftpd: String,
+    unftp: String,
 }
 
 impl PeerVersions {
-    /// The peer of `protocol`.
-    pub fn name_for(&self, protocol: Protocol) -> String {
-        match protocol {
-            Protocol::Ftp | Protocol::Ftps => self.vsftpd.clone(),
-            Protocol::Sftp => self.openssh.clone(),
-            Protocol::Tftp => self.tftpd.clone(),
+    /// The peers Wharf is compared with on `protocol`, with their names.
+    pub fn compared(&self, protocol: Protocol) -> Vec<ComparedPeer> {
+        Side::peers_of(protocol)
+            .iter()
+            .map(|side| ComparedPeer { side: *side, name: self.name(*side, protocol) })
+            .collect()
+    }
+
+    fn name(&self, side: Side, protocol: Protocol) -> String {
+        match (side, protocol) {
+            (Side::Wharf, _) => "Wharf".to_owned(),
+            (Side::Unftp, _) => self.unftp.clone(),
+            (Side::Peer, Protocol::Ftp | Protocol::Ftps) => self.vsftpd.clone(),
+            (Side::Peer, Protocol::Sftp) => self.openssh.clone(),
+            (Side::Peer, Protocol::Tftp) => self.tftpd.clone(),
         }
     }
 }

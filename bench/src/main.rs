@@ -1,5 +1,5 @@
-//! `wharf-bench`: Wharf against vsftpd, OpenSSH's sftp-server and tftpd-hpa on loopback, with
-//! the same real clients, in the same run. See docs/BENCHMARKS.md.
+//! `wharf-bench`: Wharf against vsftpd, unFTP, OpenSSH's sftp-server and tftpd-hpa on
+//! loopback, with the same real clients, in the same run. See docs/BENCHMARKS.md.
 
 mod cli;
 mod clients;
@@ -33,6 +33,7 @@ use crate::cli::{Options, Scenario};
 use crate::credentials::Credentials;
 use crate::lineup::Lineup;
 use crate::machine::Machine;
+use crate::peers::unftp::Unftp;
 use crate::scenarios::Bench;
 use crate::scratch::Scratch;
 use crate::wharf_server::WharfSetup;
@@ -88,16 +89,32 @@ fn wharf_setup(options: &Options) -> anyhow::Result<WharfSetup> {
     Ok(WharfSetup { binary: wharf_binary(options)?, example, replacements })
 }
 
-/// Raises the soft open-file limit to the hard one: the idle-session scenario holds a
-/// thousand connections (and vsftpd, started from here, inherits the limit).
+/// Raises the open-file limit for the servers the bench starts, which inherit it: the
+/// idle-session scenario holds a thousand connections, and Wharf budgets open files for its
+/// sessions at their worst case (an SFTP session about 2,000; docs/SECURITY.md), so a
+/// limit of a few thousand would refuse most of the SFTP sessions the scenarios open. Root
+/// raises the hard limit too, to the kernel's ceiling (`fs.nr_open`); anyone else gets the
+/// soft limit raised to the hard one.
 fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
-        if let Err(err) = setrlimit(Resource::Nofile, raised) {
-            eprintln!("note: could not raise the open-file limit: {err}");
-        }
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .filter(|_| rustix::process::geteuid().is_root());
+    let mut targets = Vec::new();
+    if let (Some(ceiling), Some(hard)) = (ceiling, limit.maximum)
+        && ceiling > hard
+    {
+        targets.push(Some(ceiling));
+    }
+    targets.push(limit.maximum);
+    // A root without the capability to raise the hard limit (a container) keeps it.
+    let raised = targets.into_iter().any(|target| {
+        setrlimit(Resource::Nofile, Rlimit { current: target, maximum: target }).is_ok()
+    });
+    if !raised {
+        eprintln!("note: could not raise the open-file limit");
     }
 }
 
@@ -107,23 +124,30 @@ fn run(options: &Options) -> anyhow::Result<()> {
     interrupt::install()?;
     raise_open_file_limit();
     let setup = wharf_setup(options)?;
+    let unftp = Unftp::find(options.unftp_bin.as_deref())?;
     let (stamp, started) = report::now_stamps();
-    let machine = Machine::describe();
+    let machine = Machine::describe(unftp.binary().ok());
     let peers = machine.peer_versions();
     let sizes = options.sizes();
     let runs = options.run_count();
 
     let scratch = Scratch::create(options.scratch_parent.as_deref(), &sizes)?;
     let credentials = Credentials::create(&scratch.server_dir("credentials")?)?;
-    let bench =
-        Bench { scratch: &scratch, credentials: &credentials, sizes: &sizes, runs, peers: &peers };
+    let bench = Bench {
+        scratch: &scratch,
+        credentials: &credentials,
+        sizes: &sizes,
+        runs,
+        peers: &peers,
+        unftp: &unftp,
+    };
 
     let mut rows = Vec::new();
     let mut wharf_listeners = Vec::new();
-    let throughput = [Scenario::Transfer, Scenario::Small, Scenario::Parallel];
+    let throughput = [Scenario::Transfer, Scenario::Small, Scenario::Parallel, Scenario::Clients];
     if throughput.iter().any(|s| options.runs_scenario(*s)) {
         eprintln!("starting the servers");
-        let lineup = Lineup::start(&scratch, &credentials, &setup, &protocols, "main")?;
+        let lineup = Lineup::start(&scratch, &credentials, &setup, &unftp, &protocols, "main")?;
         wharf_listeners = lineup.wharf_listeners();
         if options.runs_scenario(Scenario::Transfer) {
             eprintln!("scenario 1: one large file down and up");
@@ -136,6 +160,12 @@ fn run(options: &Options) -> anyhow::Result<()> {
         if options.runs_scenario(Scenario::Parallel) {
             eprintln!("scenario 3: parallel downloads");
             rows.extend(scenarios::parallel::run(&bench, &lineup, &protocols));
+        }
+        if options.runs_scenario(Scenario::Clients) {
+            eprintln!(
+                "scenario 5: more clients (curl lists, tftp-hpa lists, 64 KiB TFTP blocks, curl SFTP, FTPS lftp)"
+            );
+            rows.extend(scenarios::clients::run(&bench, &lineup, &protocols));
         }
     }
     if options.runs_scenario(Scenario::Memory) {

@@ -1,7 +1,8 @@
 //! The Debian packages the bench needs. It installs nothing: it names what is missing and
-//! the command that installs it.
+//! the command that installs it. (unFTP is not a Debian package: see
+//! [`crate::peers::unftp::Unftp::find`].)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
@@ -48,8 +49,13 @@ fn present(file: &str) -> bool {
     if file.starts_with('/') {
         return Path::new(file).is_file();
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(file).is_file()))
+    on_path(file).is_some()
+}
+
+/// Where the program `name` is on PATH, if it is.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.is_file())
 }
 
 /// Fails with the `apt-get install` line when a package for `protocols` is missing.

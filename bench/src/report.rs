@@ -51,6 +51,9 @@ fn figure_cell(figure: &Figure) -> String {
         Figure::Unavailable { why: crate::endpoint::Unavailable::NotServed(_) } => {
             "not served".to_owned()
         }
+        Figure::Unavailable { why: crate::endpoint::Unavailable::NotInstalled(_) } => {
+            "not installed".to_owned()
+        }
         Figure::Unavailable { .. } => "unavailable".to_owned(),
         Figure::Failed { .. } => "FAILED".to_owned(),
     }
@@ -131,7 +134,7 @@ pub fn table(rows: &[Row]) -> String {
 pub fn notes(rows: &[Row]) -> String {
     let mut seen: Vec<String> = Vec::new();
     for row in rows {
-        for (side, figure) in [("peer", &row.peer), ("Wharf", &row.wharf)] {
+        for (side, figure) in [(row.peer_name.as_str(), &row.peer), ("Wharf", &row.wharf)] {
             let note = match figure {
                 Figure::Unavailable { why } => format!("{} {side}: {why}", row.protocol),
                 Figure::Failed { error, .. } => format!("{} ({side}) failed: {error}", row.title),
@@ -231,8 +234,8 @@ pub fn now_stamps() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Unavailable;
-    use crate::results::{RowHead, Sample, Unit};
+    use crate::endpoint::{Side, Unavailable};
+    use crate::results::{ComparedPeer, RowHead, Sample, Unit};
 
     #[test]
     fn numbers_are_grouped() {
@@ -255,10 +258,13 @@ mod tests {
             id: "ftp.download".into(),
             protocol: "FTP",
             title: "FTP download".into(),
-            peer_name: "vsftpd 3.0.3".into(),
             unit,
             target,
         }
+    }
+
+    fn vsftpd() -> ComparedPeer {
+        ComparedPeer { side: Side::Peer, name: "vsftpd 3.0.3".into() }
     }
 
     /// A side's runs: each value with the server's CPU seconds (`None`: not measured).
@@ -269,7 +275,8 @@ mod tests {
 
     fn speed_row(peer: &[(f64, Option<f64>)], wharf: &[(f64, Option<f64>)]) -> Row {
         Row::new(
-            head(Some(Target::RatioAtLeast(1.0)), Unit::MegabytesPerSecond),
+            &head(Some(Target::RatioAtLeast(1.0)), Unit::MegabytesPerSecond),
+            &vsftpd(),
             measured(peer),
             measured(wharf),
             vec![],
@@ -354,7 +361,8 @@ mod tests {
     #[test]
     fn a_side_not_served_has_no_ratio_and_a_note() {
         let row = Row::new(
-            head(Some(Target::WharfAtMost(64.0)), Unit::KibPerSession),
+            &head(Some(Target::WharfAtMost(64.0)), Unit::KibPerSession),
+            &vsftpd(),
             measured(&[(300.0, None)]),
             Figure::Unavailable { why: Unavailable::NotServed("no `ftp:` section".into()) },
             vec![],
@@ -363,5 +371,21 @@ mod tests {
         let text = table(std::slice::from_ref(&row));
         assert!(text.contains("not served") && text.contains("<= 64 KiB/session"), "{text}");
         assert!(notes(&[row]).contains("FTP Wharf: not served: no `ftp:` section"));
+    }
+
+    #[test]
+    fn a_peer_not_installed_says_so_and_how_to_get_it() {
+        let unftp = ComparedPeer { side: Side::Unftp, name: "unFTP".into() };
+        let row = Row::new(
+            &head(Some(Target::RatioAtLeast(1.0)), Unit::MegabytesPerSecond),
+            &unftp,
+            Figure::Unavailable { why: Unavailable::NotInstalled("cargo install unftp".into()) },
+            measured(&[(900.0, Some(1.0))]),
+            vec![],
+        );
+        assert_eq!(row.id, "ftp.download.unftp");
+        let cells = cells(row.clone());
+        assert_eq!((cells[2].as_str(), cells[3].as_str()), ("unFTP", "not installed"));
+        assert!(notes(&[row]).contains("FTP unFTP: not installed: cargo install unftp"));
     }
 }

@@ -1,7 +1,7 @@
 //! What a bench run found: one row per figure, each with both sides, the CPU time each
 //! server spent, their ratio, and whether the two sides can be told apart at all.
 
-use crate::endpoint::Unavailable;
+use crate::endpoint::{Side, Unavailable};
 use crate::stats::{Summary, summarize};
 
 /// The unit of a row's figures.
@@ -151,7 +151,8 @@ fn ranges_overlap(peer: Summary, wharf: Summary, ratio: f64) -> bool {
 /// One row of the table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
-    /// Stable identifier, e.g. `ftp.download`.
+    /// Stable identifier, e.g. `ftp.download`; a row against unFTP ends in `.unftp`
+    /// (`ftp.download.unftp`).
     pub id: String,
     /// Protocol group (`FTP`, ...).
     pub protocol: &'static str,
@@ -159,6 +160,8 @@ pub struct Row {
     pub title: String,
     /// The peer's name and version.
     pub peer_name: String,
+    /// Which peer: `peer` (vsftpd, OpenSSH, tftpd-hpa) or `unftp`.
+    pub peer_side: Side,
     /// Unit of both figures.
     pub unit: Unit,
     /// Whether larger figures are better (speeds) or smaller (memory).
@@ -181,8 +184,14 @@ pub struct Row {
 }
 
 impl Row {
-    /// Completes a row from both sides' figures.
-    pub fn new(head: RowHead, peer: Figure, wharf: Figure, run_ratios: Vec<f64>) -> Row {
+    /// Completes a row from both sides' figures: `head` measured on Wharf and on `peer`.
+    pub fn new(
+        head: &RowHead,
+        peer_side: &ComparedPeer,
+        peer: Figure,
+        wharf: Figure,
+        run_ratios: Vec<f64>,
+    ) -> Row {
         let both = peer.summary().zip(wharf.summary());
         let ratio = both.filter(|(p, _)| p.median > 0.0).map(|(p, w)| w.median / p.median);
         let parity = both.map(|(p, w)| ranges_overlap(p, w, 1.0));
@@ -202,10 +211,14 @@ impl Row {
             None => None,
         };
         Row {
-            id: head.id,
+            id: match peer_side.side {
+                Side::Unftp => format!("{}.unftp", head.id),
+                Side::Peer | Side::Wharf => head.id.clone(),
+            },
             protocol: head.protocol,
-            title: head.title,
-            peer_name: head.peer_name,
+            title: head.title.clone(),
+            peer_name: peer_side.name.clone(),
+            peer_side: peer_side.side,
             unit: head.unit,
             higher_is_better: head.unit.higher_is_better(),
             target: head.target,
@@ -219,7 +232,16 @@ impl Row {
     }
 }
 
-/// The description of a row, before it is measured.
+/// A peer a row compares Wharf with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComparedPeer {
+    /// Which one.
+    pub side: Side,
+    /// Its name and version, for the table.
+    pub name: String,
+}
+
+/// The description of a measurement, before it is taken: one row per peer of its protocol.
 #[derive(Debug, Clone)]
 pub struct RowHead {
     /// See [`Row::id`].
@@ -228,8 +250,6 @@ pub struct RowHead {
     pub protocol: &'static str,
     /// See [`Row::title`].
     pub title: String,
-    /// See [`Row::peer_name`].
-    pub peer_name: String,
     /// See [`Row::unit`].
     pub unit: Unit,
     /// See [`Row::target`].

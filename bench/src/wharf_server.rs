@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 use serde_yaml::{Mapping, Value};
 
 use crate::cli::Protocol;
+use crate::clients::write_curl_home;
 use crate::credentials::Credentials;
 use crate::endpoint::{Endpoint, Endpoints, Unavailable};
 use crate::process::{ChildGuard, run};
@@ -231,11 +232,31 @@ pub fn start(
                 user: credentials.wharf_user.clone(),
                 password: credentials.wharf_password.clone(),
                 key: Some(credentials.ssh_key.clone()),
+                // Without an Ed25519 host key the curl SFTP rows fail and say why; every
+                // other row goes on.
+                curl_home: match protocol {
+                    Protocol::Sftp => {
+                        let public = ed25519_host_key(&config, &dir.join("state"));
+                        write_curl_home(&dir.join("curl-home"), addr, &public).ok()
+                    }
+                    _ => None,
+                },
                 server_pid: process.pid(),
             }),
         };
     }
     Ok((Some(WharfServer { process, log: log_path, listeners }), endpoints))
+}
+
+/// Where Wharf keeps its Ed25519 public host key: `ssh_host_ed25519_key.pub` in the SFTP
+/// section's `host_key_dir` (default `host-keys`), relative to `data_dir`.
+fn ed25519_host_key(config: &Mapping, data_dir: &Path) -> PathBuf {
+    let dir = config
+        .get("sftp")
+        .and_then(|sftp| sftp.get("host_key_dir"))
+        .and_then(Value::as_str)
+        .unwrap_or("host-keys");
+    data_dir.join(dir).join("ssh_host_ed25519_key.pub")
 }
 
 /// Collects the banner: stdout lines until it has been quiet for half a second after the

@@ -2,6 +2,7 @@
 
 pub mod sshd;
 pub mod tftpd;
+pub mod unftp;
 pub mod vsftpd;
 
 use crate::cli::Protocol;
@@ -15,14 +16,19 @@ pub struct Peers {
     _vsftpd_tls: Option<vsftpd::Vsftpd>,
     _sshd: Option<sshd::Sshd>,
     _tftpd: Option<tftpd::Tftpd>,
-    /// How clients reach each protocol.
+    _unftp: Option<unftp::UnftpServer>,
+    _unftp_tls: Option<unftp::UnftpServer>,
+    /// How clients reach each protocol on the peer of [`crate::endpoint::Side::Peer`].
     pub endpoints: Endpoints,
+    /// How clients reach unFTP (FTP and FTPS only).
+    pub unftp_endpoints: Endpoints,
 }
 
-/// Starts the peer of each protocol in `protocols`.
+/// Starts the peers of each protocol in `protocols`.
 pub fn start(
     scratch: &Scratch,
     credentials: &Credentials,
+    unftp: &unftp::Unftp,
     protocols: &[Protocol],
     label: &str,
 ) -> anyhow::Result<Peers> {
@@ -35,7 +41,12 @@ pub fn start(
         _vsftpd_tls: None,
         _sshd: None,
         _tftpd: None,
+        _unftp: None,
+        _unftp_tls: None,
         endpoints: Endpoints::none(Unavailable::NotServed("not selected".to_owned())),
+        unftp_endpoints: Endpoints::none(Unavailable::NotServed(
+            "unFTP serves FTP and FTPS only".to_owned(),
+        )),
     };
     for protocol in protocols {
         if !root && *protocol != Protocol::Sftp {
@@ -77,6 +88,25 @@ pub fn start(
         };
         *peers.endpoints.get_mut(*protocol) =
             started.map_err(|err| Unavailable::Broken(format!("{err:#}")));
+    }
+    for protocol in protocols.iter().filter(|p| matches!(p, Protocol::Ftp | Protocol::Ftps)) {
+        let tls = (*protocol == Protocol::Ftps).then_some(credentials);
+        let name = if tls.is_some() { "unftp-tls" } else { "unftp" };
+        let started = unftp.binary().and_then(|binary| {
+            dir(name)
+                .and_then(|dir| {
+                    unftp::UnftpServer::start(binary, &scratch.share, &dir, credentials, tls)
+                })
+                .map_err(|err| Unavailable::Broken(format!("{err:#}")))
+        });
+        *peers.unftp_endpoints.get_mut(*protocol) = started.map(|server| {
+            let endpoint = server.endpoint.clone();
+            match tls {
+                Some(_) => peers._unftp_tls = Some(server),
+                None => peers._unftp = Some(server),
+            }
+            endpoint
+        });
     }
     Ok(peers)
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::clients::write_curl_home;
 use crate::credentials::{Credentials, generate_ed25519_key};
 use crate::endpoint::Endpoint;
 use crate::net::{LOOPBACK, free_tcp_port, wait_for_tcp};
@@ -80,6 +81,11 @@ impl Sshd {
             user: credentials.unix_user.clone(),
             password: String::new(),
             key: Some(credentials.ssh_key.clone()),
+            curl_home: Some(write_curl_home(
+                &dir.join("curl-home"),
+                addr,
+                &host_key.with_extension("pub"),
+            )?),
             server_pid: process.pid(),
         };
         Ok(Sshd { _process: process, endpoint })

@@ -46,6 +46,7 @@ impl Tftpd {
             user: String::new(),
             password: String::new(),
             key: None,
+            curl_home: None,
             server_pid: process.pid(),
         };
         Ok(Tftpd { _process: process, endpoint })

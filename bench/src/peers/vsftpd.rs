@@ -98,6 +98,7 @@ impl Vsftpd {
             user: "anonymous".to_owned(),
             password: "bench@example.org".to_owned(),
             key: None,
+            curl_home: None,
             server_pid: process.pid(),
         };
         Ok(Vsftpd { _process: process, endpoint })

@@ -156,11 +156,11 @@ pub fn run(bench: &Bench<'_>, wharf: &WharfSetup, protocols: &[Protocol]) -> Vec
                 id: format!("{}.idle_memory", protocol.name().to_lowercase()),
                 protocol: protocol.name(),
                 title: format!("{} memory per idle session, {count} sessions", protocol.name()),
-                peer_name: bench.peers.name_for(*protocol),
                 unit: Unit::KibPerSession,
                 target: Some(Target::WharfAtMost(limit)),
             };
-            (*protocol, count, RowRecorder::new(head, bench.runs))
+            let peers = bench.peers.compared(*protocol);
+            (*protocol, count, RowRecorder::new(head, peers, bench.runs))
         })
         .collect();
     for run in 0..bench.runs {
@@ -168,13 +168,15 @@ pub fn run(bench: &Bench<'_>, wharf: &WharfSetup, protocols: &[Protocol]) -> Vec
             bench.scratch,
             bench.credentials,
             wharf,
+            bench.unftp,
             &selected,
             &format!("memory-{run}"),
         ) {
             Ok(lineup) => lineup,
             Err(err) => {
                 for (_, _, recorder) in &mut recorders {
-                    for side in Side::BOTH {
+                    let sides: Vec<Side> = recorder.sides().collect();
+                    for side in sides {
                         recorder.record(side, run, Err(anyhow::anyhow!("starting: {err:#}")));
                     }
                 }
@@ -182,7 +184,7 @@ pub fn run(bench: &Bench<'_>, wharf: &WharfSetup, protocols: &[Protocol]) -> Vec
             }
         };
         for (protocol, count, recorder) in &mut recorders {
-            for side in Side::order(run) {
+            for side in recorder.order(run) {
                 match lineup.endpoints(side).get(*protocol) {
                     Err(why) => recorder.unavailable(side, why.clone()),
                     Ok(endpoint) if recorder.wants(side) => {
@@ -196,5 +198,5 @@ pub fn run(bench: &Bench<'_>, wharf: &WharfSetup, protocols: &[Protocol]) -> Vec
             }
         }
     }
-    recorders.into_iter().map(|(_, _, recorder)| recorder.finish()).collect()
+    recorders.into_iter().flat_map(|(_, _, recorder)| recorder.finish()).collect()
 }

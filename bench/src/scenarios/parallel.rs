@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use super::{Bench, measure_row, megabytes_per_second, with_server_cpu};
 use crate::cli::Protocol;
-use crate::clients::{Transfer, curl_ftp_to_stdout, limit_for, sftp, sftp_quote, tftp_hpa};
+use crate::clients::{Transfer, curl_to_stdout, limit_for, sftp, sftp_quote, tftp_hpa};
 use crate::dataset::{check, fingerprint_stream, verify};
 use crate::endpoint::{Endpoint, Side};
 use crate::lineup::{DEFAULT_CIPHER, Lineup};
@@ -38,10 +38,11 @@ fn download_all(
             let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
             let label = format!("{tag} client {index}");
             // curl streams its download to us and it is checked on the fly (see
-            // `curl_ftp_to_stdout`); the other clients write files, checked afterwards.
+            // `curl_to_stdout`); the other clients write files, checked afterwards.
             let (mut command, streams) = match protocol {
-                Protocol::Ftp => (curl_ftp_to_stdout(endpoint, false, &source.name), true),
-                Protocol::Ftps => (curl_ftp_to_stdout(endpoint, true, &source.name), true),
+                Protocol::Ftp | Protocol::Ftps => {
+                    (curl_to_stdout(protocol, endpoint, &source.name, &[])?, true)
+                }
                 Protocol::Sftp => {
                     let batch = local.with_extension("batch");
                     let get = format!("get {} {}", source.name, sftp_quote(local));
@@ -93,7 +94,7 @@ pub fn run(bench: &Bench<'_>, lineup: &Lineup, protocols: &[Protocol]) -> Vec<Ro
     let mib = bench.scratch.parallel.print.size / (1024 * 1024);
     protocols
         .iter()
-        .map(|protocol| {
+        .flat_map(|protocol| {
             let client = match protocol {
                 Protocol::Ftp | Protocol::Ftps => "curl",
                 Protocol::Sftp => "sftp",
@@ -107,11 +108,10 @@ pub fn run(bench: &Bench<'_>, lineup: &Lineup, protocols: &[Protocol]) -> Vec<Ro
                     "{} {count} parallel downloads of {mib} MiB ({client})",
                     protocol.name()
                 ),
-                peer_name: bench.peers.name_for(*protocol),
                 unit: Unit::MegabytesPerSecond,
                 target: None,
             };
-            measure_row(head, *protocol, bench.runs, lineup, |side: Side, endpoint, run| {
+            measure_row(bench, head, *protocol, lineup, |side: Side, endpoint, run| {
                 let tag = format!("{}-{}-{run}", id.replace('.', "-"), side.name());
                 download_all(bench, *protocol, endpoint, &tag)
             })

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use super::{Bench, measure_row, megabytes_per_second, wait_for_upload, with_server_cpu};
 use crate::cli::Protocol;
 use crate::clients::{
-    Transfer, atftp, curl_ftp, curl_ftp_to_stdout, curl_transfer_seconds, limit_for,
+    Transfer, atftp, curl_to_stdout, curl_transfer, curl_transfer_seconds, limit_for,
     marked_seconds, sftp, sftp_quote, tftp_hpa,
 };
 use crate::dataset::{Fingerprint, SourceFile, check, fingerprint_stream, verify};
@@ -28,22 +28,30 @@ const SFTP_CIPHERS: [(&str, &str); 2] = [
 
 /// How a row's client moves the file and reports its time.
 #[derive(Debug, Clone, Copy)]
-enum Client<'a> {
-    Curl { tls: bool },
-    Sftp { cipher: &'a str },
+pub(super) enum Client<'a> {
+    /// curl for the row's protocol, with these options on downloads.
+    Curl {
+        options: &'a [&'a str],
+    },
+    Sftp {
+        cipher: &'a str,
+    },
     TftpHpa,
-    Atftp { options: &'a [&'a str] },
+    Atftp {
+        options: &'a [&'a str],
+    },
 }
 
 /// A row's transfer direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
+pub(super) enum Direction {
     Download,
     Upload,
 }
 
 impl Direction {
-    fn name(self) -> &'static str {
+    /// `download` or `upload`.
+    pub(super) fn name(self) -> &'static str {
         match self {
             Direction::Download => "download",
             Direction::Upload => "upload",
@@ -51,7 +59,8 @@ impl Direction {
     }
 }
 
-fn size_label(bytes: u64) -> String {
+/// `64 MiB`, `1 GiB`.
+pub(super) fn size_label(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     if bytes >= 1024 * MIB && bytes.is_multiple_of(1024 * MIB) {
         format!("{} GiB", bytes / (1024 * MIB))
@@ -64,6 +73,7 @@ fn size_label(bytes: u64) -> String {
 /// it was checked as it streamed (curl); otherwise the caller verifies the copy.
 fn timed_transfer(
     client: Client<'_>,
+    protocol: Protocol,
     endpoint: &Endpoint,
     transfer: &Transfer,
     bytes: u64,
@@ -72,21 +82,21 @@ fn timed_transfer(
 ) -> anyhow::Result<(f64, Option<Fingerprint>)> {
     let limit = limit_for(bytes);
     let seconds = match client {
-        Client::Curl { tls } => match transfer {
+        Client::Curl { options } => match transfer {
             Transfer::Get { remote, .. } => {
                 let streamed = RunningCommand::start_consuming(
-                    &mut curl_ftp_to_stdout(endpoint, tls, remote),
+                    &mut curl_to_stdout(protocol, endpoint, remote, options)?,
                     label,
                     move |stdout| fingerprint_stream(stdout, bytes),
                 )?
                 .finish(limit)?
                 .ok(label)?;
-                let seconds = curl_transfer_seconds(&streamed.stderr)?;
+                let seconds = curl_transfer_seconds(&streamed.stderr, protocol)?;
                 return Ok((seconds, Some(streamed.stdout?)));
             }
             Transfer::Put { .. } => {
-                let done = run_ok(&mut curl_ftp(endpoint, tls, transfer), label, limit)?;
-                curl_transfer_seconds(&done.stderr)?
+                let done = run_ok(&mut curl_transfer(protocol, endpoint, transfer)?, label, limit)?;
+                curl_transfer_seconds(&done.stderr, protocol)?
             }
         },
         Client::Sftp { cipher } => {
@@ -111,9 +121,9 @@ fn timed_transfer(
     Ok((seconds, None))
 }
 
-/// Measures one file's download or upload on both sides.
+/// Measures one file's download or upload on Wharf and the protocol's peers.
 #[allow(clippy::too_many_arguments)]
-fn file_row(
+pub(super) fn file_rows(
     bench: &Bench<'_>,
     lineup: &Lineup,
     protocol: Protocol,
@@ -123,16 +133,15 @@ fn file_row(
     client: Client<'_>,
     direction: Direction,
     source: &SourceFile,
-) -> Row {
+) -> Vec<Row> {
     let head = RowHead {
         id: id.clone(),
         protocol: protocol.name(),
         title,
-        peer_name: bench.peers.name_for(protocol),
         unit: Unit::MegabytesPerSecond,
         target,
     };
-    measure_row(head, protocol, bench.runs, lineup, |side: Side, endpoint, run| {
+    measure_row(bench, head, protocol, lineup, |side: Side, endpoint, run| {
         let tag = format!("{}-{}-{}", id.replace('.', "-"), side.name(), run);
         let label = format!("{id} ({})", side.name());
         let bytes = source.print.size;
@@ -143,7 +152,7 @@ fn file_row(
                 let local = bench.scratch.download_path(&tag);
                 let transfer = Transfer::Get { remote: source.name.clone(), local: local.clone() };
                 let timed = with_server_cpu(endpoint, || {
-                    timed_transfer(client, endpoint, &transfer, bytes, &label, &batch)
+                    timed_transfer(client, protocol, endpoint, &transfer, bytes, &label, &batch)
                 });
                 let checked = timed.and_then(|((seconds, streamed), cpu)| {
                     match streamed {
@@ -162,7 +171,7 @@ fn file_row(
                 let transfer = Transfer::Put { local: source.path.clone(), remote };
                 let uploaded = bench.scratch.uploaded(&name);
                 let timed = with_server_cpu(endpoint, || {
-                    timed_transfer(client, endpoint, &transfer, bytes, &label, &batch)
+                    timed_transfer(client, protocol, endpoint, &transfer, bytes, &label, &batch)
                 });
                 let checked = timed
                     .and_then(|((s, _), cpu)| {
@@ -210,7 +219,7 @@ fn plans<'a>(bench: &'a Bench<'_>, protocol: Protocol) -> Vec<Plan<'a>> {
             "FTP",
             format!("{big_size}, curl"),
             at_least_peer,
-            Client::Curl { tls: false },
+            Client::Curl { options: &[] },
             big,
         )],
         Protocol::Ftps => vec![plan(
@@ -218,7 +227,7 @@ fn plans<'a>(bench: &'a Bench<'_>, protocol: Protocol) -> Vec<Plan<'a>> {
             "FTPS explicit PROT P",
             format!("{big_size}, curl"),
             at_least_peer,
-            Client::Curl { tls: true },
+            Client::Curl { options: &[] },
             big,
         )],
         Protocol::Sftp => SFTP_CIPHERS
@@ -269,7 +278,7 @@ pub fn run(bench: &Bench<'_>, lineup: &Lineup, protocols: &[Protocol]) -> Vec<Ro
     for protocol in protocols {
         for plan in plans(bench, *protocol) {
             for direction in [Direction::Download, Direction::Upload] {
-                rows.push(file_row(
+                rows.extend(file_rows(
                     bench,
                     lineup,
                     *protocol,
