@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use crate::cli::Protocol;
 use crate::credentials::SSH_HOST_KEY_TYPE;
 use crate::endpoint::Endpoint;
+use crate::process::{Finished, run};
 
 /// One transfer of one file.
 #[derive(Debug, Clone)]
@@ -232,6 +233,22 @@ fn transfer_seconds(protocol: Protocol, timings: &[(f64, f64)]) -> anyhow::Resul
     };
     anyhow::ensure!(total >= set_up, "curl's timing lines do not add up: {timings:?}");
     Ok((total - set_up).max(1e-6))
+}
+
+/// Runs curl within `limit` and fails unless it exits successfully, quoting its messages
+/// without its timing lines.
+pub fn run_curl(command: &mut Command, label: &str, limit: Duration) -> anyhow::Result<Finished> {
+    let done = run(command, label, limit)?;
+    if done.status.success() {
+        return Ok(done);
+    }
+    let messages: Vec<&str> = done
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && curl_timings(line).is_empty())
+        .collect();
+    bail!("{label} failed ({}): {}", done.status, messages.join(" | "))
 }
 
 /// Seconds curl spent transferring one file (from its stderr; see [`transfer_seconds`]).
@@ -584,5 +601,16 @@ mod tests {
         let text = std::fs::read_to_string(&script).expect("script");
         assert!(text.contains("ftp:ssl-allow no") && !text.contains("ssl-force"), "{text}");
         assert!(lftp(Protocol::Sftp, &ep, "small", &script, &[]).is_err());
+    }
+
+    #[test]
+    fn a_failed_curl_is_quoted_without_its_timing_lines() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo '0.201 0.202' >&2; echo 'curl: (18) got 522' >&2; exit 18"]);
+        let err = run_curl(&mut command, "list", Duration::from_secs(10)).expect_err("exit 18");
+        let text = format!("{err:#}");
+        assert!(text.contains("curl: (18) got 522") && !text.contains("0.201"), "{text}");
+        let mut ok = Command::new("true");
+        assert!(run_curl(&mut ok, "true", Duration::from_secs(10)).is_ok());
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::cli::Protocol;
-use crate::clients::{Transfer, curl_transfer, sftp, tftp_hpa};
+use crate::clients::{Transfer, curl_transfer, run_curl, sftp, tftp_hpa};
 use crate::credentials::Credentials;
 use crate::dataset::verify;
 use crate::endpoint::{Endpoint, Endpoints, Side, Unavailable};
@@ -118,7 +118,7 @@ fn probe(
     let label = format!("{} probe of {}", protocol.name(), side.name());
     match protocol {
         Protocol::Ftp | Protocol::Ftps => {
-            run_ok(&mut curl_transfer(protocol, endpoint, &transfer)?, &label, limit)?
+            run_curl(&mut curl_transfer(protocol, endpoint, &transfer)?, &label, limit)?
         }
         Protocol::Sftp => {
             let batch = local.with_extension("batch");

@@ -137,7 +137,11 @@ pub fn notes(rows: &[Row]) -> String {
         for (side, figure) in [(row.peer_name.as_str(), &row.peer), ("Wharf", &row.wharf)] {
             let note = match figure {
                 Figure::Unavailable { why } => format!("{} {side}: {why}", row.protocol),
-                Figure::Failed { error, .. } => format!("{} ({side}) failed: {error}", row.title),
+                Figure::Failed { error, .. } => {
+                    // One line per note, so the list under the table stays a list.
+                    let error = error.lines().map(str::trim).collect::<Vec<_>>().join(" | ");
+                    format!("{} ({side}) failed: {error}", row.title)
+                }
                 Figure::Measured { .. } => continue,
             };
             if !seen.contains(&note) {
@@ -169,7 +173,7 @@ pub struct RunRecord<'a> {
     pub rows: &'a [Row],
 }
 
-/// The key types of a run: the same on both sides of every row.
+/// The key types of a run: the same on every server of every row.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct KeyTypes {
     /// The FTPS certificate's key, one certificate for both servers.
@@ -188,7 +192,7 @@ impl KeyTypes {
     /// One line for under the table.
     pub fn line(self) -> String {
         format!(
-            "keys, the same on both sides: FTPS certificate {}, SSH host key {}",
+            "keys, the same on every server: FTPS certificate {}, SSH host key {}",
             self.ftps_certificate, self.ssh_host_key
         )
     }
@@ -387,5 +391,21 @@ mod tests {
         let cells = cells(row.clone());
         assert_eq!((cells[2].as_str(), cells[3].as_str()), ("unFTP", "not installed"));
         assert!(notes(&[row]).contains("FTP unFTP: not installed: cargo install unftp"));
+    }
+
+    #[test]
+    fn a_failure_note_is_one_line() {
+        let failed =
+            Figure::Failed { error: "list failed:\ncurl: (13) bad".into(), samples: vec![] };
+        let row = Row::new(
+            &head(Some(Target::RatioAtLeast(1.0)), Unit::FilesPerSecond),
+            &vsftpd(),
+            measured(&[(900.0, None)]),
+            failed,
+            vec![],
+        );
+        let notes = notes(&[row]);
+        assert_eq!(notes.lines().count(), 1, "{notes}");
+        assert!(notes.contains("(Wharf) failed: list failed: | curl: (13) bad"), "{notes}");
     }
 }

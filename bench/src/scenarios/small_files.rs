@@ -16,7 +16,7 @@ use super::{Bench, measure_row, small_files_limit, with_server_cpu};
 use crate::cli::Protocol;
 use crate::clients::{
     curl, curl_download_list, curl_list_seconds, curl_upload_glob, curl_url, lftp, marked_seconds,
-    sftp, sftp_quote,
+    run_curl, sftp, sftp_quote,
 };
 use crate::endpoint::{Endpoint, Side};
 use crate::lineup::{DEFAULT_CIPHER, Lineup};
@@ -134,7 +134,10 @@ fn copy_tree(
     let outcome =
         tree_command(bench, plan, endpoint, tag, &copy).and_then(|(mut command, script)| {
             let limit = small_files_limit(bench, count);
-            let run = with_server_cpu(endpoint, || run_ok(&mut command, &label, limit));
+            let run = with_server_cpu(endpoint, || match client {
+                TreeClient::Session => run_ok(&mut command, &label, limit),
+                TreeClient::CurlList => run_curl(&mut command, &label, limit),
+            });
             let _ = std::fs::remove_file(script);
             run
         });

@@ -11,7 +11,7 @@ use super::{Bench, measure_row, megabytes_per_second, wait_for_upload, with_serv
 use crate::cli::Protocol;
 use crate::clients::{
     Transfer, atftp, curl_to_stdout, curl_transfer, curl_transfer_seconds, limit_for,
-    marked_seconds, sftp, sftp_quote, tftp_hpa,
+    marked_seconds, run_curl, sftp, sftp_quote, tftp_hpa,
 };
 use crate::dataset::{Fingerprint, SourceFile, check, fingerprint_stream, verify};
 use crate::endpoint::{Endpoint, Side};
@@ -95,7 +95,8 @@ fn timed_transfer(
                 return Ok((seconds, Some(streamed.stdout?)));
             }
             Transfer::Put { .. } => {
-                let done = run_ok(&mut curl_transfer(protocol, endpoint, transfer)?, label, limit)?;
+                let done =
+                    run_curl(&mut curl_transfer(protocol, endpoint, transfer)?, label, limit)?;
                 curl_transfer_seconds(&done.stderr, protocol)?
             }
         },
