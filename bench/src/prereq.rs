@@ -28,18 +28,22 @@ fn for_protocol(protocol: Protocol) -> Vec<Needed> {
             needed("curl", "curl"),
             needed("lftp", "lftp"),
         ],
-        Protocol::Ftps => {
-            vec![needed("vsftpd", crate::peers::vsftpd::BINARY), needed("curl", "curl")]
-        }
+        Protocol::Ftps => vec![
+            needed("vsftpd", crate::peers::vsftpd::BINARY),
+            needed("curl", "curl"),
+            needed("lftp", "lftp"),
+        ],
         Protocol::Sftp => vec![
             needed("openssh-server", crate::peers::sshd::BINARY),
             needed("openssh-server", crate::peers::sshd::SFTP_SERVER),
             needed("openssh-client", "sftp"),
+            needed("curl", "curl"),
         ],
         Protocol::Tftp => vec![
             needed("tftpd-hpa", crate::peers::tftpd::BINARY),
             needed("tftp-hpa", "tftp"),
             needed("atftp", "atftp"),
+            needed("curl", "curl"),
         ],
     }
 }
@@ -76,4 +80,19 @@ pub fn check(protocols: &[Protocol]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_protocol_needs_curl_and_ftps_needs_lftp() {
+        let packages =
+            |p: Protocol| -> Vec<&str> { for_protocol(p).iter().map(|n| n.package).collect() };
+        for protocol in Protocol::ALL {
+            assert!(packages(protocol).contains(&"curl"), "curl lists run on {protocol:?}");
+        }
+        assert!(packages(Protocol::Ftps).contains(&"lftp"), "lftp mirror over FTPS");
+    }
 }
