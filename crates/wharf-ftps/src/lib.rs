@@ -15,6 +15,7 @@
 //!
 //! See `docs/protocols/ftps.md` for the configuration, the policies and the measurements.
 
+mod acks;
 pub mod certificates;
 pub mod config;
 pub mod errors;

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use wharf_ftp::{BoxedStream, DataDirection, FtpTls, FtpTlsConnection};
 
+use crate::acks::PromptAcks;
 use crate::certificates::{CertificateSource, Fingerprint, ServerCertificate};
 use crate::errors::CertificateError;
 use crate::resumption::{GateState, GatedSessions, GatedTicketer, IssueGate};
@@ -37,7 +38,7 @@ pub const DATA_READ_BUFFER: usize = 64 * 1024;
 pub const DATA_SEND_BUFFER: usize = 256 * 1024;
 
 /// The stream of a protected data connection.
-type DataStream = tokio_rustls::server::TlsStream<BufReader<TcpStream>>;
+type DataStream = tokio_rustls::server::TlsStream<BufReader<PromptAcks>>;
 
 /// What protected data connections must do and what they get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,15 +228,16 @@ impl ControlTls {
         direction: DataDirection,
     ) -> io::Result<DataStream> {
         let peer = tcp.peer_addr().ok();
-        let buffered = BufReader::with_capacity(DATA_READ_BUFFER, tcp);
+        let buffered = BufReader::with_capacity(DATA_READ_BUFFER, PromptAcks::new(tcp));
         let hello = LazyConfigAcceptor::new(Acceptor::default(), buffered).await?;
         if !self.data.require_session_reuse {
             let config = self.data_config(&IssueGate::new(GateState::Open), direction)?;
-            return hello
+            let stream = hello
                 .into_stream_with(config, |connection| {
                     connection.set_buffer_limit(Some(DATA_SEND_BUFFER));
                 })
-                .await;
+                .await?;
+            return Ok(settled(stream));
         }
         let gate = IssueGate::new(GateState::Closed);
         let mut kind = None;
@@ -256,8 +258,14 @@ impl ControlTls {
         if kind != Some(HandshakeKind::Resumed) {
             return Err(not_resumed(peer, kind));
         }
-        Ok(stream)
+        Ok(settled(stream))
     }
+}
+
+/// A data connection whose handshake is over: its reads stop hurrying acknowledgements.
+fn settled(mut stream: DataStream) -> DataStream {
+    stream.get_mut().0.get_mut().settle();
+    stream
 }
 
 fn not_resumed(peer: Option<std::net::SocketAddr>, kind: Option<HandshakeKind>) -> io::Error {

@@ -8,17 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{TestServer, run_client};
+use common::{TestServer, curl, ftplib_script, lftp, run_client};
 use wharf_testkit::{TEST_PASSWORD, pattern, require_tool, tree_digest};
-
-fn curl(server: &TestServer, args: &[&str]) -> Command {
-    let mut command = Command::new("curl");
-    command
-        .args(["--silent", "--show-error", "--fail", "--max-time", "60", "--cacert"])
-        .arg(&server.certificate)
-        .args(args);
-    command
-}
 
 /// Downloads `names` (files of alice's) in one curl run with `tls_args`, and compares each
 /// with the share.
@@ -149,24 +140,6 @@ fn write_exchange_tree(root: &Path) {
     }
 }
 
-/// An lftp run that forces TLS on the control and data connections (listings included),
-/// trusts any certificate, gives up quickly, and runs `commands` as alice on `url`.
-fn lftp(url: &str, commands: &str) -> Command {
-    let settings = [
-        "ftp:ssl-force true",
-        "ftp:ssl-protect-data true",
-        "ftp:ssl-protect-list true",
-        "ssl:verify-certificate no",
-        "net:max-retries 1",
-        "net:timeout 10",
-        "cmd:fail-exit yes",
-    ];
-    let script: String = settings.iter().map(|setting| format!("set {setting}; ")).collect();
-    let mut command = Command::new("lftp");
-    command.arg("-c").arg(format!("{script}open -u alice,{TEST_PASSWORD} {url}; {commands}"));
-    command
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lftp_mirrors_over_explicit_and_implicit_tls() {
     common::whole_test(async {
@@ -262,15 +235,7 @@ async fn python_ftplib_must_resume_the_session() {
         }
         let server = TestServer::start().await;
         server.share.put("alice/hello.txt", b"hello");
-        let mut python = Command::new("python3");
-        python
-            .arg("-c")
-            .arg(FTPLIB_SCRIPT)
-            .arg(server.ftp.ip().to_string())
-            .arg(server.ftp.port().to_string())
-            .args(["alice", TEST_PASSWORD])
-            .arg(&server.certificate);
-        let output = run_client("python ftplib", python).await;
+        let output = run_client("python ftplib", ftplib_script(&server, FTPLIB_SCRIPT)).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains("refused: 425"), "{stdout}");
         assert!(stdout.contains("did not resume"), "{stdout}");

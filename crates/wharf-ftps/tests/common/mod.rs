@@ -361,6 +361,49 @@ pub async fn read_all<S: AsyncRead + Unpin>(mut data: S) -> std::io::Result<Vec<
     Ok(bytes)
 }
 
+/// curl with `args`, quiet but for errors, failing on an FTP error, trusting the server's
+/// certificate.
+pub fn curl(server: &TestServer, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--fail", "--max-time", "60", "--cacert"])
+        .arg(&server.certificate)
+        .args(args);
+    command
+}
+
+/// An lftp run that forces TLS on the control and data connections (listings included),
+/// trusts any certificate, gives up quickly, and runs `commands` as alice on `url`.
+pub fn lftp(url: &str, commands: &str) -> std::process::Command {
+    let settings = [
+        "ftp:ssl-force true",
+        "ftp:ssl-protect-data true",
+        "ftp:ssl-protect-list true",
+        "ssl:verify-certificate no",
+        "net:max-retries 1",
+        "net:timeout 10",
+        "cmd:fail-exit yes",
+    ];
+    let script: String = settings.iter().map(|setting| format!("set {setting}; ")).collect();
+    let mut command = std::process::Command::new("lftp");
+    command.arg("-c").arg(format!("{script}open -u alice,{TEST_PASSWORD} {url}; {commands}"));
+    command
+}
+
+/// Python running `script` with the arguments the tests' ftplib scripts take: the FTP
+/// listener's address and port, alice's name and password, the certificate to trust.
+pub fn ftplib_script(server: &TestServer, script: &str) -> std::process::Command {
+    let mut python = std::process::Command::new("python3");
+    python
+        .arg("-c")
+        .arg(script)
+        .arg(server.ftp.ip().to_string())
+        .arg(server.ftp.port().to_string())
+        .args(["alice", TEST_PASSWORD])
+        .arg(&server.certificate);
+    python
+}
+
 /// Runs a real client to its end on a blocking thread (so the server keeps running on the
 /// test's runtime), bounded by [`STEP`], and fails the test with its output unless it
 /// succeeded.
