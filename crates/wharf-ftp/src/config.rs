@@ -46,6 +46,15 @@ pub struct FtpConfig {
     pub anonymous_user: Option<String>,
     /// Text of the `220` greeting.
     pub banner: String,
+    /// Least time between a client sending `PASV`/`EPSV` and its reply arriving, counting the
+    /// network's round trip (the kernel's smallest estimate for the control connection): the
+    /// server holds the reply for what the network does not already take. At most
+    /// [`MAX_PASSIVE_REPLY_DELAY`]; `0s` turns it off. curl 7.x and 8.0 to 8.6 wait a whole
+    /// second for a data connection when the reply is already there the moment they look for
+    /// it (see `crate::pacing`); only nearby clients are ever held, and only speed depends on
+    /// it.
+    #[serde(deserialize_with = "passive_reply_delay")]
+    pub passive_reply_delay: Duration,
 }
 
 impl Default for FtpConfig {
@@ -63,8 +72,28 @@ impl Default for FtpConfig {
             limits: SessionLimits::default(),
             anonymous_user: None,
             banner: "Wharf FTP server ready.".to_owned(),
+            passive_reply_delay: DEFAULT_PASSIVE_REPLY_DELAY,
         }
     }
+}
+
+/// The default of [`FtpConfig::passive_reply_delay`].
+pub const DEFAULT_PASSIVE_REPLY_DELAY: Duration = Duration::from_micros(100);
+
+/// The most [`FtpConfig::passive_reply_delay`] may be: each passive transfer of a nearby
+/// client pays it once.
+pub const MAX_PASSIVE_REPLY_DELAY: Duration = Duration::from_micros(200);
+
+fn passive_reply_delay<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let delay: Duration = humantime_serde::deserialize(deserializer)?;
+    if delay > MAX_PASSIVE_REPLY_DELAY {
+        return Err(serde::de::Error::custom(format!(
+            "passive_reply_delay {} is more than the most allowed, {}",
+            humantime_serde::re::humantime::format_duration(delay),
+            humantime_serde::re::humantime::format_duration(MAX_PASSIVE_REPLY_DELAY),
+        )));
+    }
+    Ok(delay)
 }
 
 /// A range of TCP ports, both ends included.
@@ -169,6 +198,7 @@ max_login_failures: 5
 limits: { max_sessions: 10, max_sessions_per_address: 2 }
 anonymous_user: guest
 banner: Hello
+passive_reply_delay: 50us
 "#,
         )
         .expect("valid");
@@ -179,6 +209,7 @@ banner: Hello
         assert_eq!(config.idle_timeout, Duration::from_secs(900));
         assert_eq!(config.limits.max_sessions_per_address, 2);
         assert_eq!(config.anonymous_user.as_deref(), Some("guest"));
+        assert_eq!(config.passive_reply_delay, Duration::from_micros(50));
     }
 
     #[test]
@@ -195,5 +226,15 @@ banner: Hello
             Ok(PassiveAddress::Local)
         );
         assert_eq!("1-1".parse::<PortRange>().map(|r| r.len()), Ok(1));
+        assert_eq!(
+            parse("passive_reply_delay: 0s").map(|c| c.passive_reply_delay),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(
+            parse("passive_reply_delay: 200us").map(|c| c.passive_reply_delay),
+            Ok(MAX_PASSIVE_REPLY_DELAY)
+        );
+        let err = parse("passive_reply_delay: 1ms").expect_err("over the bound");
+        assert!(err.contains("passive_reply_delay 1ms") && err.contains("200us"), "{err}");
     }
 }

@@ -21,6 +21,7 @@ mod data;
 pub mod errors;
 pub mod hash;
 pub mod listing;
+mod pacing;
 mod probe;
 pub mod reply;
 mod server;

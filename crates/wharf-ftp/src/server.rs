@@ -23,8 +23,9 @@ const LISTEN_BACKLOG: i32 = 1024;
 
 /// Descriptors one FTP or FTPS session holds at most, besides one per mount of its user: the
 /// control socket; the probe's duplicate of it; two data sockets (the passive listener and
-/// the connection it accepts, which coexist until the accept returns; or, while `PASV`
-/// replaces a waiting listener, the new one and the old); and two for storage (an upload
+/// the connection it accepts, which coexist until the accept returns; or, while the reply to
+/// `PASV` is held for a nearby client, the new listener and the timer that holds it: a
+/// listener still waiting from an earlier `PASV` is closed first); and two for storage (an upload
 /// holds its temporary file and the folder it is published into; a download, its file; a
 /// listing, its folder; a command such as `RNTO`, the two parent folders cap-std opens for a
 /// moment). Other commands wait while a transfer runs, so storage never holds more at once.

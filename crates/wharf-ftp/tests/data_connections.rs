@@ -316,3 +316,27 @@ async fn telnet_abort_sequence_before_abor_is_understood() {
     })
     .await
 }
+
+/// The reply to `PASV`/`EPSV` of a client this close (loopback) leaves no sooner than
+/// `passive_reply_delay` after the command was read, so curl before 8.7 finds it only once it
+/// waits on the control connection (`src/pacing.rs`). Measured from before the command is
+/// sent, so the bound holds whatever the machine's load; without the hold a loopback round
+/// trip takes a fraction of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_replies_to_a_nearby_client_wait_for_the_configured_delay() {
+    common::within_test_limit(async {
+        let delay = wharf_ftp::config::MAX_PASSIVE_REPLY_DELAY;
+        let server =
+            TestServer::start_with(common::USERS, |c| c.passive_reply_delay = delay, None).await;
+        let mut client = server.login("alice").await;
+        let mut quickest = Duration::MAX;
+        for command in ["EPSV", "PASV"].into_iter().cycle().take(40) {
+            let sent = std::time::Instant::now();
+            let reply = client.cmd(command).await;
+            quickest = quickest.min(sent.elapsed());
+            assert!(reply.code == 229 || reply.code == 227, "{command}: {reply:?}");
+        }
+        assert!(quickest >= delay, "a passive reply came after {quickest:?}, before {delay:?}");
+    })
+    .await
+}

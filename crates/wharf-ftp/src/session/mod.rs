@@ -475,8 +475,8 @@ impl FtpSession {
             }
             Command::Mlst(path) => self.mlst(path.as_ref()).await.into(),
             Command::Abor => self.abor_idle().into(),
-            Command::Pasv => self.pasv().into(),
-            Command::Epsv(arg) => self.epsv(arg).into(),
+            Command::Pasv => self.pasv().await.into(),
+            Command::Epsv(arg) => self.epsv(arg).await.into(),
             Command::Port(target) => self.port(SocketAddr::V4(target)).into(),
             Command::Eprt(target) => self.port(target).into(),
             Command::Site(site) => self.site(site).await.into(),

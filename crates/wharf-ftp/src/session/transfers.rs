@@ -3,7 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use wharf_access::Session;
 use wharf_vfs::{Error, VPath, WriteMode};
@@ -14,6 +16,7 @@ use crate::config::PassiveAddress;
 use crate::data::transfer::{ListingFormat, Payload, Progress, Transfer};
 use crate::data::{DataLink, DataSetup, PassiveListener, canonical, check_active_target};
 use crate::listing;
+use crate::pacing::{passive_reply_hold, sleep_precisely};
 use crate::probe::UploadWitness;
 use crate::reply::Reply;
 use crate::tls::FtpTlsConnection;
@@ -47,13 +50,28 @@ impl FtpSession {
             .map_err(|_| Reply::new(425, "Can't open a passive data port."))
     }
 
-    pub(super) fn pasv(&mut self) -> Handled {
+    /// Holds the reply to a passive command until `ftp.passive_reply_delay`, less the network's
+    /// share, after the command was read (`crate::pacing`).
+    fn hold_passive_reply(&self) -> impl Future<Output = ()> + Send + 'static {
+        let delay = self.context.config.passive_reply_delay;
+        let hold = if delay.is_zero() {
+            Duration::ZERO
+        } else {
+            passive_reply_hold(delay, self.probe.as_ref().and_then(|probe| probe.min_rtt()))
+        };
+        let left = (self.last_command_at + hold).saturating_duration_since(Instant::now());
+        sleep_precisely(left)
+    }
+
+    pub(super) async fn pasv(&mut self) -> Handled {
         if self.settings.epsv_only {
             return Err(Reply::new(503, "EPSV ALL is in force: use EPSV."));
         }
         let IpAddr::V4(local) = canonical(self.local.ip()) else {
             return Err(Reply::new(425, "PASV works over IPv4 only; use EPSV."));
         };
+        // A listener still waiting from an earlier PASV is closed before the next is opened.
+        self.data = None;
         let listener = self.bind_passive(IpAddr::V4(local))?;
         let port = Self::passive_port(&listener)?;
         let announced = match self.context.config.passive_address {
@@ -63,10 +81,11 @@ impl FtpSession {
         self.data = Some(DataSetup::Passive(listener));
         let [a, b, c, d] = announced.octets();
         let [hi, lo] = port.to_be_bytes();
+        self.hold_passive_reply().await;
         Ok(Reply::new(227, format!("Entering Passive Mode ({a},{b},{c},{d},{hi},{lo}).")))
     }
 
-    pub(super) fn epsv(&mut self, arg: EpsvArg) -> Handled {
+    pub(super) async fn epsv(&mut self, arg: EpsvArg) -> Handled {
         let local = canonical(self.local.ip());
         let family = NetworkProtocol::of(local);
         match arg {
@@ -82,9 +101,11 @@ impl FtpSession {
             }
             EpsvArg::Protocol(_) | EpsvArg::Any => {}
         }
+        self.data = None;
         let listener = self.bind_passive(local)?;
         let port = Self::passive_port(&listener)?;
         self.data = Some(DataSetup::Passive(listener));
+        self.hold_passive_reply().await;
         Ok(Reply::new(229, format!("Entering Extended Passive Mode (|||{port}|).")))
     }
 
