@@ -72,8 +72,16 @@ pub trait FtpTlsConnection: Send + Sync {
 pub enum DataDirection {
     /// Server to client: downloads and listings.
     ToClient,
-    /// Client to server: uploads.
+    /// Client to server: uploads. The client may close the connection without reading
+    /// anything the server sends after the handshake.
     FromClient,
+    /// The client began the handshake before it sent its transfer command (curl does), so
+    /// which way the bytes will flow may not be known yet. Such a client drives TLS by
+    /// itself, and the session holds an upload's `150` until this handshake has returned:
+    /// whatever the handshake sent is in the client's hands before it is told to send the
+    /// file, and a client that reads its connection once before closing it (curl) finds it
+    /// there.
+    ClientFirst,
 }
 
 /// What a listener demands of its clients' use of TLS.

@@ -248,3 +248,170 @@ async fn a_control_handshake_that_never_ends_is_cut_off() {
     })
     .await
 }
+
+/// A provider whose data handshakes say when they begin and then wait for the test's word. A
+/// client that began its handshake first sent `HELLO`, which the handshake takes; the
+/// handshake then sends `TICKET` (what a TLS 1.3 server sends when its handshake ends).
+struct Gated {
+    started: tokio::sync::mpsc::UnboundedSender<DataDirection>,
+    go: Arc<tokio::sync::Semaphore>,
+}
+
+impl FtpTls for Gated {
+    fn connection(&self) -> Arc<dyn FtpTlsConnection> {
+        Arc::new(Gated { started: self.started.clone(), go: self.go.clone() })
+    }
+}
+
+#[async_trait]
+impl FtpTlsConnection for Gated {
+    async fn secure_control(&self, stream: BoxedStream) -> io::Result<BoxedStream> {
+        Ok(stream)
+    }
+
+    async fn secure_data(
+        &self,
+        mut stream: TcpStream,
+        direction: DataDirection,
+    ) -> io::Result<BoxedStream> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let _ = self.started.send(direction);
+        self.go.acquire().await.map_err(io::Error::other)?.forget();
+        if direction == DataDirection::ClientFirst {
+            let mut hello = [0u8; 5];
+            stream.read_exact(&mut hello).await?;
+            assert_eq!(&hello, b"HELLO");
+        }
+        stream.write_all(b"TICKET").await?;
+        Ok(Box::new(stream))
+    }
+}
+
+/// A server whose data handshakes go through [`Gated`]: the handshakes' directions arrive on
+/// the receiver as they begin; each waits for a permit of the semaphore.
+async fn gated_server()
+-> (TestServer, tokio::sync::mpsc::UnboundedReceiver<DataDirection>, Arc<tokio::sync::Semaphore>) {
+    let (started, handshakes) = tokio::sync::mpsc::unbounded_channel();
+    let go = Arc::new(tokio::sync::Semaphore::new(0));
+    let provider = Gated { started, go: go.clone() };
+    let tls = TlsSetup { provider: Arc::new(provider), policy: TlsPolicy::default() };
+    (TestServer::start_with(common::USERS, |_| {}, Some(tls)).await, handshakes, go)
+}
+
+/// alice, logged in after `AUTH TLS`, with `PROT P`.
+async fn protected_session(server: &TestServer) -> RawClient {
+    let mut client = RawClient::connect(server.addr).await;
+    client.expect("AUTH TLS", 234).await;
+    client.login("alice").await;
+    client.expect("PBSZ 0", 200).await;
+    client.expect("PROT P", 200).await;
+    client
+}
+
+/// Sends `content` on `data`, ends it, and checks the `226` and what was stored at `stored`.
+async fn finish_upload(
+    client: &mut RawClient,
+    mut data: TcpStream,
+    content: &[u8],
+    stored: &std::path::Path,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    data.write_all(content).await.expect("upload");
+    data.shutdown().await.expect("end of the file");
+    assert_eq!(client.reply().await.expect("226").code, 226);
+    assert!(std::fs::read(stored).expect("stored") == content, "{stored:?}");
+}
+
+/// A protected upload whose client began the data connection's handshake before it sent the
+/// command gets its 150 only once the handshake has returned, so whatever the handshake sent
+/// is at the client before it sends the file (curl then reads the TLS 1.3 tickets before it
+/// closes, and has one for its next upload). A client that waits for the 150 before its
+/// handshake gets it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_client_began_the_handshake_hears_150_after_it() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    common::within_test_limit(async {
+        let (server, mut handshakes, go) = gated_server().await;
+        let mut client = protected_session(&server).await;
+        let content = pattern(100_000);
+
+        // The client's hello is on the data connection before STOR.
+        let data_addr = client.epsv().await;
+        let mut data =
+            common::bounded("connect", TcpStream::connect(data_addr)).await.expect("data");
+        data.write_all(b"HELLO").await.expect("hello");
+        client.send("STOR early.bin").await;
+        let direction = common::bounded("handshake", handshakes.recv()).await.expect("begun");
+        assert_eq!(direction, DataDirection::ClientFirst);
+        assert!(!client.reply_waiting(), "the 150 came before the handshake returned");
+        go.add_permits(1);
+        assert_eq!(client.reply().await.expect("150").code, 150);
+        let mut ticket = [0u8; 6];
+        data.read_exact(&mut ticket).await.expect("what the handshake sent");
+        assert_eq!(&ticket, b"TICKET");
+        finish_upload(&mut client, data, &content, &server.share.root.join("alice/early.bin"))
+            .await;
+
+        // A client that waits for the 150 before its handshake is answered at once, and its
+        // upload's handshake is told that it may not read what comes after it.
+        let data_addr = client.epsv().await;
+        let data = common::bounded("connect", TcpStream::connect(data_addr)).await.expect("data");
+        client.send("STOR late.bin").await;
+        assert_eq!(client.reply().await.expect("150").code, 150);
+        let direction = common::bounded("handshake", handshakes.recv()).await.expect("begun");
+        assert_eq!(direction, DataDirection::FromClient);
+        go.add_permits(1);
+        finish_upload(&mut client, data, &content, &server.share.root.join("alice/late.bin")).await;
+
+        // Downloads are never held.
+        let data_addr = client.epsv().await;
+        let mut data =
+            common::bounded("connect", TcpStream::connect(data_addr)).await.expect("data");
+        client.send("RETR early.bin").await;
+        assert_eq!(client.reply().await.expect("150").code, 150);
+        assert_eq!(
+            common::bounded("handshake", handshakes.recv()).await,
+            Some(DataDirection::ToClient)
+        );
+        go.add_permits(1);
+        let mut received = Vec::new();
+        data.read_to_end(&mut received).await.expect("download");
+        assert_eq!(client.reply().await.expect("226").code, 226);
+        assert!(received.len() == 6 + content.len(), "TICKET, then the file");
+    })
+    .await
+}
+
+/// A client that begins the data connection's handshake and then asks something else first
+/// (curl sends `SIZE` between its hello and its `RETR`, and before 8.7 waits for the
+/// handshake before it reads the answer) has the handshake served before any transfer
+/// command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_the_client_begins_is_served_before_its_transfer_command() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    common::within_test_limit(async {
+        let (server, mut handshakes, go) = gated_server().await;
+        server.share.put("alice/file.bin", b"the file");
+        let mut client = protected_session(&server).await;
+        let data_addr = client.epsv().await;
+        let mut data =
+            common::bounded("connect", TcpStream::connect(data_addr)).await.expect("data");
+        data.write_all(b"HELLO").await.expect("hello");
+        client.expect("SIZE file.bin", 213).await;
+        let direction = common::bounded("handshake", handshakes.recv()).await.expect("begun");
+        assert_eq!(direction, DataDirection::ClientFirst, "not yet known which way");
+        go.add_permits(1);
+        let mut ticket = [0u8; 6];
+        common::bounded("the handshake's end", data.read_exact(&mut ticket)).await.expect("read");
+        assert_eq!(&ticket, b"TICKET");
+        let status = client.expect("STAT", 211).await;
+        assert!(status.text().contains("TLS ready"), "{status:?}");
+        client.expect("RETR file.bin", 150).await;
+        let mut received = Vec::new();
+        data.read_to_end(&mut received).await.expect("download");
+        assert_eq!(received, b"the file");
+        assert_eq!(client.reply().await.expect("226").code, 226);
+        assert!(handshakes.try_recv().is_err(), "one handshake for the connection");
+    })
+    .await
+}

@@ -201,7 +201,10 @@ impl ControlTls {
             // close without reading them; when they arrive before or after that close, the
             // client's kernel resets the connection and drops whatever of the upload it had
             // not sent yet. So uploads get no new tickets (TLS 1.2 tickets are part of the
-            // handshake and stay). See docs/protocols/ftps.md.
+            // handshake and stay), except when the session holds the upload's 150 until this
+            // handshake is over (`ClientFirst`): then the tickets are at the
+            // client before it sends a byte, and curl reads them before it closes. See
+            // docs/protocols/ftps.md.
             config.send_tls13_tickets = 0;
         }
         Ok(Arc::new(config))

@@ -76,6 +76,34 @@ impl PassiveListener {
         self.listener.local_addr()
     }
 
+    /// A connection from `peer_ip` the kernel has already completed, taken without waiting;
+    /// `None` when there is none yet. Connections from other addresses are closed and logged,
+    /// as [`PassiveListener::accept`] does.
+    pub(crate) fn take_waiting(&self, peer_ip: IpAddr) -> Result<Option<TcpStream>, DataError> {
+        let expected = canonical(peer_ip);
+        loop {
+            let accepted = rustix::net::acceptfrom_with(
+                &self.listener,
+                rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+            );
+            let (socket, from) = match accepted {
+                Ok(accepted) => accepted,
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Ok(None),
+                Err(err) => return Err(DataError::Io(err.into())),
+            };
+            let from = from.and_then(|from| SocketAddr::try_from(from).ok());
+            if from.is_some_and(|from| canonical(from.ip()) == expected) {
+                let stream = std::net::TcpStream::from(socket);
+                return TcpStream::from_std(stream).map(Some).map_err(DataError::Io);
+            }
+            tracing::warn!(
+                from = ?from,
+                expected = %expected,
+                "refused a passive data connection from a foreign address"
+            );
+        }
+    }
+
     /// Accepts the data connection from `peer_ip` by `deadline`. Connections from any other
     /// address are closed at once and logged.
     pub(crate) async fn accept(
@@ -83,14 +111,18 @@ impl PassiveListener {
         peer_ip: IpAddr,
         deadline: Instant,
     ) -> Result<TcpStream, DataError> {
+        match tokio::time::timeout_at(deadline, self.accept_from(peer_ip)).await {
+            Ok(accepted) => accepted,
+            Err(_) => Err(DataError::Timeout),
+        }
+    }
+
+    /// Waits for the data connection from `peer_ip`, closing and logging connections from any
+    /// other address. Cancel-safe: a connection not yet taken stays queued.
+    pub(crate) async fn accept_from(&self, peer_ip: IpAddr) -> Result<TcpStream, DataError> {
         let expected = canonical(peer_ip);
         loop {
-            let accepted = tokio::time::timeout_at(deadline, self.listener.accept()).await;
-            let (stream, from) = match accepted {
-                Ok(Ok(accepted)) => accepted,
-                Ok(Err(err)) => return Err(DataError::Io(err)),
-                Err(_) => return Err(DataError::Timeout),
-            };
+            let (stream, from) = self.listener.accept().await.map_err(DataError::Io)?;
             if canonical(from.ip()) == expected {
                 return Ok(stream);
             }

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use wharf_access::{Download, Listing, Session, Upload};
 use wharf_vfs::{DirEntry, TRANSFER_CHUNK, VPath};
 
-use super::{DataLink, DataSetup, DataStream};
+use super::{DataLink, DataSetup, DataStream, Opening};
 use crate::ascii::{FromNetwork, ToNetwork};
 use crate::errors::reply_for_error;
 use crate::listing::{self, MlstFact};
@@ -158,17 +158,19 @@ pub(crate) struct Transfer {
     pub(crate) progress: Arc<Progress>,
     /// The reply when everything went well (`226 ...`).
     pub(crate) success: Reply,
+    /// Lets the session send the `150`.
+    pub(crate) opening: Opening,
 }
 
 impl Transfer {
     /// Makes the data connection, moves the payload and returns the final reply.
     pub(crate) async fn run(self) -> Reply {
-        let Transfer { setup, link, payload, progress, success } = self;
+        let Transfer { setup, link, payload, progress, success, mut opening } = self;
         let direction = match payload {
             Payload::Upload { .. } => DataDirection::FromClient,
             _ => DataDirection::ToClient,
         };
-        let mut stream = match setup.establish(&link, direction).await {
+        let mut stream = match setup.establish(&link, direction, &mut opening).await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::info!(error = %err, "data connection not established");

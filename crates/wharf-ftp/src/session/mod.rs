@@ -58,6 +58,15 @@ enum Answer {
 /// handlers can use `?` on each step.
 type Handled = Result<Reply, Reply>;
 
+/// The result of a handler that starts a transfer: how its `150` is answered, or the refusal.
+type Started = Result<Answer, Reply>;
+
+impl From<Started> for Answer {
+    fn from(started: Started) -> Answer {
+        started.unwrap_or_else(Answer::Reply)
+    }
+}
+
 impl From<Reply> for Answer {
     fn from(reply: Reply) -> Answer {
         Answer::Reply(reply)
@@ -164,11 +173,24 @@ struct RunningTransfer {
     description: String,
     /// For an upload: what decides, if the control connection ends first, whether it goes on.
     witness: Option<Arc<UploadWitness>>,
+    /// The `150`, while the transfer holds it back.
+    opening: Option<HeldOpening>,
+}
+
+/// A `150` the transfer has not let go yet (`crate::data::Opening`).
+struct HeldOpening {
+    reply: Reply,
+    /// Fires (or closes) when the transfer lets it go.
+    released: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// What woke the session up.
 enum Event {
     Input(io::Result<Option<Decoded>>),
+    /// The running transfer let its `150` go.
+    Opened,
+    /// The data connection set up for the next transfer went a step further.
+    DataProgress,
     TransferDone(Reply),
     Timeout,
     Draining,
@@ -243,6 +265,8 @@ impl FtpSession {
         loop {
             let flow = match self.next_event().await {
                 Event::Input(input) => self.on_input(input).await,
+                Event::Opened => self.send_opening().await,
+                Event::DataProgress => Flow::Continue,
                 Event::TransferDone(reply) => self.on_transfer_done(reply).await,
                 Event::Timeout => {
                     let text = if self.is_logged_in() {
@@ -279,19 +303,43 @@ impl FtpSession {
             Some(transfer) => {
                 let may_read =
                     self.deferred.is_none() && !self.quit_after_transfer && !self.control_ended;
+                let held = transfer.opening.as_mut().map(|opening| &mut opening.released);
+                let opened = async {
+                    match held {
+                        Some(released) => drop(released.await),
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     () = shutdown.terminated() => Event::Terminated,
+                    () = opened => Event::Opened,
                     reply = transfer.future.as_mut() => Event::TransferDone(reply),
                     input = self.control.next_line(), if may_read => Event::Input(input),
                 }
             }
             None => {
                 let deadline = self.deadline();
+                // A protected passive connection goes as far as its client leads before the
+                // transfer command (`DataSetup::advance`).
+                let early = match (&mut self.data, &self.tls.connection) {
+                    (Some(setup), Some(tls)) if self.tls.protect_data && setup.can_advance() => {
+                        Some((setup, tls))
+                    }
+                    _ => None,
+                };
+                let peer = self.peer.ip();
+                let advance = async {
+                    match early {
+                        Some((setup, tls)) => setup.advance(peer, tls).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     () = shutdown.draining() => Event::Draining,
                     () = tokio::time::sleep_until(deadline) => Event::Timeout,
+                    () = advance => Event::DataProgress,
                     input = self.control.next_line() => Event::Input(input),
                 }
             }
@@ -391,7 +439,21 @@ impl FtpSession {
         }
     }
 
+    /// Sends the running transfer's held `150`, if it has one.
+    async fn send_opening(&mut self) -> Flow {
+        match self.transfer.as_mut().and_then(|transfer| transfer.opening.take()) {
+            Some(opening) => self.answer(opening.reply.into()).await,
+            None => Flow::Continue,
+        }
+    }
+
     async fn on_transfer_done(&mut self, reply: Reply) -> Flow {
+        // A transfer that ended before it let its 150 go (its data connection failed) still
+        // answers in order: 150, then the outcome.
+        if self.send_opening().await == Flow::Close {
+            self.transfer = None;
+            return Flow::Close;
+        }
         self.transfer = None;
         self.last_command_at = Instant::now();
         if self.control_ended {

@@ -10,11 +10,13 @@ use tokio::time::Instant;
 use wharf_access::Session;
 use wharf_vfs::{Error, VPath, WriteMode};
 
-use super::{DataType, FtpSession, Handled, RunningTransfer, storage_error};
+use super::{
+    Answer, DataType, FtpSession, Handled, HeldOpening, RunningTransfer, Started, storage_error,
+};
 use crate::command::{EpsvArg, NetworkProtocol, PathArg};
 use crate::config::PassiveAddress;
 use crate::data::transfer::{ListingFormat, Payload, Progress, Transfer};
-use crate::data::{DataLink, DataSetup, PassiveListener, canonical, check_active_target};
+use crate::data::{DataLink, DataSetup, Opening, PassiveListener, canonical, check_active_target};
 use crate::listing;
 use crate::pacing::{passive_reply_hold, sleep_precisely};
 use crate::probe::UploadWitness;
@@ -144,14 +146,24 @@ impl FtpSession {
         Ok((tls, setup))
     }
 
+    /// Starts `payload` moving and answers `opening` (the `150`): at once, or, for a protected
+    /// upload, once the transfer lets it go (`crate::data::Opening`).
     fn start_transfer(
         &mut self,
         setup: DataSetup,
         tls: Option<Arc<dyn FtpTlsConnection>>,
         payload: Payload,
         description: String,
+        opening: Reply,
         success: Reply,
-    ) {
+    ) -> Answer {
+        let (held, reply, pending) = match (&tls, &payload) {
+            (Some(_), Payload::Upload { .. }) => {
+                let (held, released) = Opening::held();
+                (held, Answer::Sent, Some(HeldOpening { reply: opening, released }))
+            }
+            _ => (Opening::default(), Answer::Reply(opening), None),
+        };
         let config = &self.context.config;
         let link = DataLink {
             peer_ip: self.peer.ip(),
@@ -165,13 +177,16 @@ impl FtpSession {
             Payload::Upload { client, .. } => Some(client.clone()),
             _ => None,
         };
-        let transfer = Transfer { setup, link, payload, progress: progress.clone(), success };
+        let transfer =
+            Transfer { setup, link, payload, progress: progress.clone(), success, opening: held };
         self.transfer = Some(RunningTransfer {
             future: Box::pin(transfer.run()),
             progress,
             description,
             witness,
+            opening: pending,
         });
+        reply
     }
 
     /// The witness of an upload beginning now (`crate::probe`).
@@ -186,7 +201,7 @@ impl FtpSession {
         }
     }
 
-    pub(super) async fn retr(&mut self, arg: &PathArg) -> Handled {
+    pub(super) async fn retr(&mut self, arg: &PathArg) -> Started {
         let (session, path) = self.resolve(arg)?;
         let restart = self.pending.restart.take();
         let range = self.pending.range.take();
@@ -210,13 +225,12 @@ impl FtpSession {
         );
         let payload = Payload::Download { download, offset, length, ascii };
         let success = Reply::new(226, "Transfer complete.");
-        self.start_transfer(setup, tls, payload, format!("RETR {path}"), success);
-        Ok(opening)
+        Ok(self.start_transfer(setup, tls, payload, format!("RETR {path}"), opening, success))
     }
 
     /// `STOR`: a whole-file upload published atomically when it completes, or after `REST`
     /// a resumed upload written in place from the offset.
-    pub(super) async fn stor(&mut self, arg: &PathArg) -> Handled {
+    pub(super) async fn stor(&mut self, arg: &PathArg) -> Started {
         let mode = match self.pending.restart.take() {
             Some(offset) if offset > 0 => WriteMode::At(offset),
             _ => WriteMode::Replace,
@@ -225,12 +239,12 @@ impl FtpSession {
     }
 
     /// `APPE`: written in place at the end of the file.
-    pub(super) async fn appe(&mut self, arg: &PathArg) -> Handled {
+    pub(super) async fn appe(&mut self, arg: &PathArg) -> Started {
         self.pending.restart = None;
         self.upload(arg, WriteMode::Append, "APPE").await
     }
 
-    async fn upload(&mut self, arg: &PathArg, mode: WriteMode, verb: &str) -> Handled {
+    async fn upload(&mut self, arg: &PathArg, mode: WriteMode, verb: &str) -> Started {
         self.pending.range = None;
         let (session, path) = self.resolve(arg)?;
         let (tls, setup) = self.transfer_prerequisites()?;
@@ -242,14 +256,13 @@ impl FtpSession {
         );
         let payload = Payload::Upload { upload, ascii, client: self.upload_witness() };
         let success = Reply::new(226, "Transfer complete.");
-        self.start_transfer(setup, tls, payload, format!("{verb} {path}"), success);
-        Ok(opening)
+        Ok(self.start_transfer(setup, tls, payload, format!("{verb} {path}"), opening, success))
     }
 
     /// `STOU`: stores under a new name the server chooses, in the working directory, or next
     /// to the name given (`name.<random>`). Publishing refuses to replace a file that appeared
     /// meanwhile.
-    pub(super) async fn stou(&mut self, arg: Option<&PathArg>) -> Handled {
+    pub(super) async fn stou(&mut self, arg: Option<&PathArg>) -> Started {
         self.pending.restart = None;
         self.pending.range = None;
         let (session, base) = self.resolve_or_cwd(arg)?;
@@ -267,13 +280,12 @@ impl FtpSession {
         let opening = Reply::new(150, format!("FILE: {name}"));
         let payload = Payload::Upload { upload, ascii, client: self.upload_witness() };
         let success = Reply::new(226, format!("Transfer complete; stored as {name}."));
-        self.start_transfer(setup, tls, payload, format!("STOU {path}"), success);
-        Ok(opening)
+        Ok(self.start_transfer(setup, tls, payload, format!("STOU {path}"), opening, success))
     }
 
     /// `LIST`, `NLST`, `MLSD`: a directory's entries over a data connection (or, for `LIST`
     /// and `NLST` of a file, that file alone).
-    pub(super) async fn list(&mut self, arg: Option<&PathArg>, kind: ListKind) -> Handled {
+    pub(super) async fn list(&mut self, arg: Option<&PathArg>, kind: ListKind) -> Started {
         let (session, path) = self.resolve_or_cwd(arg)?;
         let (tls, setup) = self.transfer_prerequisites()?;
         let meta = session.stat(&path).await.map_err(storage_error)?;
@@ -298,8 +310,8 @@ impl FtpSession {
             }
         };
         let success = Reply::new(226, "Directory send OK.");
-        self.start_transfer(setup, tls, payload, format!("listing of {path}"), success);
-        Ok(Reply::new(150, "Here comes the directory listing."))
+        let opening = Reply::new(150, "Here comes the directory listing.");
+        Ok(self.start_transfer(setup, tls, payload, format!("listing of {path}"), opening, success))
     }
 }
 

@@ -162,6 +162,16 @@ impl RawClient {
         self.reader.into_inner().reunite(self.writer).expect("the halves of one stream")
     }
 
+    /// Whether a reply has arrived that the test has not read yet, asked without waiting.
+    pub fn reply_waiting(&self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let socket: &TcpStream = self.writer.as_ref();
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        matches!(rustix::net::recv(socket, &mut [0u8; 1], flags), Ok((1.., _)))
+    }
+
     /// Sends raw bytes (no line ending added).
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         bounded("send", self.writer.write_all(bytes)).await.expect("send");
