@@ -51,8 +51,8 @@ pub struct FtpConfig {
     /// server holds the reply for what the network does not already take. At most
     /// [`MAX_PASSIVE_REPLY_DELAY`]; `0s` turns it off. curl 7.x and 8.0 to 8.6 wait a whole
     /// second for a data connection when the reply is already there the moment they look for
-    /// it (see `crate::pacing`); only nearby clients are ever held, and only speed depends on
-    /// it.
+    /// it (see `crate::pacing`); only nearby clients that have not sent `FEAT` are ever held,
+    /// and only speed depends on it.
     #[serde(deserialize_with = "passive_reply_delay")]
     pub passive_reply_delay: Duration,
 }

@@ -340,3 +340,25 @@ async fn passive_replies_to_a_nearby_client_wait_for_the_configured_delay() {
     })
     .await
 }
+
+/// A client that asked for `FEAT` (lftp, FileZilla, WinSCP; curl never does) waits for its
+/// passive replies and is not held (`src/pacing.rs`). The delay is set far beyond its
+/// configurable range, so a held reply could not come within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_replies_to_a_client_that_asked_for_features_are_not_held() {
+    common::within_test_limit(async {
+        let delay = Duration::from_secs(30);
+        let server =
+            TestServer::start_with(common::USERS, |c| c.passive_reply_delay = delay, None).await;
+        let mut client = server.login("alice").await;
+        assert_eq!(client.cmd("FEAT").await.code, 211);
+        for command in ["EPSV", "PASV"] {
+            let sent = std::time::Instant::now();
+            let reply = client.cmd(command).await;
+            assert!(reply.code == 229 || reply.code == 227, "{command}: {reply:?}");
+            let took = sent.elapsed();
+            assert!(took < delay / 2, "{command} was held for {took:?}");
+        }
+    })
+    .await
+}

@@ -224,6 +224,8 @@ pub(crate) struct FtpSession {
     /// The kernel's view of the control connection, for uploads that end with their data
     /// connection (`crate::probe`).
     probe: Option<Arc<PeerProbe>>,
+    /// The client sent `FEAT`: its passive replies are not held (`crate::pacing`).
+    asked_for_features: bool,
 }
 
 impl FtpSession {
@@ -253,6 +255,7 @@ impl FtpSession {
             oversized_lines: 0,
             connected_at: now,
             last_command_at: now,
+            asked_for_features: false,
         }
     }
 
@@ -505,7 +508,10 @@ impl FtpSession {
             Command::Stat(None) => self.server_status().into(),
             Command::Stat(Some(path)) => self.stat_path(path).await,
             Command::Help(topic) => self.help(topic).into(),
-            Command::Feat => self.features().into(),
+            Command::Feat => {
+                self.asked_for_features = true;
+                self.features().into()
+            }
             Command::Opts(option) => self.opts(option).into(),
             Command::Pwd => self.pwd().into(),
             Command::Cwd(path) => self.cwd(&path).await.into(),

@@ -59,7 +59,8 @@ impl FtpSession {
         let hold = if delay.is_zero() {
             Duration::ZERO
         } else {
-            passive_reply_hold(delay, self.probe.as_ref().and_then(|probe| probe.min_rtt()))
+            let min_rtt = self.probe.as_ref().and_then(|probe| probe.min_rtt());
+            passive_reply_hold(delay, min_rtt, self.asked_for_features)
         };
         let left = (self.last_command_at + hold).saturating_duration_since(Instant::now());
         sleep_precisely(left)
