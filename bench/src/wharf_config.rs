@@ -30,9 +30,9 @@ pub const PROTOCOL_SECTIONS: [&str; 4] = ["ftp", "ftps", "sftp", "tftp"];
 const SESSION_LIMIT: u64 = 2_000;
 
 /// TFTP transfers at once, in total and from one address: above the 50 parallel downloads.
-/// Not higher: Wharf sets aside the open files of every transfer its cap allows at start,
-/// out of the budget its FTP and SFTP sessions are admitted against (docs/SECURITY.md), so
-/// a cap far above what the bench opens would refuse sessions.
+/// Not higher: Wharf warns at start when the open-file limit cannot hold every session and
+/// transfer its caps allow (docs/SECURITY.md), and caps far above what the bench opens would
+/// make that warning name load the bench never puts on it.
 const TRANSFER_LIMIT: u64 = 200;
 
 /// Every limit key the bench raises, with its value.
