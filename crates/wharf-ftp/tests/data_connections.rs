@@ -89,14 +89,28 @@ async fn active_mode_connects_back_to_the_client() {
     .await
 }
 
+/// Three consecutive ports that are free right now, below Linux's default ephemeral range
+/// (from 32768), so that no outgoing connection of this or another test is given one of
+/// them meanwhile: a range taken from an ephemeral port could be taken by a client's
+/// connection before the server binds it.
+fn free_range_below_the_ephemeral_ports() -> PortRange {
+    let start = 20_000 + (std::process::id() % 3_000) as u16 * 3;
+    (0..1_000u16)
+        .map(|step| start.wrapping_add(step * 3) % 12_000 + 20_000)
+        .find(|&first| {
+            let held: Vec<_> = (first..=first + 2)
+                .filter_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+                .collect();
+            held.len() == 3
+        })
+        .map(|first| PortRange { first, last: first + 2 })
+        .expect("three free ports below 32768")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_ports_come_from_the_range_and_the_announced_address() {
     common::within_test_limit(async {
-        // A range of ports that are free right now.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        let first = probe.local_addr().expect("addr").port();
-        drop(probe);
-        let range = PortRange { first, last: first.saturating_add(2) };
+        let range = free_range_below_the_ephemeral_ports();
         let server =
             TestServer::start_with(common::USERS, |c| c.passive_ports = Some(range), None).await;
         server.share.put("alice/f.txt", b"hello");
