@@ -59,7 +59,11 @@ impl FtpSession {
         let hold = if delay.is_zero() {
             Duration::ZERO
         } else {
-            let min_rtt = self.probe.as_ref().and_then(|probe| probe.min_rtt());
+            // A client that asked for features is never held: its distance need not be read.
+            let min_rtt = match &self.probe {
+                Some(probe) if !self.asked_for_features => probe.min_rtt(),
+                _ => None,
+            };
             passive_reply_hold(delay, min_rtt, self.asked_for_features)
         };
         let left = (self.last_command_at + hold).saturating_duration_since(Instant::now());
