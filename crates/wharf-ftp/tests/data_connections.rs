@@ -251,12 +251,19 @@ async fn abor_during_a_download_and_an_upload() {
         client.send("ABOR").await;
         assert_eq!(client.reply().await.expect("426").code, 426);
         assert_eq!(client.reply().await.expect("226").code, 226);
-        let names: Vec<_> = std::fs::read_dir(server.share.root.join("alice"))
-            .expect("home")
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .collect();
+        // The temporary file goes once the block being written when the upload was dropped
+        // is over, which may be just after the 226 (it is never listed meanwhile).
+        let home = server.share.root.join("alice");
+        let names = || -> Vec<_> {
+            std::fs::read_dir(&home)
+                .expect("home")
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect()
+        };
+        let only_the_download = || names() == vec![std::ffi::OsString::from("huge.bin")];
+        common::wait_until("the temporary file's removal", only_the_download).await;
         assert_eq!(
-            names,
+            names(),
             vec![std::ffi::OsString::from("huge.bin")],
             "no partial or temporary file"
         );

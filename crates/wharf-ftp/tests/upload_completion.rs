@@ -6,9 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::{RawClient, STEP, TestServer, bounded, within_test_limit};
+use common::{RawClient, STEP, TestServer, bounded, wait_until, within_test_limit};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use wharf_testkit::pattern;
@@ -39,16 +38,6 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with(".wharf-tmp"))
         .collect()
-}
-
-/// Waits (bounded) until `done` holds, checking every few milliseconds.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    bounded(what, async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }
 
 /// Waits until the server has closed (or reset) the data connection: it dropped the upload.

@@ -45,6 +45,16 @@ pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
     }
 }
 
+/// Waits (bounded) until `done` holds, checking every few milliseconds.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    bounded(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 /// A whole test is bounded too, whatever it awaits.
 pub const TEST_LIMIT: Duration = Duration::from_secs(180);
 
