@@ -78,8 +78,8 @@ pub fn stop_all_live() {
 }
 
 /// Parent pid of `pid` from `/proc/<pid>/stat`, skipping the command name, which may itself
-/// contain spaces and parentheses.
-fn parent_of(pid: u32) -> Option<u32> {
+/// contain spaces and parentheses; `None` when it is gone.
+pub fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(1)?.parse().ok()
