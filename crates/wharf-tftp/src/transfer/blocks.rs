@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use tokio::runtime::Handle;
 use wharf_access::DownloadStream;
 use wharf_vfs::{Error, Result};
 
@@ -65,20 +66,43 @@ impl BlockStore {
     }
 
     /// Block `n`: a retained one, or the next one cut from the file. A block shorter than the
-    /// block size (possibly empty) is the last.
-    pub(crate) async fn block(&mut self, n: u64) -> Result<Block> {
+    /// block size (possibly empty) is the last. Called from the transfer's own thread: the
+    /// file is read on `runtime` only when the chunk at hand is used up, since entering the
+    /// runtime for every block (tens of thousands a file at 512 bytes) costs more than
+    /// cutting the block does.
+    pub(crate) fn block_on_thread(&mut self, n: u64, runtime: &Handle) -> Result<Block> {
+        match self.block_at_hand(n) {
+            Some(block) => block,
+            None => runtime.block_on(self.read_block()),
+        }
+    }
+
+    /// Block `n` without reading the file, or `None` when it must be read: `n` is the next
+    /// block and the chunk at hand does not hold a whole block.
+    fn block_at_hand(&mut self, n: u64) -> Option<Result<Block>> {
         let produced = self.first + self.retained.len() as u64;
         if n < produced {
             let index = usize::try_from(n.saturating_sub(self.first)).unwrap_or(usize::MAX);
-            return self
-                .retained
-                .get(index)
-                .cloned()
-                .ok_or(Error::Unsupported("a block before the window was requested"));
+            return Some(
+                self.retained
+                    .get(index)
+                    .cloned()
+                    .ok_or(Error::Unsupported("a block before the window was requested")),
+            );
         }
         if n > produced {
-            return Err(Error::Unsupported("a block beyond the next was requested"));
+            return Some(Err(Error::Unsupported("a block beyond the next was requested")));
         }
+        if self.pending.len() < self.block_size {
+            return None;
+        }
+        let block = Block::Whole(self.pending.split_to(self.block_size));
+        self.retained.push_back(block.clone());
+        Some(Ok(block))
+    }
+
+    /// The next block, reading the file as far as it needs.
+    async fn read_block(&mut self) -> Result<Block> {
         let block = self.cut().await?;
         self.retained.push_back(block.clone());
         Ok(block)
@@ -120,6 +144,7 @@ impl BlockStore {
         }
     }
 
+    /// The next block, from the chunk at hand and as many more as it needs.
     async fn cut(&mut self) -> Result<Block> {
         if self.pending.len() >= self.block_size {
             return Ok(Block::Whole(self.pending.split_to(self.block_size)));

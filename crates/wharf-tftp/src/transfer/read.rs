@@ -57,7 +57,7 @@ impl ReadTransfer {
                     }
                     Transmission::Block(n) => {
                         pace.sent(std::mem::take(&mut burst_starts), Instant::now());
-                        let block = match runtime.block_on(self.blocks.block(n)) {
+                        let block = match self.blocks.block_on_thread(n, runtime) {
                             Ok(block) => block,
                             Err(err) => {
                                 let (code, message) = errors::for_error(&err);
