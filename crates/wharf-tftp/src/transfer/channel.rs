@@ -16,7 +16,7 @@ use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 use wharf_access::Shutdown;
 
-use super::busy_wait::{SpinBudget, SpinSlots};
+use super::busy_wait::{SpinBudget, SpinSlots, TransferInProgress};
 use crate::errors::ErrorCode;
 use crate::packet::{Opcode, data_header, encode_error};
 
@@ -49,6 +49,8 @@ pub(crate) struct Channel {
     spin_budget: SpinBudget,
     /// The server's leave to poll.
     spin_slots: Arc<SpinSlots>,
+    /// Counts this transfer among those in progress (polling depends on how many there are).
+    _in_progress: TransferInProgress,
 }
 
 /// How a transfer waits for its peer: polling for at most `limit` while the peer answers
@@ -80,6 +82,7 @@ impl Channel {
             shutdown: shutdown.clone(),
             read_timeout: TERMINATION_CHECK,
             spin_budget: SpinBudget::new(patience.limit),
+            _in_progress: patience.slots.enter(),
             spin_slots: patience.slots,
         })
     }
