@@ -169,3 +169,21 @@ async fn passing_through_shows_only_the_way_to_granted_rules() {
         Some(ErrorKind::NotFound)
     );
 }
+
+/// A user who may both create and replace, outside any quota, opens a whole-file upload
+/// without the name being looked up first; a directory under that name is still refused
+/// (at open or at the commit) and the tree stays as it was.
+#[tokio::test]
+async fn a_whole_file_upload_onto_a_directory_is_refused_with_every_right() {
+    let fx = fixture(Permissions::all());
+    let session = fx.login("u", Protocol::Sftp).await;
+    let before = fx.snapshot();
+    let outcome = async {
+        let mut upload = session.open_write(&p("/work/sub"), WriteMode::Replace).await?;
+        upload.write(Bytes::from_static(b"written")).await?;
+        upload.commit().await.map(drop)
+    }
+    .await;
+    assert_eq!(outcome.map_err(|e| e.kind()), Err(ErrorKind::IsADirectory));
+    assert_eq!(fx.snapshot(), before, "the directory and the tree are unchanged");
+}

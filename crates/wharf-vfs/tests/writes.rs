@@ -250,6 +250,22 @@ async fn writing_over_a_directory_is_refused() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
+/// A whole-file upload may open without looking at its name (when the caches cannot tell),
+/// so the commit is what refuses a directory there: the directory and its contents stay, and
+/// no temporary file is left.
+#[tokio::test]
+async fn a_directory_in_the_way_at_commit_is_refused_and_kept() {
+    let (_tmp, root, storage) = setup();
+    let mut writer = storage.open_write(&p("late"), WriteMode::Replace).await.expect("open");
+    writer.write_at(0, Bytes::from_static(b"data")).await.expect("write");
+    std::fs::create_dir(root.join("late")).expect("mkdir");
+    std::fs::write(root.join("late/inside"), b"kept").expect("write inside");
+    let err = writer.commit().await.expect_err("a directory is in the way");
+    assert_eq!(err.kind(), ErrorKind::IsADirectory);
+    assert_eq!(std::fs::read(root.join("late/inside")).expect("still there"), b"kept");
+    assert_eq!(raw_names(&root), vec!["late"], "no temporary file left");
+}
+
 #[tokio::test]
 async fn reads_from_an_offset() {
     let (_tmp, root, storage) = setup();

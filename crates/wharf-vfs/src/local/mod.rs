@@ -115,8 +115,9 @@ impl LocalStorage {
 impl LocalStorage {
     /// A whole-file upload opened without a trip to the blocking pool, when the caches can
     /// answer every check [`write::LocalWriter::open`] makes: the directory exists and is
-    /// writable, the target is no directory (and absent, for [`WriteMode::CreateNew`]). Its
-    /// temporary file is created with its first block.
+    /// writable, the target is no directory (and absent, for [`WriteMode::CreateNew`]). For
+    /// [`WriteMode::Replace`] a target the caches cannot tell about is left to the commit,
+    /// which refuses a directory there. Its temporary file is created with its first block.
     fn deferred_writer(
         &self,
         parent: &VPath,
@@ -127,10 +128,14 @@ impl LocalStorage {
             return None;
         }
         let dir = cached::writable_dir(&self.root, rel(parent))?;
-        match cached::lookup(&dir, name, true) {
-            cached::Lookup::Missing => {}
-            cached::Lookup::Found(meta) if !meta.is_dir() && mode == WriteMode::Replace => {}
-            cached::Lookup::Found(_) | cached::Lookup::Unknown => return None,
+        // A whole-file upload publishes with the name locked and looks at what it holds then
+        // (`write::publish_temp`), so what it holds now changes nothing but when a directory
+        // is reported; a create-only one must fail here if the name is taken.
+        match (cached::lookup(&dir, name, true), mode) {
+            (cached::Lookup::Missing, _) => {}
+            (cached::Lookup::Found(meta), WriteMode::Replace) if !meta.is_dir() => {}
+            (cached::Lookup::Unknown, WriteMode::Replace) => {}
+            (cached::Lookup::Found(_) | cached::Lookup::Unknown, _) => return None,
         }
         let fsync = self.options.fsync_on_commit;
         Some(write::LocalWriter::deferred(dir, name.to_owned(), mode, fsync))

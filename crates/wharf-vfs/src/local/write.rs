@@ -227,7 +227,9 @@ impl LocalWriter {
 
     /// A whole-file upload to `name` in `parent` whose temporary file is created when first
     /// needed. The caller has checked what [`LocalWriter::open`] checks: the directory is
-    /// writable and the target is no directory (and, for [`WriteMode::CreateNew`], absent).
+    /// writable and the target is no directory (and, for [`WriteMode::CreateNew`], absent);
+    /// for [`WriteMode::Replace`] the target may be unknown, and the commit refuses a
+    /// directory.
     pub(super) fn deferred(parent: Dir, name: String, mode: WriteMode, fsync: bool) -> Self {
         debug_assert!(mode.is_atomic());
         let parent = Arc::new(parent);
@@ -502,6 +504,10 @@ fn publish_temp(
     };
     if exclusive && old.is_some() {
         return Err(Error::AlreadyExists);
+    }
+    // The name may not have been looked at when the upload opened (`LocalStorage::deferred_writer`).
+    if old.as_ref().is_some_and(|meta| meta.is_dir()) {
+        return Err(Error::IsADirectory);
     }
     let old_file = old.filter(|meta| meta.is_file());
     let replaced = old_file.as_ref().map(|meta| meta.len());
