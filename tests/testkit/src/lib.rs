@@ -7,10 +7,14 @@
 //! - [`run_bounded`]: run a child process with a time limit, killing it when exceeded.
 //! - [`pattern`], [`tree_digest`]: data to transfer and a way to prove a tree unchanged.
 //! - [`CapturedLog`]: the process's log in memory, for tests that read audit events.
+//! - [`Seaweed`]: a real SeaweedFS S3 server on loopback, with keys and a bucket, stopped on
+//!   drop. Like a client, a missing `weed` fails the test under CI and skips it elsewhere.
 
 mod captured_log;
+mod seaweed;
 
 pub use captured_log::CapturedLog;
+pub use seaweed::{HttpReply, Seaweed};
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -33,18 +37,24 @@ pub fn in_ci() -> bool {
 /// Finds `name` on `PATH`. Returns `None` (and says so) when it is missing outside CI; panics
 /// when it is missing under `CI=true`, since `.ci/run` installs every client the tests use.
 pub fn require_tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
+    let found = find_executable(name);
+    if found.is_none() {
+        unavailable(&format!("client `{name}` is not installed"), in_ci());
+    }
+    found
+}
+
+/// The first executable file called `name` in a directory of `PATH`, without saying anything
+/// when there is none (callers word that themselves).
+fn find_executable(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|candidate| {
             std::fs::metadata(candidate).is_ok_and(|m| {
                 use std::os::unix::fs::PermissionsExt as _;
                 m.is_file() && m.permissions().mode() & 0o111 != 0
             })
         })
-    });
-    if found.is_none() {
-        unavailable(&format!("client `{name}` is not installed"), in_ci());
-    }
-    found
+    })
 }
 
 /// Whether `::1` can be bound here. When it cannot, this fails the test under `CI=true` (CI
