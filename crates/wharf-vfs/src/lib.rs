@@ -2,7 +2,8 @@
 //!
 //! This crate owns where bytes live and nothing about who asks for them: the normalized
 //! virtual path ([`VPath`]), the [`Storage`] trait every backend implements, the sandboxed
-//! local-disk backend ([`LocalStorage`]), mounts ([`Tree`]), atomic uploads and resumable
+//! local-disk backend ([`LocalStorage`]), the S3-compatible object-storage backend
+//! ([`ObjectStorage`]), mounts ([`Tree`]), atomic uploads and resumable
 //! writes. Users, permissions and protocols live in the layers above.
 
 pub mod config;
@@ -11,6 +12,7 @@ pub mod local;
 pub mod ls;
 pub mod metadata;
 pub mod mount;
+pub mod object;
 pub mod offset;
 pub mod path;
 pub mod storage;
@@ -23,6 +25,7 @@ pub use local::{
 };
 pub use metadata::{DirEntry, DiskUsage, FileId, FileKind, Metadata, Space};
 pub use mount::{Mount, MountError, Tree};
+pub use object::{Addressing, ObjectStorage, ObjectStoreConfig, ObjectStoreCredentials};
 pub use path::{PathError, VPath};
 pub use storage::{
     Capabilities, Committed, DirLister, PublishCheck, ReadFile, ReadStream, ReadStreamSender,

@@ -58,6 +58,22 @@ impl Metadata {
         self.kind == FileKind::File
     }
 
+    /// Attributes of a regular file known only by its size and time (an object in a store, an
+    /// upload not yet published): mode `0o644`, one link, no owner, no identity.
+    pub fn plain_file(size: u64, modified: Option<SystemTime>) -> Self {
+        Metadata {
+            kind: FileKind::File,
+            size,
+            modified,
+            accessed: None,
+            mode: 0o644,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            id: None,
+        }
+    }
+
     /// Attributes for a directory that exists only in the user's view (a parent of mount
     /// points), so front-ends can list and stat it like any other.
     pub fn virtual_dir() -> Self {

@@ -24,7 +24,7 @@ use russh_sftp::protocol::{
 };
 use wharf_access::{Offense, Permissions, Session};
 use wharf_vfs::offset::check_span;
-use wharf_vfs::{Error, FileKind, Metadata, VPath, WriteMode};
+use wharf_vfs::{Error, Metadata, VPath, WriteMode};
 
 use super::attrs::{file_attributes, longname, system_time};
 use super::codec::{Request, WriteRequest, encode, ok, status};
@@ -379,17 +379,7 @@ impl Operations {
             OpenHandle::Dir(dir) => self.session.stat(&dir.path).await?,
             OpenHandle::Write(write) if write.mode.is_atomic() => {
                 // Not published yet: the path still names the old file (or nothing).
-                Metadata {
-                    kind: FileKind::File,
-                    size: write.end,
-                    modified: Some(std::time::SystemTime::now()),
-                    accessed: None,
-                    mode: 0o644,
-                    nlink: 1,
-                    uid: 0,
-                    gid: 0,
-                    id: None,
-                }
+                Metadata::plain_file(write.end, Some(std::time::SystemTime::now()))
             }
             OpenHandle::Write(write) => {
                 let end = write.end;

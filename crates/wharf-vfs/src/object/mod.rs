@@ -1,0 +1,293 @@
+//! The S3-compatible object-storage backend.
+//!
+//! An object store is not a file system, and this backend says so through [`Capabilities`]
+//! rather than pretend: objects are written whole (a multipart upload or one `PUT`, visible only
+//! once complete), never in place; a rename is a server-side copy then a delete, not atomic;
+//! there are no permission bits, settable times or links. What it guarantees:
+//!
+//! - **Atomic publish.** An upload streams into a multipart upload (at most
+//!   [`PART_SIZE`] × [`PARTS_IN_FLIGHT`] bytes held) and the object appears only when it
+//!   completes; an upload dropped without a commit aborts its multipart upload.
+//! - **Create-only uploads are create-only at the store**: [`WriteMode::CreateNew`] completes
+//!   with `If-None-Match: *`, so of two racing creators one gets [`Error::AlreadyExists`].
+//! - **Ranged reads**: a read at an offset asks for that range only; a download streams.
+//! - **Folders are prefixes**: `a/b` is a folder when any key starts with `a/b/`; an empty one
+//!   is kept by a marker object `a/b/` (what `make_dir` writes).
+//!
+//! The S3 protocol (signing, multipart, listing) is spoken by OpenDAL
+//! (docs/ARCHITECTURE.md, "Object storage": why it and not another client).
+
+mod config;
+mod errors;
+mod keys;
+mod list;
+mod read;
+mod write;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use futures_util::StreamExt as _;
+use opendal::Operator;
+
+pub use config::{
+    Addressing, ObjectStoreConfig, ObjectStoreCredentials, REQUEST_ATTEMPTS, REQUEST_TIMEOUT,
+    Secret,
+};
+pub use write::REORDER_WINDOW;
+
+use crate::error::{Error, Result};
+use crate::metadata::{FileKind, Metadata, Space};
+use crate::path::VPath;
+use crate::storage::{Capabilities, DirLister, ReadFile, Storage, WriteFile, WriteMode};
+use errors::from_store;
+use keys::{dir_key, file_key};
+
+/// Bytes of one part of a multipart upload (S3 requires 5 MiB at least, but for the last).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Parts of one upload being sent at once.
+pub const PARTS_IN_FLIGHT: usize = 2;
+
+/// An S3-compatible bucket (or a prefix of one) served as a tree.
+#[derive(Clone)]
+pub struct ObjectStorage {
+    operator: Operator,
+    /// Where it points, for logs and `Debug` (never the credentials).
+    description: String,
+}
+
+impl std::fmt::Debug for ObjectStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStorage").field("at", &self.description).finish_non_exhaustive()
+    }
+}
+
+impl ObjectStorage {
+    /// A backend for the bucket and prefix `config` names, with `credentials`. Makes no
+    /// request: a store that cannot be reached is reported by the first operation.
+    pub fn open(config: &ObjectStoreConfig, credentials: &ObjectStoreCredentials) -> Result<Self> {
+        // The process-wide HTTP transport (reqwest with rustls); idempotent.
+        opendal::install_default();
+        let operator = config.operator(credentials)?;
+        Ok(ObjectStorage { operator, description: config.describe() })
+    }
+
+    /// Whether a key starts with the folder prefix of `path` (the folder exists).
+    async fn folder_exists(&self, path: &VPath) -> Result<bool> {
+        if path.is_root() {
+            return Ok(true);
+        }
+        let mut lister =
+            self.operator.lister_with(&dir_key(path)).limit(1).await.map_err(from_store)?;
+        match lister.next().await {
+            Some(Ok(_)) => Ok(true),
+            Some(Err(err)) => match from_store(err) {
+                Error::NotFound => Ok(false),
+                other => Err(other),
+            },
+            None => Ok(false),
+        }
+    }
+
+    /// The object `path` as a file, `None` when there is none.
+    async fn file_metadata(&self, path: &VPath) -> Result<Option<Metadata>> {
+        if path.is_root() {
+            return Ok(None);
+        }
+        match self.operator.stat(&file_key(path)).await {
+            Ok(meta) if meta.is_file() => Ok(Some(file_metadata(&meta))),
+            Ok(_) => Ok(None),
+            Err(err) => match from_store(err) {
+                Error::NotFound => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The folder containing `path` must exist (as on a file system, nothing is created in a
+    /// folder that is not there).
+    async fn require_parent(&self, path: &VPath) -> Result<()> {
+        match path.parent() {
+            Some(parent) if !self.folder_exists(&parent).await? => Err(Error::NotFound),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Attributes of an object.
+fn file_metadata(meta: &opendal::Metadata) -> Metadata {
+    Metadata::plain_file(meta.content_length(), meta.last_modified().map(SystemTime::from))
+}
+
+/// Attributes of a folder (a prefix has no size, time or owner).
+fn folder_metadata() -> Metadata {
+    Metadata {
+        kind: FileKind::Dir,
+        size: 0,
+        modified: None,
+        accessed: None,
+        mode: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        id: None,
+    }
+}
+
+#[async_trait]
+impl Storage for ObjectStorage {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            random_write: false,
+            append: false,
+            atomic_rename: false,
+            hard_links: false,
+            set_mode: false,
+            set_times: false,
+        }
+    }
+
+    async fn stat(&self, path: &VPath) -> Result<Metadata> {
+        if let Some(meta) = self.file_metadata(path).await? {
+            return Ok(meta);
+        }
+        if self.folder_exists(path).await? {
+            return Ok(folder_metadata());
+        }
+        Err(Error::NotFound)
+    }
+
+    async fn lstat(&self, path: &VPath) -> Result<Metadata> {
+        // No links in an object store.
+        self.stat(path).await
+    }
+
+    async fn list(&self, path: &VPath) -> Result<Box<dyn DirLister>> {
+        if self.file_metadata(path).await?.is_some() {
+            return Err(Error::NotADirectory);
+        }
+        if !self.folder_exists(path).await? {
+            return Err(Error::NotFound);
+        }
+        let lister = self.operator.lister(&dir_key(path)).await.map_err(from_store)?;
+        Ok(Box::new(list::ObjectLister::new(lister, dir_key(path))))
+    }
+
+    async fn open_read(&self, path: &VPath) -> Result<Box<dyn ReadFile>> {
+        match self.file_metadata(path).await? {
+            Some(meta) => {
+                Ok(Box::new(read::ObjectReader::new(self.operator.clone(), file_key(path), meta)))
+            }
+            None if self.folder_exists(path).await? => Err(Error::IsADirectory),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    async fn open_write(&self, path: &VPath, mode: WriteMode) -> Result<Box<dyn WriteFile>> {
+        if path.is_root() {
+            return Err(Error::IsADirectory);
+        }
+        match mode {
+            WriteMode::Replace | WriteMode::CreateNew => {}
+            WriteMode::Append | WriteMode::At(_) => {
+                return Err(Error::Unsupported("object storage writes whole objects only"));
+            }
+        }
+        self.require_parent(path).await?;
+        let writer = write::ObjectWriter::open(self.clone(), path.clone(), mode).await?;
+        Ok(Box::new(writer))
+    }
+
+    async fn rename(&self, from: &VPath, to: &VPath) -> Result<Option<u64>> {
+        if from.is_root() || to.is_root() {
+            return Err(Error::PermissionDenied);
+        }
+        let Some(_source) = self.file_metadata(from).await? else {
+            return Err(match self.folder_exists(from).await? {
+                true => Error::Unsupported("folders cannot be renamed on object storage"),
+                false => Error::NotFound,
+            });
+        };
+        if from == to {
+            return Ok(None);
+        }
+        if self.folder_exists(to).await? {
+            return Err(Error::IsADirectory);
+        }
+        self.require_parent(to).await?;
+        let replaced = self.file_metadata(to).await?.map(|meta| meta.size);
+        // A copy then a delete: not atomic (between the two both names hold the file).
+        self.operator.copy(&file_key(from), &file_key(to)).await.map_err(from_store)?;
+        self.operator.delete(&file_key(from)).await.map_err(from_store)?;
+        Ok(replaced)
+    }
+
+    async fn remove_file(&self, path: &VPath) -> Result<Option<u64>> {
+        match self.file_metadata(path).await? {
+            Some(meta) => {
+                self.operator.delete(&file_key(path)).await.map_err(from_store)?;
+                Ok(Some(meta.size))
+            }
+            None if path.is_root() || self.folder_exists(path).await? => Err(Error::IsADirectory),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    async fn make_dir(&self, path: &VPath) -> Result<()> {
+        if path.is_root() || self.folder_exists(path).await? {
+            return Err(Error::AlreadyExists);
+        }
+        if self.file_metadata(path).await?.is_some() {
+            return Err(Error::AlreadyExists);
+        }
+        self.require_parent(path).await?;
+        self.operator.create_dir(&dir_key(path)).await.map_err(from_store)
+    }
+
+    async fn remove_dir(&self, path: &VPath) -> Result<()> {
+        if path.is_root() {
+            return Err(Error::PermissionDenied);
+        }
+        let prefix = dir_key(path);
+        let mut lister = self.operator.lister(&prefix).await.map_err(from_store)?;
+        let mut marker = false;
+        // The marker and one more entry are all it takes to know.
+        for _ in 0..2 {
+            match lister.next().await {
+                Some(Ok(entry)) if entry.path() == prefix => marker = true,
+                Some(Ok(_)) => return Err(Error::DirectoryNotEmpty),
+                Some(Err(err)) => return Err(from_store(err)),
+                None => break,
+            }
+        }
+        if !marker {
+            return Err(match self.file_metadata(path).await? {
+                Some(_) => Error::NotADirectory,
+                None => Error::NotFound,
+            });
+        }
+        self.operator.delete(&prefix).await.map_err(from_store)
+    }
+
+    async fn set_times(
+        &self,
+        _path: &VPath,
+        _modified: SystemTime,
+        _accessed: Option<SystemTime>,
+    ) -> Result<()> {
+        Err(Error::Unsupported("object storage keeps no settable times"))
+    }
+
+    async fn set_mode(&self, _path: &VPath, _mode: u32) -> Result<()> {
+        Err(Error::Unsupported("object storage keeps no permission bits"))
+    }
+
+    async fn read_link(&self, _path: &VPath) -> Result<String> {
+        Err(Error::Unsupported("object storage has no symbolic links"))
+    }
+
+    async fn space(&self, _path: &VPath) -> Result<Space> {
+        Err(Error::Unsupported("object storage reports no free space"))
+    }
+}

@@ -1,0 +1,272 @@
+//! The object-storage backend against a real S3-compatible server (SeaweedFS, started by the
+//! test on loopback; see `tests/testkit/src/seaweed.rs`).
+
+use bytes::Bytes;
+use wharf_testkit::Seaweed;
+use wharf_vfs::object::{REORDER_WINDOW, Secret};
+use wharf_vfs::{
+    Addressing, ErrorKind, ObjectStorage, ObjectStoreConfig, ObjectStoreCredentials, Storage,
+    VPath, WriteMode,
+};
+
+fn p(path: &str) -> VPath {
+    VPath::resolve(&VPath::root(), path).expect("path")
+}
+
+/// Deterministic, not repeating within a part, so a misplaced range shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+fn storage_on(server: &Seaweed, bucket: &str, prefix: &str) -> ObjectStorage {
+    let config = ObjectStoreConfig {
+        endpoint: server.endpoint.clone(),
+        region: server.region.clone(),
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        addressing: Addressing::Path,
+        credentials_file: None,
+    };
+    let credentials = ObjectStoreCredentials {
+        access_key_id: server.access_key.clone(),
+        secret_access_key: Secret::new(server.secret_key.clone()),
+    };
+    ObjectStorage::open(&config, &credentials).expect("storage")
+}
+
+async fn upload(storage: &ObjectStorage, path: &str, data: &[u8], mode: WriteMode) -> u64 {
+    let mut writer = storage.open_write(&p(path), mode).await.expect("open");
+    for piece in data.chunks(256 * 1024) {
+        writer.write(Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    writer.commit().await.expect("commit")
+}
+
+async fn read_all(storage: &ObjectStorage, path: &str) -> Vec<u8> {
+    let file = storage.open_read(&p(path)).await.expect("open");
+    let mut stream = file.stream(0);
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next_chunk().await.expect("chunk") {
+        all.extend_from_slice(&chunk);
+    }
+    all
+}
+
+/// Multipart uploads open in `bucket` (S3 `ListMultipartUploads`).
+fn open_multipart_uploads(server: &Seaweed, bucket: &str) -> usize {
+    let reply = server.s3_request("GET", &format!("/{bucket}"), &[("uploads", "")], b"");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.text().matches("<Upload>").count()
+}
+
+#[tokio::test]
+async fn files_folders_and_ranges_on_a_real_store() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "tree");
+
+    // Folders: created, seen, refused twice, kept while empty.
+    storage.make_dir(&p("/in")).await.expect("mkdir");
+    assert!(storage.stat(&p("/in")).await.expect("stat").is_dir());
+    assert_eq!(
+        storage.make_dir(&p("/in")).await.expect_err("twice").kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        storage.make_dir(&p("/missing/sub")).await.expect_err("no parent").kind(),
+        ErrorKind::NotFound
+    );
+    assert!(
+        storage
+            .list(&p("/in"))
+            .await
+            .expect("list")
+            .next_batch(10)
+            .await
+            .expect("batch")
+            .is_empty()
+    );
+
+    // A small file (one PUT) and one of three parts (multipart), byte-exact, with ranges.
+    let small = pattern(1000);
+    let large = pattern(2 * wharf_vfs::object::PART_SIZE + 12_345);
+    assert_eq!(upload(&storage, "/in/small.bin", &small, WriteMode::Replace).await, 1000);
+    assert_eq!(
+        upload(&storage, "/in/large.bin", &large, WriteMode::Replace).await,
+        large.len() as u64
+    );
+    assert_eq!(read_all(&storage, "/in/small.bin").await, small);
+    assert_eq!(read_all(&storage, "/in/large.bin").await, large);
+    let file = storage.open_read(&p("/in/large.bin")).await.expect("open");
+    assert_eq!(file.metadata().size, large.len() as u64);
+    assert!(file.metadata().modified.is_some(), "mtime from the object");
+    let offset = wharf_vfs::object::PART_SIZE as u64 - 7;
+    assert_eq!(
+        &file.read_at(offset, 100).await.expect("range")[..],
+        &large[offset as usize..][..100]
+    );
+    assert!(file.read_at(large.len() as u64, 10).await.expect("past the end").is_empty());
+    let mut from_offset = file.stream(offset);
+    let mut rest = Vec::new();
+    while let Some(chunk) = from_offset.next_chunk().await.expect("chunk") {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, &large[offset as usize..]);
+
+    // Listing: names, kinds and sizes; the folder's marker is not an entry.
+    let mut lister = storage.list(&p("/in")).await.expect("list");
+    let mut names: Vec<(String, u64)> = Vec::new();
+    loop {
+        let batch = lister.next_batch(1).await.expect("batch");
+        if batch.is_empty() {
+            break;
+        }
+        names.extend(batch.into_iter().map(|e| (e.name, e.metadata.size)));
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        vec![("large.bin".to_owned(), large.len() as u64), ("small.bin".to_owned(), 1000)]
+    );
+
+    // Create-only: refused over an existing object, which stays as it was.
+    let mut writer =
+        storage.open_write(&p("/in/small.bin"), WriteMode::CreateNew).await.expect("open");
+    writer.write(Bytes::from_static(b"other")).await.expect("write");
+    assert_eq!(writer.commit().await.expect_err("exists").kind(), ErrorKind::AlreadyExists);
+    assert_eq!(read_all(&storage, "/in/small.bin").await, small);
+
+    // Rename (copy, delete), removal, folders that are not empty.
+    assert_eq!(
+        storage.rename(&p("/in/small.bin"), &p("/in/moved.bin")).await.expect("rename"),
+        None
+    );
+    assert_eq!(
+        storage.stat(&p("/in/small.bin")).await.expect_err("moved").kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(read_all(&storage, "/in/moved.bin").await, small);
+    assert_eq!(
+        storage.remove_dir(&p("/in")).await.expect_err("not empty").kind(),
+        ErrorKind::DirectoryNotEmpty
+    );
+    assert_eq!(
+        storage.rename(&p("/in"), &p("/out")).await.expect_err("a folder").kind(),
+        ErrorKind::Unsupported
+    );
+    assert_eq!(storage.remove_file(&p("/in/moved.bin")).await.expect("rm"), Some(1000));
+    assert_eq!(
+        storage.remove_file(&p("/in/large.bin")).await.expect("rm"),
+        Some(large.len() as u64)
+    );
+    storage.remove_dir(&p("/in")).await.expect("rmdir");
+    assert_eq!(storage.stat(&p("/in")).await.expect_err("gone").kind(), ErrorKind::NotFound);
+    assert_eq!(open_multipart_uploads(&server, &server.bucket), 0);
+}
+
+#[tokio::test]
+async fn an_unfinished_upload_leaves_nothing_and_the_old_object_intact() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "");
+    let old = pattern(5000);
+    upload(&storage, "/firmware.bin", &old, WriteMode::Replace).await;
+
+    // Two parts sent (a multipart upload is open), then the upload is dropped.
+    let mut writer =
+        storage.open_write(&p("/firmware.bin"), WriteMode::Replace).await.expect("open");
+    for piece in pattern(3 * wharf_vfs::object::PART_SIZE).chunks(1 << 20) {
+        writer.write(Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    assert_eq!(read_all(&storage, "/firmware.bin").await, old, "nothing visible before the commit");
+    drop(writer);
+
+    // The abort runs on its own task: wait for its positive outcome, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while open_multipart_uploads(&server, &server.bucket) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the multipart upload was not aborted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(read_all(&storage, "/firmware.bin").await, old);
+}
+
+#[tokio::test]
+async fn writes_out_of_order_within_the_window_and_nothing_else() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "");
+    let data = pattern(64 * 32 * 1024);
+    let mut writer = storage.open_write(&p("/sftp.bin"), WriteMode::Replace).await.expect("open");
+    // Pairs swapped, as a pipelining client's writes may be taken.
+    let blocks: Vec<(usize, &[u8])> = data.chunks(32 * 1024).enumerate().collect();
+    for pair in blocks.chunks(2) {
+        for (i, block) in pair.iter().rev() {
+            writer
+                .write_at((*i * 32 * 1024) as u64, Bytes::copy_from_slice(block))
+                .await
+                .expect("write");
+        }
+    }
+    writer.commit().await.expect("commit");
+    assert_eq!(read_all(&storage, "/sftp.bin").await, data);
+
+    // Rewriting what was sent, or writing beyond the window, is refused, not stored.
+    let mut writer = storage.open_write(&p("/sftp.bin"), WriteMode::Replace).await.expect("open");
+    writer.write_at(0, Bytes::from_static(b"0123456789")).await.expect("write");
+    assert_eq!(
+        writer.write_at(2, Bytes::from_static(b"xx")).await.expect_err("rewrite").kind(),
+        ErrorKind::Unsupported
+    );
+    assert_eq!(
+        writer
+            .write_at(REORDER_WINDOW + 10, Bytes::from_static(b"far"))
+            .await
+            .expect_err("far")
+            .kind(),
+        ErrorKind::Unsupported
+    );
+    drop(writer);
+    assert_eq!(read_all(&storage, "/sftp.bin").await, data, "the object is unchanged");
+}
+
+#[tokio::test]
+async fn listings_are_not_capped_at_a_page() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "many");
+    storage.make_dir(&p("/d")).await.expect("mkdir");
+    // More than one page of ListObjectsV2 (1,000 keys).
+    let count = 1_005;
+    let mut uploads = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let storage = storage.clone();
+        uploads.spawn(async move {
+            let name = format!("/d/f{i:04}");
+            upload(&storage, &name, name.as_bytes(), WriteMode::Replace).await;
+        });
+        while uploads.len() >= 16 {
+            uploads.join_next().await.expect("task").expect("upload");
+        }
+    }
+    while let Some(done) = uploads.join_next().await {
+        done.expect("upload");
+    }
+    let mut lister = storage.list(&p("/d")).await.expect("list");
+    let mut seen = 0;
+    loop {
+        let batch = lister.next_batch(300).await.expect("batch");
+        if batch.is_empty() {
+            break;
+        }
+        seen += batch.len();
+    }
+    assert_eq!(seen, count);
+}
+
+#[tokio::test]
+async fn a_store_that_goes_away_is_an_error_not_a_hang() {
+    let Some(mut server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "");
+    upload(&storage, "/a", b"abc", WriteMode::Replace).await;
+    server.stop();
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(120), storage.stat(&p("/a")))
+        .await
+        .expect("an answer within the retries' time");
+    assert_eq!(outcome.expect_err("the store is gone").kind(), ErrorKind::Io);
+}
