@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
-use wharf_vfs::{LocalStorage, Mount, Storage, Tree, VPath};
+use wharf_vfs::{Mount, Share, Tree, VPath};
 
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
 use crate::defender::Defender;
@@ -127,7 +127,7 @@ impl Default for LoginSettings {
 /// Checks credentials and opens sessions over the shared storage.
 pub struct Authenticator {
     users: RwLock<Arc<UserDb>>,
-    share: LocalStorage,
+    share: Share,
     settings: LoginSettings,
     checks: PasswordChecker,
     next_session: AtomicU64,
@@ -157,8 +157,10 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator for `users` over the storage tree `share`.
-    pub fn new(share: LocalStorage, users: UserDb, settings: LoginSettings) -> Self {
+    /// An authenticator for `users` over the storage tree `share` (a [`wharf_vfs::LocalStorage`]
+    /// converts into one).
+    pub fn new(share: impl Into<Share>, users: UserDb, settings: LoginSettings) -> Self {
+        let share = share.into();
         let permits = settings.max_concurrent_checks.max(1);
         Authenticator {
             users: RwLock::new(Arc::new(users)),
@@ -179,7 +181,7 @@ impl Authenticator {
     }
 
     /// The shared storage tree.
-    pub fn share(&self) -> &LocalStorage {
+    pub fn share(&self) -> &Share {
         &self.share
     }
 
@@ -462,7 +464,7 @@ impl Authenticator {
         for (at, target) in &user.mounts {
             let storage =
                 self.share.subtree(target, true).await.map_err(LoginError::Unavailable)?;
-            mounts.push(Mount { at: at.clone(), storage: Arc::new(storage) as Arc<dyn Storage> });
+            mounts.push(Mount { at: at.clone(), storage });
         }
         let tree =
             Tree::new(mounts).map_err(|_| LoginError::Unavailable(wharf_vfs::Error::NotFound))?;

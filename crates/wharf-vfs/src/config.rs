@@ -1,11 +1,13 @@
 //! The `storage` section of the configuration.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::local::{DEFAULT_STALE_TEMPORARY_AGE, LocalOptions};
+use crate::object::ObjectStoreConfig;
 
 /// Where the shared storage tree lives and how uploads are made durable.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -25,6 +27,11 @@ pub struct StorageConfig {
     /// on the same share may stay silent (the binary refuses values below its own timeouts).
     #[serde(default = "default_stale_temporary_age", with = "humantime_serde")]
     pub stale_temporary_age: Duration,
+    /// Buckets of S3-compatible object storage that take the place of folders of the share,
+    /// by share path (`/` for the whole share): `{ "/archive": { endpoint, bucket, ... } }`.
+    /// Users' homes and mounts under such a path are prefixes of the bucket.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, ObjectStoreConfig>,
 }
 
 fn default_stale_temporary_age() -> Duration {
@@ -41,6 +48,7 @@ impl Default for StorageConfig {
             root: default_root(),
             fsync_on_commit: false,
             stale_temporary_age: default_stale_temporary_age(),
+            buckets: BTreeMap::new(),
         }
     }
 }

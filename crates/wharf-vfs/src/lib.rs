@@ -15,6 +15,7 @@ pub mod mount;
 pub mod object;
 pub mod offset;
 pub mod path;
+pub mod share;
 pub mod storage;
 
 pub use config::StorageConfig;
@@ -27,6 +28,7 @@ pub use metadata::{DirEntry, DiskUsage, FileId, FileKind, Metadata, Space};
 pub use mount::{Mount, MountError, Tree};
 pub use object::{Addressing, ObjectStorage, ObjectStoreConfig, ObjectStoreCredentials};
 pub use path::{PathError, VPath};
+pub use share::Share;
 pub use storage::{
     Capabilities, Committed, DirLister, PublishCheck, ReadFile, ReadStream, ReadStreamSender,
     Storage, TRANSFER_CHUNK, WriteFile, WriteMode,

@@ -22,6 +22,18 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
     }
     let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
     let _ = writeln!(out, "  storage root:   {}", config.storage.root.display());
+    // Where each bucket is and where its keys come from; never the keys.
+    for (at, bucket) in &config.storage.buckets {
+        let keys = match &bucket.credentials_file {
+            Some(file) => format!("keys from {}", file.display()),
+            None => "keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  share{at} -> bucket {} prefix `{}` at {} ({keys})",
+            bucket.bucket, bucket.prefix, bucket.endpoint
+        );
+    }
     let mut names: Vec<_> = users.iter().map(|u| u.name.clone()).collect();
     names.sort();
     let _ = writeln!(out, "  users ({}):     {}", names.len(), names.join(", "));

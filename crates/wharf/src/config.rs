@@ -270,11 +270,16 @@ impl LoadedConfig {
         })?;
         config.data_dir = base.join(&config.data_dir);
         config.storage.root = config.data_dir.join(&config.storage.root);
+        let credential_files =
+            config.storage.buckets.values_mut().map(|bucket| &mut bucket.credentials_file);
         for path in [
             &mut config.access.users_file,
             &mut config.log.audit_file,
             &mut config.log.transfer_log,
-        ] {
+        ]
+        .into_iter()
+        .chain(credential_files)
+        {
             if let Some(relative) = path.take() {
                 *path = Some(config.data_dir.join(relative));
             }
@@ -313,6 +318,22 @@ mod tests {
         assert_eq!(loaded.config.data_dir, Path::new("/srv/wharf-data"));
         assert_eq!(loaded.config.storage.root, Path::new("/srv/wharf-data/share"));
         assert_eq!(loaded.users_file(), Some(Path::new("/srv/wharf-data/users.yaml")));
+    }
+
+    #[test]
+    fn a_bucket_section_and_its_key_file_relative_to_the_data_directory() {
+        let text = "data_dir: d\nstorage:\n  buckets:\n    /archive:\n      \
+                    endpoint: http://127.0.0.1:8333\n      bucket: b\n      \
+                    credentials_file: keys.yaml\naccess:\n  users: []\n";
+        let loaded =
+            LoadedConfig::parse(text, ConfigSource::File("w.yaml".into()), Path::new("/srv"))
+                .expect("valid");
+        let bucket = &loaded.config.storage.buckets["/archive"];
+        assert_eq!(bucket.bucket, "b");
+        assert_eq!(bucket.credentials_file.as_deref(), Some(Path::new("/srv/d/keys.yaml")));
+        let summary = crate::check::check(&loaded).expect("check");
+        assert!(summary.contains("share/archive -> bucket b"), "{summary}");
+        assert!(summary.contains("keys from /srv/d/keys.yaml"), "{summary}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget};
-use wharf_vfs::LocalStorage;
+use wharf_vfs::{LocalStorage, ObjectStorage, ObjectStoreCredentials, Share, StorageConfig, VPath};
 
 use crate::config::{ConfigSource, LoadedConfig};
 use crate::descriptors::DescriptorPlan;
@@ -82,8 +82,9 @@ impl Server {
             (ConfigSource::Embedded, Some(users_file)) => provision_users(users_file)?,
             _ => None,
         };
-        let share = LocalStorage::open(&config.storage.root, true, config.storage.local_options())
+        let local = LocalStorage::open(&config.storage.root, true, config.storage.local_options())
             .with_context(|| format!("opening storage root {}", config.storage.root.display()))?;
+        let share = Share::new(local, open_buckets(&config.storage)?);
         let users = config.access.load_users(&config.data_dir)?;
         let authenticator = Authenticator::new(share, users, config.access.login_settings());
         authenticator.defender().reconfigure(config.defender.clone());
@@ -147,7 +148,7 @@ impl Server {
         }
         // Temporary files a crash left in the share are removed from the start on, off the
         // async workers, a bounded number of folder entries at a time.
-        let sweeper = server.gateway.authenticator.share().temporary_sweeper();
+        let sweeper = server.gateway.authenticator.share().local().temporary_sweeper();
         server.sweeper =
             Some(tokio::spawn(sweeper.run(wharf_vfs::SWEEP_PAUSE, wharf_vfs::SWEEP_INTERVAL)));
         Ok(server)
@@ -293,4 +294,22 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The buckets `storage.buckets` places in the share, each with its credentials (from the
+/// environment or its `credentials_file`). No request is made: a store that cannot be reached
+/// is reported by the operations that need it.
+fn open_buckets(storage: &StorageConfig) -> anyhow::Result<Vec<(VPath, ObjectStorage)>> {
+    let mut buckets = Vec::with_capacity(storage.buckets.len());
+    for (at, config) in &storage.buckets {
+        let place = VPath::resolve(&VPath::root(), at)
+            .with_context(|| format!("storage.buckets: `{at}` is not a folder of the share"))?;
+        let credentials = ObjectStoreCredentials::load(config)
+            .with_context(|| format!("storage.buckets.{at}: credentials"))?;
+        let bucket = ObjectStorage::open(config, &credentials)
+            .with_context(|| format!("storage.buckets.{at}: {}", config.bucket))?;
+        tracing::info!(at = %at, bucket = %config.bucket, endpoint = %config.endpoint, "object storage");
+        buckets.push((place, bucket));
+    }
+    Ok(buckets)
 }

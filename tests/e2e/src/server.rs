@@ -26,7 +26,7 @@ use russh::keys::{Algorithm, PrivateKey};
 use wharf::config::ConfigSource;
 use wharf::observe::metrics::Metrics;
 use wharf::{LoadedConfig, Server};
-use wharf_testkit::{SENTINEL, TEST_PASSWORD};
+use wharf_testkit::{SENTINEL, Seaweed, TEST_PASSWORD};
 
 use crate::clients::Protocol;
 
@@ -87,6 +87,8 @@ pub struct Wharf {
     pub ftps: SocketAddr,
     /// A TLS client configuration trusting the server's generated certificate.
     pub tls: Arc<rustls::ClientConfig>,
+    /// The object store the share lives in, when it is not the local [`Wharf::root`].
+    bucket: Option<Arc<Seaweed>>,
 }
 
 /// The users, all inline in the configuration. `{hash}` is the password hash and `{key}` the
@@ -178,19 +180,25 @@ tftp:
 impl Wharf {
     /// Creates the directory tree and starts the server with every protocol.
     pub async fn start() -> Wharf {
-        Wharf::start_with(CONFIG).await
+        Wharf::start_with(CONFIG, None).await
+    }
+
+    /// [`Wharf::start`] with the whole share in a bucket of `store` (`storage.buckets` at
+    /// `/`), the same folders and files made there as objects.
+    pub async fn start_on_bucket(store: Arc<Seaweed>) -> Wharf {
+        Wharf::start_with(CONFIG, Some(store)).await
     }
 
     /// [`Wharf::start`] with `config` (placeholders as in [`CONFIG`]). Every protocol must
     /// have its listener: a suite that quietly ran without one would pass while testing less.
-    async fn start_with(config: &str) -> Wharf {
+    async fn start_with(config: &str, bucket: Option<Arc<Seaweed>>) -> Wharf {
         let tmp = tempfile::tempdir().expect("temporary directory");
         let base = tmp.path().to_path_buf();
         let root = base.join("share");
-        for dir in ["firmware", "uploads", "lab", "partners/acme", "partners/globex", "quota"] {
-            std::fs::create_dir_all(root.join(dir)).expect("share folders");
-        }
-        std::fs::write(root.join("partners/globex/plans.txt"), GLOBEX_MARK).expect("globex file");
+        let config = match &bucket {
+            Some(store) => with_bucket(config, store, &base),
+            None => config.to_owned(),
+        };
         let outside = base.join("outside");
         std::fs::create_dir_all(&outside).expect("outside folder");
         std::fs::write(outside.join("sentinel.txt"), SENTINEL).expect("sentinel");
@@ -222,7 +230,8 @@ impl Wharf {
             assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
         }
         let tls = tls_client_config(&base.join("ftps/ftps-certificate.pem"));
-        Wharf {
+        let wharf = Wharf {
+            bucket,
             tls,
             root,
             outside,
@@ -235,7 +244,12 @@ impl Wharf {
             tftp,
             ftps,
             tmp,
+        };
+        for dir in ["firmware", "uploads", "lab", "partners/acme", "partners/globex", "quota"] {
+            wharf.make_folder(dir);
         }
+        wharf.put("partners/globex/plans.txt", GLOBEX_MARK);
+        wharf
     }
 
     /// The temporary directory everything lives in.
@@ -244,8 +258,16 @@ impl Wharf {
     }
 
     /// Writes `content` at `relative` under the share (parents created), as an operator would.
+    /// On a bucket, the object (its folders' markers are the caller's, see
+    /// [`Wharf::make_folder`]); the returned local path then names nothing.
     pub fn put(&self, relative: &str, content: &[u8]) -> PathBuf {
         let path = self.root.join(relative);
+        if let Some(store) = &self.bucket {
+            let reply =
+                store.s3_request("PUT", &format!("/{}/{relative}", store.bucket), &[], content);
+            assert_eq!(reply.status, 200, "putting {relative}: {}", reply.text());
+            return path;
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("parent folders");
         }
@@ -253,10 +275,45 @@ impl Wharf {
         path
     }
 
+    /// Makes the folder `relative` of the share and its parents (on a bucket, their marker
+    /// objects).
+    pub fn make_folder(&self, relative: &str) {
+        let Some(store) = &self.bucket else {
+            std::fs::create_dir_all(self.root.join(relative)).expect("share folder");
+            return;
+        };
+        let mut prefix = String::new();
+        for part in relative.split('/') {
+            prefix.push_str(part);
+            prefix.push('/');
+            let reply = store.s3_request("PUT", &format!("/{}/{prefix}", store.bucket), &[], b"");
+            assert_eq!(reply.status, 200, "folder {prefix}: {}", reply.text());
+        }
+    }
+
     /// The content of `relative` under the share.
     pub fn read(&self, relative: &str) -> Vec<u8> {
+        if let Some(store) = &self.bucket {
+            let reply = store.s3_request("GET", &format!("/{}/{relative}", store.bucket), &[], b"");
+            assert_eq!(reply.status, 200, "reading {relative} from the bucket: {}", reply.text());
+            return reply.body;
+        }
         std::fs::read(self.root.join(relative))
             .unwrap_or_else(|err| panic!("reading {relative} from the share: {err}"))
+    }
+
+    /// Multipart uploads left open in the bucket (0 on a local share): what an unfinished
+    /// upload must not leave behind.
+    pub fn open_multipart_uploads(&self) -> usize {
+        let Some(store) = &self.bucket else { return 0 };
+        let reply = store.s3_request("GET", &format!("/{}", store.bucket), &[("uploads", "")], b"");
+        assert_eq!(reply.status, 200, "listing multipart uploads: {}", reply.text());
+        reply.text().matches("<Upload>").count()
+    }
+
+    /// Whether the share is a bucket.
+    pub fn on_bucket(&self) -> bool {
+        self.bucket.is_some()
     }
 
     /// The TFTP source address of a TFTP identity ([`DEVICES`] or [`LAB`]).
@@ -279,6 +336,26 @@ impl Wharf {
         }
         drop(tmp);
     }
+}
+
+/// `config` with the whole share in `store`'s bucket, its keys in a file under `base`.
+fn with_bucket(config: &str, store: &Seaweed, base: &Path) -> String {
+    let keys = base.join("s3-keys.yaml");
+    std::fs::write(
+        &keys,
+        format!("access_key_id: {}\nsecret_access_key: {}\n", store.access_key, store.secret_key),
+    )
+    .expect("key file");
+    let section = format!(
+        "storage:\n  root: share\n  buckets:\n    /:\n      endpoint: {}\n      region: {}\n      bucket: {}\n      credentials_file: {}\n",
+        store.endpoint,
+        store.region,
+        store.bucket,
+        keys.display()
+    );
+    let local = "storage:\n  root: share\n";
+    assert!(config.contains(local), "the storage section moved: {config}");
+    config.replace(local, &section)
 }
 
 /// The name the FTPS certificate is checked against (the generated one names `localhost`,
@@ -357,6 +434,6 @@ mod tests {
         let ftps =
             "ftps:\n  implicit_listen: [\"127.0.0.1:0\"]\n  generated_certificate_dir: ftps\n";
         assert!(CONFIG.contains(ftps), "the FTPS section moved: {CONFIG}");
-        let _never = Wharf::start_with(&CONFIG.replace(ftps, "")).await;
+        let _never = Wharf::start_with(&CONFIG.replace(ftps, ""), None).await;
     }
 }

@@ -38,8 +38,18 @@ fn route(up: Protocol, down: Protocol) -> (&'static str, &'static str, &'static 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protocol_reads_what_every_protocol_wrote() {
-    let wharf = Wharf::start().await;
-    std::fs::create_dir_all(wharf.root.join("exchange")).expect("exchange folder");
+    run_matrix(Wharf::start().await).await;
+}
+
+/// The same matrix with the whole share in a bucket of a real S3-compatible server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_reads_what_every_protocol_wrote_on_object_storage() {
+    let Some(store) = wharf_testkit::Seaweed::start() else { return };
+    run_matrix(Wharf::start_on_bucket(std::sync::Arc::new(store)).await).await;
+}
+
+async fn run_matrix(wharf: Wharf) {
+    wharf.make_folder("exchange");
     let protocols = Protocol::ALL;
     eprintln!("matrix protocols: {protocols:?}");
     // One logged-in session per protocol and identity, reused for every cell.
@@ -125,5 +135,6 @@ async fn every_protocol_reads_what_every_protocol_wrote() {
     eprintln!("matrix of {} pairs in {:.1?}", protocols.len() * protocols.len(), started.elapsed());
     step("close", sessions.close()).await;
     assert!(wharf_e2e::tree::temporary_files(&wharf.root).is_empty(), "no temporary file left");
+    assert_eq!(wharf.open_multipart_uploads(), 0, "no multipart upload left open");
     wharf.stop().await;
 }

@@ -41,7 +41,6 @@ use crate::metadata::{FileKind, Metadata, Space};
 use crate::path::VPath;
 use crate::storage::{Capabilities, DirLister, ReadFile, Storage, WriteFile, WriteMode};
 use errors::from_store;
-use keys::{dir_key, file_key};
 
 /// Bytes of one part of a multipart upload (S3 requires 5 MiB at least, but for the last).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -53,6 +52,9 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 #[derive(Clone)]
 pub struct ObjectStorage {
     operator: Operator,
+    /// Prepended to every key: empty for the configured prefix itself, `folder/` for a
+    /// [`ObjectStorage::subtree`].
+    base: String,
     /// Where it points, for logs and `Debug` (never the credentials).
     description: String,
 }
@@ -70,7 +72,31 @@ impl ObjectStorage {
         // The process-wide HTTP transport (reqwest with rustls); idempotent.
         opendal::install_default();
         let operator = config.operator(credentials)?;
-        Ok(ObjectStorage { operator, description: config.describe() })
+        Ok(ObjectStorage { operator, base: String::new(), description: config.describe() })
+    }
+
+    /// The folder `path` of this tree as a tree of its own: the same store and connection
+    /// pool, its keys under a longer prefix. Nothing is created: the root of a prefix always
+    /// exists, and lists empty until something is put in it.
+    pub fn subtree(&self, path: &VPath) -> ObjectStorage {
+        if path.is_root() {
+            return self.clone();
+        }
+        ObjectStorage {
+            operator: self.operator.clone(),
+            base: format!("{}{}/", self.base, path.relative()),
+            description: format!("{}/{}", self.description, path.relative()),
+        }
+    }
+
+    /// The key of the file `path`.
+    fn file_key(&self, path: &VPath) -> String {
+        keys::file_key(&self.base, path)
+    }
+
+    /// The prefix of the folder `path`.
+    fn dir_key(&self, path: &VPath) -> String {
+        keys::dir_key(&self.base, path)
     }
 
     /// Whether a key starts with the folder prefix of `path` (the folder exists).
@@ -79,7 +105,7 @@ impl ObjectStorage {
             return Ok(true);
         }
         let mut lister =
-            self.operator.lister_with(&dir_key(path)).limit(1).await.map_err(from_store)?;
+            self.operator.lister_with(&self.dir_key(path)).limit(1).await.map_err(from_store)?;
         match lister.next().await {
             Some(Ok(_)) => Ok(true),
             Some(Err(err)) => match from_store(err) {
@@ -95,7 +121,7 @@ impl ObjectStorage {
         if path.is_root() {
             return Ok(None);
         }
-        match self.operator.stat(&file_key(path)).await {
+        match self.operator.stat(&self.file_key(path)).await {
             Ok(meta) if meta.is_file() => Ok(Some(file_metadata(&meta))),
             Ok(_) => Ok(None),
             Err(err) => match from_store(err) {
@@ -170,15 +196,17 @@ impl Storage for ObjectStorage {
         if !self.folder_exists(path).await? {
             return Err(Error::NotFound);
         }
-        let lister = self.operator.lister(&dir_key(path)).await.map_err(from_store)?;
-        Ok(Box::new(list::ObjectLister::new(lister, dir_key(path))))
+        let lister = self.operator.lister(&self.dir_key(path)).await.map_err(from_store)?;
+        Ok(Box::new(list::ObjectLister::new(lister, self.dir_key(path))))
     }
 
     async fn open_read(&self, path: &VPath) -> Result<Box<dyn ReadFile>> {
         match self.file_metadata(path).await? {
-            Some(meta) => {
-                Ok(Box::new(read::ObjectReader::new(self.operator.clone(), file_key(path), meta)))
-            }
+            Some(meta) => Ok(Box::new(read::ObjectReader::new(
+                self.operator.clone(),
+                self.file_key(path),
+                meta,
+            ))),
             None if self.folder_exists(path).await? => Err(Error::IsADirectory),
             None => Err(Error::NotFound),
         }
@@ -218,15 +246,15 @@ impl Storage for ObjectStorage {
         self.require_parent(to).await?;
         let replaced = self.file_metadata(to).await?.map(|meta| meta.size);
         // A copy then a delete: not atomic (between the two both names hold the file).
-        self.operator.copy(&file_key(from), &file_key(to)).await.map_err(from_store)?;
-        self.operator.delete(&file_key(from)).await.map_err(from_store)?;
+        self.operator.copy(&self.file_key(from), &self.file_key(to)).await.map_err(from_store)?;
+        self.operator.delete(&self.file_key(from)).await.map_err(from_store)?;
         Ok(replaced)
     }
 
     async fn remove_file(&self, path: &VPath) -> Result<Option<u64>> {
         match self.file_metadata(path).await? {
             Some(meta) => {
-                self.operator.delete(&file_key(path)).await.map_err(from_store)?;
+                self.operator.delete(&self.file_key(path)).await.map_err(from_store)?;
                 Ok(Some(meta.size))
             }
             None if path.is_root() || self.folder_exists(path).await? => Err(Error::IsADirectory),
@@ -242,14 +270,14 @@ impl Storage for ObjectStorage {
             return Err(Error::AlreadyExists);
         }
         self.require_parent(path).await?;
-        self.operator.create_dir(&dir_key(path)).await.map_err(from_store)
+        self.operator.create_dir(&self.dir_key(path)).await.map_err(from_store)
     }
 
     async fn remove_dir(&self, path: &VPath) -> Result<()> {
         if path.is_root() {
             return Err(Error::PermissionDenied);
         }
-        let prefix = dir_key(path);
+        let prefix = self.dir_key(path);
         let mut lister = self.operator.lister(&prefix).await.map_err(from_store)?;
         let mut marker = false;
         // The marker and one more entry are all it takes to know.

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use opendal::Writer;
 
 use super::errors::from_store;
-use super::keys::file_key;
 use super::{ObjectStorage, PART_SIZE, PARTS_IN_FLIGHT};
 use crate::error::{Error, Result};
 use crate::path::VPath;
@@ -42,7 +41,7 @@ impl ObjectWriter {
     pub(super) async fn open(storage: ObjectStorage, path: VPath, mode: WriteMode) -> Result<Self> {
         let writer = storage
             .operator
-            .writer_with(&file_key(&path))
+            .writer_with(&storage.file_key(&path))
             .chunk(PART_SIZE)
             .concurrent(PARTS_IN_FLIGHT)
             .if_not_exists(mode == WriteMode::CreateNew)
