@@ -180,6 +180,18 @@ impl MemoryBudget {
         }
     }
 
+    /// A budget with no limit of its own that draws on the process-wide pool alone, for
+    /// buffers that belong to no one session's protocol state (an upload's parts on their
+    /// way to object storage).
+    pub fn shared(&self) -> SessionBudget {
+        SessionBudget {
+            inner: Arc::new(Levels {
+                session: Pool::new(usize::MAX),
+                total: Some(self.total.clone()),
+            }),
+        }
+    }
+
     /// Bytes reserved by all sessions now.
     pub fn in_use(&self) -> usize {
         self.total.used()
@@ -305,6 +317,14 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.shrink_to(0);
+    }
+}
+
+/// Object-storage uploads reserve their buffers from the process-wide pool.
+impl wharf_vfs::UploadMemory for MemoryBudget {
+    fn try_reserve(&self, bytes: usize) -> Option<Box<dyn Send + Sync>> {
+        let reservation = self.shared().try_reserve(bytes)?;
+        Some(Box::new(reservation))
     }
 }
 
@@ -465,5 +485,18 @@ mod tests {
         }
         let small = MemoryConfig { per_session: ByteSize(10), total: ByteSize(10) };
         assert!(MemoryBudget::new(&small).is_err());
+    }
+
+    #[test]
+    fn shared_reservations_count_against_the_process_alone() {
+        let budget = budget(MIB, 4 * MIB);
+        let shared = budget.shared();
+        let big = shared.try_reserve(3 * MIB).expect("beyond a session's limit, within the total");
+        assert_eq!(budget.in_use(), 3 * MIB);
+        assert!(shared.try_reserve(2 * MIB).is_none(), "the total is the limit");
+        let session = budget.session();
+        assert!(session.try_reserve(MIB).is_some(), "sessions share what is left");
+        drop(big);
+        assert_eq!(budget.in_use(), 0);
     }
 }

@@ -31,5 +31,5 @@ pub use path::{PathError, VPath};
 pub use share::Share;
 pub use storage::{
     Capabilities, Committed, DirLister, PublishCheck, ReadFile, ReadStream, ReadStreamSender,
-    Storage, TRANSFER_CHUNK, WriteFile, WriteMode,
+    Storage, TRANSFER_CHUNK, UploadMemory, WriteFile, WriteMode,
 };

@@ -26,7 +26,8 @@ impl From<LocalStorage> for Share {
 }
 
 impl Share {
-    /// A share whose folders at the given places are the given buckets.
+    /// A share whose folders at the given places are the given buckets (their uploads'
+    /// memory reserved as each was configured, see [`ObjectStorage::with_upload_memory`]).
     pub fn new(local: LocalStorage, buckets: Vec<(VPath, ObjectStorage)>) -> Self {
         let mut buckets = buckets;
         buckets.sort_by_key(|(at, _)| std::cmp::Reverse(at.components().count()));

@@ -247,6 +247,14 @@ pub trait WriteFile: Send {
     fn bytes_written(&self) -> u64;
 }
 
+/// Where a backend takes the memory an upload buffers (object storage's parts in flight):
+/// the process's byte budgets, which live in the layer above. Bytes reserved are given back
+/// when the returned guard is dropped.
+pub trait UploadMemory: Send + Sync + Debug {
+    /// Reserves `bytes` for one upload, or `None` when the budget has no room for them.
+    fn try_reserve(&self, bytes: usize) -> Option<Box<dyn Send + Sync>>;
+}
+
 /// Size of one block of file I/O on the data path. Large blocks keep the cost of handing work
 /// to the blocking thread pool (and of the syscalls) small against the bytes moved.
 pub const TRANSFER_CHUNK: usize = 256 * 1024;

@@ -270,3 +270,44 @@ async fn a_store_that_goes_away_is_an_error_not_a_hang() {
         .expect("an answer within the retries' time");
     assert_eq!(outcome.expect_err("the store is gone").kind(), ErrorKind::Io);
 }
+
+/// A budget of exactly one upload's memory, counting what is reserved.
+#[derive(Debug, Default)]
+struct OneUpload(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+struct Held(std::sync::Arc<std::sync::atomic::AtomicUsize>, usize);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl wharf_vfs::UploadMemory for OneUpload {
+    fn try_reserve(&self, bytes: usize) -> Option<Box<dyn Send + Sync>> {
+        let limit = wharf_vfs::object::UPLOAD_MEMORY;
+        let taken = self.0.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+        if taken + bytes > limit {
+            self.0.fetch_sub(bytes, std::sync::atomic::Ordering::SeqCst);
+            return None;
+        }
+        Some(Box::new(Held(self.0.clone(), bytes)))
+    }
+}
+
+#[tokio::test]
+async fn uploads_take_their_buffers_from_the_budget() {
+    let Some(server) = Seaweed::start() else { return };
+    let budget = std::sync::Arc::new(OneUpload::default());
+    let in_use = budget.0.clone();
+    let storage = storage_on(&server, &server.bucket, "").with_upload_memory(budget);
+    let first = storage.open_write(&p("/one"), WriteMode::Replace).await.expect("first");
+    assert_eq!(in_use.load(std::sync::atomic::Ordering::SeqCst), wharf_vfs::object::UPLOAD_MEMORY);
+    let refused = storage.open_write(&p("/two"), WriteMode::Replace).await.err().expect("no room");
+    assert_eq!(refused.kind(), ErrorKind::Io);
+    assert!(refused.to_string().contains("memory budget"), "{refused}");
+    first.commit().await.expect("commit");
+    assert_eq!(in_use.load(std::sync::atomic::Ordering::SeqCst), 0, "given back at the end");
+    let second = storage.open_write(&p("/two"), WriteMode::Replace).await.expect("room again");
+    second.commit().await.expect("commit");
+}

@@ -84,7 +84,8 @@ impl Server {
         };
         let local = LocalStorage::open(&config.storage.root, true, config.storage.local_options())
             .with_context(|| format!("opening storage root {}", config.storage.root.display()))?;
-        let share = Share::new(local, open_buckets(&config.storage)?);
+        let memory = MemoryBudget::new(&config.access.memory).context("access.memory")?;
+        let share = Share::new(local, open_buckets(&config.storage, &memory)?);
         let users = config.access.load_users(&config.data_dir)?;
         let authenticator = Authenticator::new(share, users, config.access.login_settings());
         authenticator.defender().reconfigure(config.defender.clone());
@@ -94,7 +95,6 @@ impl Server {
                 tracing::warn!(error = %err, file = %loaded.bans_file().display(), "saved bans not restored")
             }
         }
-        let memory = MemoryBudget::new(&config.access.memory).context("access.memory")?;
         let gateway = Arc::new(Gateway::new(authenticator).with_memory(memory));
         if open_files.is_some() {
             let plan = DescriptorPlan::of(config, &gateway.authenticator.users());
@@ -299,7 +299,11 @@ impl Server {
 /// The buckets `storage.buckets` places in the share, each with its credentials (from the
 /// environment or its `credentials_file`). No request is made: a store that cannot be reached
 /// is reported by the operations that need it.
-fn open_buckets(storage: &StorageConfig) -> anyhow::Result<Vec<(VPath, ObjectStorage)>> {
+/// Their uploads' buffers are reserved from the process-wide pool of `memory`.
+fn open_buckets(
+    storage: &StorageConfig,
+    memory: &MemoryBudget,
+) -> anyhow::Result<Vec<(VPath, ObjectStorage)>> {
     let mut buckets = Vec::with_capacity(storage.buckets.len());
     for (at, config) in &storage.buckets {
         let place = VPath::resolve(&VPath::root(), at)
@@ -307,7 +311,8 @@ fn open_buckets(storage: &StorageConfig) -> anyhow::Result<Vec<(VPath, ObjectSto
         let credentials = ObjectStoreCredentials::load(config)
             .with_context(|| format!("storage.buckets.{at}: credentials"))?;
         let bucket = ObjectStorage::open(config, &credentials)
-            .with_context(|| format!("storage.buckets.{at}: {}", config.bucket))?;
+            .with_context(|| format!("storage.buckets.{at}: {}", config.bucket))?
+            .with_upload_memory(Arc::new(memory.clone()));
         tracing::info!(at = %at, bucket = %config.bucket, endpoint = %config.endpoint, "object storage");
         buckets.push((place, bucket));
     }

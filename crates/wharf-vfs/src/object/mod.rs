@@ -24,6 +24,7 @@ mod list;
 mod read;
 mod write;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -39,7 +40,9 @@ pub use write::REORDER_WINDOW;
 use crate::error::{Error, Result};
 use crate::metadata::{FileKind, Metadata, Space};
 use crate::path::VPath;
-use crate::storage::{Capabilities, DirLister, ReadFile, Storage, WriteFile, WriteMode};
+use crate::storage::{
+    Capabilities, DirLister, ReadFile, Storage, UploadMemory, WriteFile, WriteMode,
+};
 use errors::from_store;
 
 /// Bytes of one part of a multipart upload (S3 requires 5 MiB at least, but for the last).
@@ -48,6 +51,10 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one upload being sent at once.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
+/// The most one upload holds in memory: the parts in flight, the part being filled, and the
+/// reordering window. Reserved from the byte budgets ([`UploadMemory`]) when it opens.
+pub const UPLOAD_MEMORY: usize = PART_SIZE * (PARTS_IN_FLIGHT + 1) + write::REORDER_WINDOW as usize;
+
 /// An S3-compatible bucket (or a prefix of one) served as a tree.
 #[derive(Clone)]
 pub struct ObjectStorage {
@@ -55,6 +62,8 @@ pub struct ObjectStorage {
     /// Prepended to every key: empty for the configured prefix itself, `folder/` for a
     /// [`ObjectStorage::subtree`].
     base: String,
+    /// Where uploads take their buffers' memory from; unbounded when `None` (tests).
+    memory: Option<Arc<dyn UploadMemory>>,
     /// Where it points, for logs and `Debug` (never the credentials).
     description: String,
 }
@@ -72,7 +81,19 @@ impl ObjectStorage {
         // The process-wide HTTP transport (reqwest with rustls); idempotent.
         opendal::install_default();
         let operator = config.operator(credentials)?;
-        Ok(ObjectStorage { operator, base: String::new(), description: config.describe() })
+        Ok(ObjectStorage {
+            operator,
+            base: String::new(),
+            memory: None,
+            description: config.describe(),
+        })
+    }
+
+    /// This backend with its uploads' memory reserved from `memory` ([`UPLOAD_MEMORY`] each):
+    /// an upload that finds no room is refused when it opens.
+    pub fn with_upload_memory(mut self, memory: Arc<dyn UploadMemory>) -> Self {
+        self.memory = Some(memory);
+        self
     }
 
     /// The folder `path` of this tree as a tree of its own: the same store and connection
@@ -84,6 +105,7 @@ impl ObjectStorage {
         }
         ObjectStorage {
             operator: self.operator.clone(),
+            memory: self.memory.clone(),
             base: format!("{}{}/", self.base, path.relative()),
             description: format!("{}/{}", self.description, path.relative()),
         }
@@ -223,7 +245,16 @@ impl Storage for ObjectStorage {
             }
         }
         self.require_parent(path).await?;
-        let writer = write::ObjectWriter::open(self.clone(), path.clone(), mode).await?;
+        let memory = match &self.memory {
+            Some(budget) => Some(budget.try_reserve(UPLOAD_MEMORY).ok_or_else(|| {
+                Error::Io(std::io::Error::other(
+                    "the server's memory budget has no room for another upload to object \
+                     storage; try again later",
+                ))
+            })?),
+            None => None,
+        };
+        let writer = write::ObjectWriter::open(self.clone(), path.clone(), mode, memory).await?;
         Ok(Box::new(writer))
     }
 

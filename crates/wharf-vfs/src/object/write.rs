@@ -35,10 +35,17 @@ pub(super) struct ObjectWriter {
     waiting: BTreeMap<u64, Bytes>,
     waiting_bytes: u64,
     failed: Option<Error>,
+    /// The memory reserved for this upload's buffers, given back when it ends.
+    _memory: Option<Box<dyn Send + Sync>>,
 }
 
 impl ObjectWriter {
-    pub(super) async fn open(storage: ObjectStorage, path: VPath, mode: WriteMode) -> Result<Self> {
+    pub(super) async fn open(
+        storage: ObjectStorage,
+        path: VPath,
+        mode: WriteMode,
+        memory: Option<Box<dyn Send + Sync>>,
+    ) -> Result<Self> {
         let writer = storage
             .operator
             .writer_with(&storage.file_key(&path))
@@ -55,6 +62,7 @@ impl ObjectWriter {
             waiting: BTreeMap::new(),
             waiting_bytes: 0,
             failed: None,
+            _memory: memory,
         })
     }
 
