@@ -177,6 +177,12 @@ async fn an_unfinished_upload_leaves_nothing_and_the_old_object_intact() {
         writer.write(Bytes::copy_from_slice(piece)).await.expect("write");
     }
     assert_eq!(read_all(&storage, "/firmware.bin").await, old, "nothing visible before the commit");
+    // Parts have gone to the store: the multipart upload is open there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while open_multipart_uploads(&server, &server.bucket) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no multipart upload open at the store");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     drop(writer);
 
     // The abort runs on its own task: wait for its positive outcome, bounded.

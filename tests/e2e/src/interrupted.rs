@@ -1,6 +1,7 @@
 //! What an interrupted upload must leave behind, checked the same way for every protocol:
 //! the previous file byte-identical and listed with its old size, no temporary file in any
-//! listing, and none on disk once the server noticed the client is gone.
+//! listing, and none on disk (no open multipart upload on a bucket) once the server noticed
+//! the client is gone.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use wharf_testkit::ChildGuard;
 use crate::clients::ftp::{FtpControl, parse_mlsd};
 use crate::clients::sftp::SftpClient;
 use crate::server::{RW, TFTP_RETRIES, TFTP_TIMEOUT, Wharf};
-use crate::tree::{is_temporary_name, wait_for_no_temporary_files, wait_for_upload_in_progress};
+use crate::tree::{is_temporary_name, wait_for_upload_in_progress};
 
 /// How long the server may take to notice a vanished client and drop its upload: at once
 /// for a closed connection, after its retransmissions for TFTP.
@@ -43,7 +44,7 @@ pub async fn assert_listings_clean(wharf: &Wharf, folder: &str, name: &str, size
 pub async fn assert_previous_file_intact(wharf: &Wharf, relative: &str, old: &[u8]) {
     let (folder, name) = relative.rsplit_once('/').expect("folder/name");
     assert_listings_clean(wharf, &format!("/{folder}"), name, old.len()).await;
-    wait_for_no_temporary_files(&wharf.root, notice_limit()).await;
+    wharf.wait_for_no_unfinished_upload(notice_limit()).await;
     assert!(wharf.read(relative) == old, "{relative}: the previous file changed");
     assert_listings_clean(wharf, &format!("/{folder}"), name, old.len()).await;
 }

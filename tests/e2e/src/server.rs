@@ -316,6 +316,41 @@ impl Wharf {
         self.bucket.is_some()
     }
 
+    /// Waits until an upload is under way in the store, and panics after `limit`: on a local
+    /// share, a temporary upload file of at least `bytes`; on a bucket, an open multipart
+    /// upload (one exists once a first part has been sent).
+    pub async fn wait_for_upload_in_progress(&self, bytes: u64, limit: Duration) {
+        if self.bucket.is_none() {
+            crate::tree::wait_for_upload_in_progress(&self.root, bytes, limit).await;
+            return;
+        }
+        let started = std::time::Instant::now();
+        while self.open_multipart_uploads() == 0 {
+            assert!(started.elapsed() < limit, "no multipart upload under way after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until no unfinished upload is left in the store (no temporary upload file, no
+    /// open multipart upload), and panics after `limit`.
+    pub async fn wait_for_no_unfinished_upload(&self, limit: Duration) {
+        crate::tree::wait_for_no_temporary_files(&self.root, limit).await;
+        let started = std::time::Instant::now();
+        loop {
+            let open = self.open_multipart_uploads();
+            if open == 0 {
+                return;
+            }
+            if started.elapsed() >= limit {
+                let store = self.bucket.as_ref().expect("bucket");
+                let reply =
+                    store.s3_request("GET", &format!("/{}", store.bucket), &[("uploads", "")], b"");
+                panic!("{open} multipart uploads still open after {limit:?}: {}", reply.text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The TFTP source address of a TFTP identity ([`DEVICES`] or [`LAB`]).
     pub fn tftp_source(identity: &str) -> IpAddr {
         match identity {

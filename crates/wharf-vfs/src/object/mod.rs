@@ -46,14 +46,16 @@ use crate::storage::{
 use errors::from_store;
 
 /// Bytes of one part of a multipart upload (S3 requires 5 MiB at least, but for the last).
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
+pub const PART_SIZE: usize = 6 * 1024 * 1024;
 
 /// Parts of one upload being sent at once.
 pub const PARTS_IN_FLIGHT: usize = 2;
 
-/// The most one upload holds in memory: the parts in flight, the part being filled, and the
-/// reordering window. Reserved from the byte budgets ([`UploadMemory`]) when it opens.
-pub const UPLOAD_MEMORY: usize = PART_SIZE * (PARTS_IN_FLIGHT + 1) + write::REORDER_WINDOW as usize;
+/// The most one upload holds in memory: the parts in flight, a full part OpenDAL keeps back
+/// until the next one is full (so that the last part may be short), the part being filled,
+/// and the reordering window: 28 MiB. Reserved from the byte budgets ([`UploadMemory`]) when
+/// the upload opens.
+pub const UPLOAD_MEMORY: usize = PART_SIZE * (PARTS_IN_FLIGHT + 2) + write::REORDER_WINDOW as usize;
 
 /// An S3-compatible bucket (or a prefix of one) served as a tree.
 #[derive(Clone)]

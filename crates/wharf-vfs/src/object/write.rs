@@ -37,6 +37,9 @@ pub(super) struct ObjectWriter {
     failed: Option<Error>,
     /// The memory reserved for this upload's buffers, given back when it ends.
     _memory: Option<Box<dyn Send + Sync>>,
+    /// The runtime the upload was opened on, where a dropped upload's abort runs: it may be
+    /// dropped on a thread outside the runtime (a TFTP transfer's own thread).
+    runtime: tokio::runtime::Handle,
 }
 
 impl ObjectWriter {
@@ -63,6 +66,7 @@ impl ObjectWriter {
             waiting_bytes: 0,
             failed: None,
             _memory: memory,
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -170,13 +174,10 @@ impl Drop for ObjectWriter {
     fn drop(&mut self) {
         let Some(mut writer) = self.writer.take() else { return };
         // An upload that ends without a commit leaves no object and no open multipart upload.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(async move {
-                if let Err(err) = writer.abort().await {
-                    tracing::warn!(error = %err, "could not abort an unfinished object upload");
-                }
-            })),
-            Err(_) => tracing::warn!("an unfinished object upload could not be aborted"),
-        }
+        drop(self.runtime.spawn(async move {
+            if let Err(err) = writer.abort().await {
+                tracing::warn!(error = %err, "could not abort an unfinished object upload");
+            }
+        }));
     }
 }
