@@ -18,20 +18,27 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
 
-fn storage_on(server: &Seaweed, bucket: &str, prefix: &str) -> ObjectStorage {
-    let config = ObjectStoreConfig {
+fn config_of(server: &Seaweed, bucket: &str, prefix: &str) -> ObjectStoreConfig {
+    ObjectStoreConfig {
         endpoint: server.endpoint.clone(),
         region: server.region.clone(),
         bucket: bucket.to_owned(),
         prefix: prefix.to_owned(),
         addressing: Addressing::Path,
         credentials_file: None,
-    };
-    let credentials = ObjectStoreCredentials {
+    }
+}
+
+fn credentials_of(server: &Seaweed) -> ObjectStoreCredentials {
+    ObjectStoreCredentials {
         access_key_id: server.access_key.clone(),
         secret_access_key: Secret::new(server.secret_key.clone()),
-    };
-    ObjectStorage::open(&config, &credentials).expect("storage")
+    }
+}
+
+fn storage_on(server: &Seaweed, bucket: &str, prefix: &str) -> ObjectStorage {
+    ObjectStorage::open(&config_of(server, bucket, prefix), &credentials_of(server))
+        .expect("storage")
 }
 
 async fn upload(storage: &ObjectStorage, path: &str, data: &[u8], mode: WriteMode) -> u64 {
@@ -316,4 +323,77 @@ async fn uploads_take_their_buffers_from_the_budget() {
     assert_eq!(in_use.load(std::sync::atomic::Ordering::SeqCst), 0, "given back at the end");
     let second = storage.open_write(&p("/two"), WriteMode::Replace).await.expect("room again");
     second.commit().await.expect("commit");
+}
+
+/// Starts a multipart upload of `key` and sends it one small part, as a process killed
+/// mid-upload leaves it; returns its upload id.
+fn orphan_upload(server: &Seaweed, key: &str) -> String {
+    let path = format!("/{}/{key}", server.bucket);
+    let reply = server.s3_request("POST", &path, &[("uploads", "")], b"");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    let id = text
+        .split_once("<UploadId>")
+        .and_then(|(_, rest)| rest.split_once("</UploadId>"))
+        .map(|(id, _)| id.to_owned())
+        .expect("an upload id");
+    let part = server.s3_request("PUT", &path, &[("partNumber", "1"), ("uploadId", &id)], b"part");
+    assert_eq!(part.status, 200, "{}", part.text());
+    id
+}
+
+/// Keys of the multipart uploads open in the bucket.
+fn open_upload_keys(server: &Seaweed) -> Vec<String> {
+    let reply = server.s3_request("GET", &format!("/{}", server.bucket), &[("uploads", "")], b"");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    let mut keys: Vec<String> = text
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn the_sweep_aborts_what_was_left_and_spares_what_is_alive() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "tree");
+    orphan_upload(&server, "tree/orphan.bin");
+    orphan_upload(&server, "elsewhere.bin");
+    // An upload of this process, with parts at the store.
+    let mut live = storage.open_write(&p("/live.bin"), WriteMode::Replace).await.expect("open");
+    let data = pattern(3 * wharf_vfs::object::PART_SIZE);
+    for piece in data.chunks(1 << 20) {
+        live.write(Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while open_upload_keys(&server).len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the live upload never opened at the store");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let sweeper = |age| {
+        storage
+            .multipart_sweeper(
+                &config_of(&server, &server.bucket, "tree"),
+                &credentials_of(&server),
+                age,
+            )
+            .expect("sweeper")
+    };
+    // Nothing is old enough yet: nothing is aborted.
+    let report = sweeper(std::time::Duration::from_secs(3600)).sweep().await.expect("sweep");
+    assert_eq!((report.found, report.aborted), (2, 0), "only the prefix's uploads are looked at");
+    // Everything is old enough: the orphan goes, the live upload of this process stays.
+    let report = sweeper(std::time::Duration::ZERO).sweep().await.expect("sweep");
+    assert_eq!((report.found, report.aborted), (2, 1));
+    assert_eq!(
+        open_upload_keys(&server),
+        vec!["elsewhere.bin".to_owned(), "tree/live.bin".to_owned()]
+    );
+    live.commit().await.expect("the live upload completes");
+    assert_eq!(read_all(&storage, "/live.bin").await, data);
+    assert_eq!(open_upload_keys(&server), vec!["elsewhere.bin".to_owned()]);
 }

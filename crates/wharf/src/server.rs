@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget};
+use wharf_vfs::object::MultipartSweeper;
 use wharf_vfs::{LocalStorage, ObjectStorage, ObjectStoreCredentials, Share, StorageConfig, VPath};
 
 use crate::config::{ConfigSource, LoadedConfig};
@@ -41,9 +42,9 @@ pub struct Server {
     ftps_tls: Option<Arc<wharf_ftps::FtpsTls>>,
     /// The open-file limit sessions are budgeted under; `None`: no budget.
     open_files: Option<u64>,
-    /// The sweep of stale temporary upload files, started once everything else did; aborted
-    /// at shutdown.
-    sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// The sweeps of stale temporary upload files and of multipart uploads left open in
+    /// buckets, started once everything else did; aborted at shutdown.
+    sweepers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Whether listeners should ignore their configured ports (see [`EPHEMERAL_PORTS_ENV`]).
@@ -85,7 +86,8 @@ impl Server {
         let local = LocalStorage::open(&config.storage.root, true, config.storage.local_options())
             .with_context(|| format!("opening storage root {}", config.storage.root.display()))?;
         let memory = MemoryBudget::new(&config.access.memory).context("access.memory")?;
-        let share = Share::new(local, open_buckets(&config.storage, &memory)?);
+        let (buckets, bucket_sweepers) = open_buckets(&config.storage, &memory)?;
+        let share = Share::new(local, buckets);
         let users = config.access.load_users(&config.data_dir)?;
         let authenticator = Authenticator::new(share, users, config.access.login_settings());
         authenticator.defender().reconfigure(config.defender.clone());
@@ -114,7 +116,7 @@ impl Server {
             tasks: Vec::new(),
             ftps_tls: None,
             open_files,
-            sweeper: None,
+            sweepers: Vec::new(),
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -149,8 +151,13 @@ impl Server {
         // Temporary files a crash left in the share are removed from the start on, off the
         // async workers, a bounded number of folder entries at a time.
         let sweeper = server.gateway.authenticator.share().local().temporary_sweeper();
-        server.sweeper =
-            Some(tokio::spawn(sweeper.run(wharf_vfs::SWEEP_PAUSE, wharf_vfs::SWEEP_INTERVAL)));
+        server
+            .sweepers
+            .push(tokio::spawn(sweeper.run(wharf_vfs::SWEEP_PAUSE, wharf_vfs::SWEEP_INTERVAL)));
+        // Multipart uploads a crash left open in the buckets, on the same schedule.
+        for sweeper in bucket_sweepers {
+            server.sweepers.push(tokio::spawn(sweeper.run(wharf_vfs::SWEEP_INTERVAL)));
+        }
         Ok(server)
     }
 
@@ -254,7 +261,7 @@ impl Server {
     /// Stops accepting, lets transfers finish within the configured grace period, closes the
     /// rest. Returns whether everything finished in time.
     pub async fn shutdown(self) -> bool {
-        if let Some(sweeper) = &self.sweeper {
+        for sweeper in &self.sweepers {
             sweeper.abort();
         }
         self.save_bans();
@@ -296,15 +303,19 @@ impl Server {
     }
 }
 
+/// A bucket and the folder of the share it takes the place of.
+type PlacedBucket = (VPath, ObjectStorage);
+
 /// The buckets `storage.buckets` places in the share, each with its credentials (from the
-/// environment or its `credentials_file`). No request is made: a store that cannot be reached
-/// is reported by the operations that need it.
-/// Their uploads' buffers are reserved from the process-wide pool of `memory`.
+/// environment or its `credentials_file`), and the sweeper of the multipart uploads left open
+/// in each. No request is made: a store that cannot be reached is reported by the operations
+/// that need it. Their uploads' buffers are reserved from the process-wide pool of `memory`.
 fn open_buckets(
     storage: &StorageConfig,
     memory: &MemoryBudget,
-) -> anyhow::Result<Vec<(VPath, ObjectStorage)>> {
+) -> anyhow::Result<(Vec<PlacedBucket>, Vec<MultipartSweeper>)> {
     let mut buckets = Vec::with_capacity(storage.buckets.len());
+    let mut sweepers = Vec::with_capacity(storage.buckets.len());
     for (at, config) in &storage.buckets {
         let place = VPath::resolve(&VPath::root(), at)
             .with_context(|| format!("storage.buckets: `{at}` is not a folder of the share"))?;
@@ -313,8 +324,13 @@ fn open_buckets(
         let bucket = ObjectStorage::open(config, &credentials)
             .with_context(|| format!("storage.buckets.{at}: {}", config.bucket))?
             .with_upload_memory(Arc::new(memory.clone()));
+        sweepers.push(
+            bucket
+                .multipart_sweeper(config, &credentials, storage.stale_temporary_age)
+                .with_context(|| format!("storage.buckets.{at}: sweeper"))?,
+        );
         tracing::info!(at = %at, bucket = %config.bucket, endpoint = %config.endpoint, "object storage");
         buckets.push((place, bucket));
     }
-    Ok(buckets)
+    Ok((buckets, sweepers))
 }

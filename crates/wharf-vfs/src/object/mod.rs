@@ -22,6 +22,7 @@ mod errors;
 mod keys;
 mod list;
 mod read;
+mod sweep;
 mod write;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use config::{
     Addressing, ObjectStoreConfig, ObjectStoreCredentials, REQUEST_ATTEMPTS, REQUEST_TIMEOUT,
     Secret,
 };
+pub use sweep::{MultipartSweeper, SweepReport, UploadsInProgress};
 pub use write::REORDER_WINDOW;
 
 use crate::error::{Error, Result};
@@ -66,6 +68,8 @@ pub struct ObjectStorage {
     base: String,
     /// Where uploads take their buffers' memory from; unbounded when `None` (tests).
     memory: Option<Arc<dyn UploadMemory>>,
+    /// The keys this process is writing, which the sweep of multipart uploads spares.
+    in_progress: UploadsInProgress,
     /// Where it points, for logs and `Debug` (never the credentials).
     description: String,
 }
@@ -87,6 +91,7 @@ impl ObjectStorage {
             operator,
             base: String::new(),
             memory: None,
+            in_progress: UploadsInProgress::default(),
             description: config.describe(),
         })
     }
@@ -96,6 +101,18 @@ impl ObjectStorage {
     pub fn with_upload_memory(mut self, memory: Arc<dyn UploadMemory>) -> Self {
         self.memory = Some(memory);
         self
+    }
+
+    /// The sweeper of the multipart uploads left open under this bucket's prefix (`config`
+    /// and `credentials` as this backend was opened with), sparing this backend's uploads in
+    /// progress and any upload that gained a part within `max_age`.
+    pub fn multipart_sweeper(
+        &self,
+        config: &ObjectStoreConfig,
+        credentials: &ObjectStoreCredentials,
+        max_age: std::time::Duration,
+    ) -> Result<MultipartSweeper> {
+        MultipartSweeper::new(config, credentials, self.in_progress.clone(), max_age)
     }
 
     /// The folder `path` of this tree as a tree of its own: the same store and connection
@@ -108,6 +125,7 @@ impl ObjectStorage {
         ObjectStorage {
             operator: self.operator.clone(),
             memory: self.memory.clone(),
+            in_progress: self.in_progress.clone(),
             base: format!("{}{}/", self.base, path.relative()),
             description: format!("{}/{}", self.description, path.relative()),
         }

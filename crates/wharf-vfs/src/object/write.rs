@@ -37,6 +37,8 @@ pub(super) struct ObjectWriter {
     failed: Option<Error>,
     /// The memory reserved for this upload's buffers, given back when it ends.
     _memory: Option<Box<dyn Send + Sync>>,
+    /// Marks the key as being written, for the sweep of multipart uploads.
+    _in_progress: super::sweep::UploadGuard,
     /// The runtime the upload was opened on, where a dropped upload's abort runs: it may be
     /// dropped on a thread outside the runtime (a TFTP transfer's own thread).
     runtime: tokio::runtime::Handle,
@@ -49,9 +51,11 @@ impl ObjectWriter {
         mode: WriteMode,
         memory: Option<Box<dyn Send + Sync>>,
     ) -> Result<Self> {
+        let key = storage.file_key(&path);
+        let in_progress = storage.in_progress.enter(key.clone());
         let writer = storage
             .operator
-            .writer_with(&storage.file_key(&path))
+            .writer_with(&key)
             .chunk(PART_SIZE)
             .concurrent(PARTS_IN_FLIGHT)
             .if_not_exists(mode == WriteMode::CreateNew)
@@ -66,6 +70,7 @@ impl ObjectWriter {
             waiting_bytes: 0,
             failed: None,
             _memory: memory,
+            _in_progress: in_progress,
             runtime: tokio::runtime::Handle::current(),
         })
     }
