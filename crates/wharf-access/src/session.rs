@@ -297,12 +297,19 @@ impl Session {
                 (WriteMode::Append | WriteMode::At(_), true) => Permissions::APPEND,
             };
             self.require(path, needed)?;
-            let capabilities = self.inner.tree.capabilities();
+            let capabilities = self.inner.tree.capabilities_at(path);
+            // A resume at the end of the stored file is an append: storage that can append
+            // but not write at any offset (object storage) still takes it.
+            let at_the_end = |offset: u64| existing.as_ref().is_some_and(|m| m.size == offset);
             match mode {
                 WriteMode::Append if !capabilities.append => {
                     return Err(Error::Unsupported("appending is not supported on this folder"));
                 }
-                WriteMode::At(offset) if offset > 0 && !capabilities.random_write => {
+                WriteMode::At(offset)
+                    if offset > 0
+                        && !capabilities.random_write
+                        && !(capabilities.append && at_the_end(offset)) =>
+                {
                     return Err(Error::Unsupported(
                         "resuming uploads is not supported on this folder",
                     ));

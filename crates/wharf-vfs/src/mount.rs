@@ -83,6 +83,23 @@ impl Tree {
         self.mounts.iter().find(|m| path.starts_with(&m.at)).map(|m| &m.at)
     }
 
+    /// What the storage holding `path` can do (the mount it is in; a folder that exists only
+    /// as a parent of mount points can do nothing). A user's tree may mix backends, so a
+    /// decision about one path asks this, not [`Storage::capabilities`] of the whole tree.
+    pub fn capabilities_at(&self, path: &VPath) -> Capabilities {
+        match self.place(path) {
+            Ok(Place::Backed { mount, .. }) => mount.storage.capabilities(),
+            Ok(Place::Virtual) | Err(_) => Capabilities {
+                random_write: false,
+                append: false,
+                atomic_rename: false,
+                hard_links: false,
+                set_mode: false,
+                set_times: false,
+            },
+        }
+    }
+
     /// The storage mounted at `/` (the user's home), if any.
     pub fn home(&self) -> Option<&Arc<dyn Storage>> {
         self.mounts.iter().find(|m| m.at.is_root()).map(|m| &m.storage)

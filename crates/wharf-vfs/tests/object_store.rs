@@ -397,3 +397,47 @@ async fn the_sweep_aborts_what_was_left_and_spares_what_is_alive() {
     assert_eq!(read_all(&storage, "/live.bin").await, data);
     assert_eq!(open_upload_keys(&server), vec!["elsewhere.bin".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_resume_continues_the_stored_object_without_sending_it_again() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "");
+    let whole = pattern(wharf_vfs::object::COPY_MIN as usize + 3 * 1024 * 1024 + 17);
+
+    // Large enough to be copied inside the store: only the rest is written.
+    let cut = wharf_vfs::object::COPY_MIN as usize + 1000;
+    upload(&storage, "/big.bin", &whole[..cut], WriteMode::Replace).await;
+    let mut resumed =
+        storage.open_write(&p("/big.bin"), WriteMode::At(cut as u64)).await.expect("resume");
+    resumed.write(Bytes::copy_from_slice(&whole[cut..])).await.expect("write");
+    assert_eq!(
+        resumed.commit().await.expect("commit"),
+        (whole.len() - cut) as u64,
+        "only the rest"
+    );
+    assert_eq!(read_all(&storage, "/big.bin").await, whole);
+
+    // Small: read and sent again inside the server; the same result.
+    upload(&storage, "/small.bin", &whole[..1000], WriteMode::Replace).await;
+    let mut appended =
+        storage.open_write(&p("/small.bin"), WriteMode::Append).await.expect("append");
+    appended.write(Bytes::copy_from_slice(&whole[1000..5000])).await.expect("write");
+    appended.commit().await.expect("commit");
+    assert_eq!(read_all(&storage, "/small.bin").await, &whole[..5000]);
+
+    // Anywhere but the end is refused; an unfinished append leaves the object as it was.
+    let err = storage.open_write(&p("/small.bin"), WriteMode::At(10)).await.err().expect("refused");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    let mut unfinished =
+        storage.open_write(&p("/small.bin"), WriteMode::Append).await.expect("append");
+    unfinished.write(Bytes::from_static(b"lost")).await.expect("write");
+    drop(unfinished);
+    assert_eq!(read_all(&storage, "/small.bin").await, &whole[..5000]);
+
+    // Appending to nothing creates the object.
+    let mut created = storage.open_write(&p("/new.bin"), WriteMode::Append).await.expect("append");
+    assert!(created.created(), "an append to no object adds a file");
+    created.write(Bytes::from_static(b"first")).await.expect("write");
+    created.commit().await.expect("commit");
+    assert_eq!(read_all(&storage, "/new.bin").await, b"first");
+}

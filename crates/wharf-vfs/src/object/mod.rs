@@ -11,6 +11,9 @@
 //! - **Create-only uploads are create-only at the store**: [`WriteMode::CreateNew`] completes
 //!   with `If-None-Match: *`, so of two racing creators one gets [`Error::AlreadyExists`].
 //! - **Ranged reads**: a read at an offset asks for that range only; a download streams.
+//! - **Resume without resending**: an append, or a resume at the end of the stored object,
+//!   publishes a new object that begins with a server-side copy of the old one
+//!   (`UploadPartCopy`); until it completes the old object stays as it was.
 //! - **Folders are prefixes**: `a/b` is a folder when any key starts with `a/b/`; an empty one
 //!   is kept by a marker object `a/b/` (what `make_dir` writes).
 //!
@@ -37,7 +40,7 @@ pub use config::{
     Secret,
 };
 pub use sweep::{MultipartSweeper, SweepReport, UploadsInProgress};
-pub use write::REORDER_WINDOW;
+pub use write::{COPY_MIN, REORDER_WINDOW};
 
 use crate::error::{Error, Result};
 use crate::metadata::{FileKind, Metadata, Space};
@@ -208,7 +211,8 @@ impl Storage for ObjectStorage {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             random_write: false,
-            append: false,
+            // By a server-side copy of the stored object into the new one (write.rs).
+            append: true,
             atomic_rename: false,
             hard_links: false,
             set_mode: false,
@@ -258,12 +262,23 @@ impl Storage for ObjectStorage {
         if path.is_root() {
             return Err(Error::IsADirectory);
         }
-        match mode {
-            WriteMode::Replace | WriteMode::CreateNew => {}
+        // A resume (or an append) continues the stored object: the new object starts with
+        // a server-side copy of it, so nothing stored is sent again (write.rs).
+        let carried = match mode {
+            WriteMode::Replace | WriteMode::CreateNew => None,
             WriteMode::Append | WriteMode::At(_) => {
-                return Err(Error::Unsupported("object storage writes whole objects only"));
+                let stored = self.file_metadata(path).await?.map(|meta| meta.size);
+                let end = stored.unwrap_or(0);
+                if let WriteMode::At(offset) = mode
+                    && offset != end
+                {
+                    return Err(Error::Unsupported(
+                        "object storage resumes an upload only at the end of what is stored",
+                    ));
+                }
+                Some(stored)
             }
-        }
+        };
         self.require_parent(path).await?;
         let memory = match &self.memory {
             Some(budget) => Some(budget.try_reserve(UPLOAD_MEMORY).ok_or_else(|| {
@@ -274,7 +289,8 @@ impl Storage for ObjectStorage {
             })?),
             None => None,
         };
-        let writer = write::ObjectWriter::open(self.clone(), path.clone(), mode, memory).await?;
+        let writer =
+            write::ObjectWriter::open(self.clone(), path.clone(), mode, memory, carried).await?;
         Ok(Box::new(writer))
     }
 

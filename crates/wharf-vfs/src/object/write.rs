@@ -3,6 +3,12 @@
 //! part) that completes on commit. Nothing is spooled to disk; nothing is visible before the
 //! commit; an upload dropped without a commit aborts its multipart upload.
 //!
+//! An append, or a resume at the end of the stored object, starts the new object with the
+//! stored one: copied part by part inside the store (`UploadPartCopy`, through OpenDAL's
+//! `Writer::copy_from`) when it is at least [`COPY_MIN`] bytes, else read and sent again
+//! (a part copied must be 5 MiB at least, as any part but the last). The client's bytes
+//! follow; the new object replaces the old when it completes.
+//!
 //! SFTP clients keep many writes in flight and a server may take them slightly out of order,
 //! so writes ahead of the current end wait in a reordering window of [`REORDER_WINDOW`] bytes
 //! until the gap before them is filled. A write that would need random access (before the
@@ -23,6 +29,13 @@ use crate::storage::{Committed, PublishCheck, WriteFile, WriteMode};
 /// Bytes of writes ahead of the current end an upload holds while waiting for the gap.
 pub const REORDER_WINDOW: u64 = 4 * 1024 * 1024;
 
+/// The smallest stored object continued by a copy inside the store (S3's smallest part);
+/// a smaller one is read and sent again, which fits in one part's memory.
+pub const COPY_MIN: u64 = 5 * 1024 * 1024;
+
+/// The largest range one part copy may take (S3's largest part).
+const COPY_MAX: u64 = 5 * 1024 * 1024 * 1024;
+
 /// An upload in progress.
 pub(super) struct ObjectWriter {
     storage: ObjectStorage,
@@ -31,6 +44,13 @@ pub(super) struct ObjectWriter {
     writer: Option<Writer>,
     /// Bytes handed to the writer: the end of the object so far.
     end: u64,
+    /// Of those, the bytes carried over from the stored object (an append or resume).
+    carried: u64,
+    /// Whether the upload writes in place in the client's eyes (an append or resume): then
+    /// it replaces nothing, and adds a file only if there was none.
+    mode: WriteMode,
+    /// Whether no object was stored under the name when an append or resume opened.
+    creates: bool,
     /// Writes beyond `end`, by offset, waiting for the gap before them.
     waiting: BTreeMap<u64, Bytes>,
     waiting_bytes: u64,
@@ -45,11 +65,14 @@ pub(super) struct ObjectWriter {
 }
 
 impl ObjectWriter {
+    /// An upload of `path` in `mode`; `carried` is, for an append or resume, the size of the
+    /// object stored now (`None`: none), which the new object starts with.
     pub(super) async fn open(
         storage: ObjectStorage,
         path: VPath,
         mode: WriteMode,
         memory: Option<Box<dyn Send + Sync>>,
+        carried: Option<Option<u64>>,
     ) -> Result<Self> {
         let key = storage.file_key(&path);
         let in_progress = storage.in_progress.enter(key.clone());
@@ -61,18 +84,46 @@ impl ObjectWriter {
             .if_not_exists(mode == WriteMode::CreateNew)
             .await
             .map_err(from_store)?;
-        Ok(ObjectWriter {
+        let mut upload = ObjectWriter {
             storage,
             path,
             writer: Some(writer),
             end: 0,
+            carried: 0,
+            mode,
+            creates: matches!(carried, Some(None)),
             waiting: BTreeMap::new(),
             waiting_bytes: 0,
             failed: None,
             _memory: memory,
             _in_progress: in_progress,
             runtime: tokio::runtime::Handle::current(),
-        })
+        };
+        if let Some(Some(stored)) = carried {
+            upload.carry_over(&key, stored).await?;
+        }
+        Ok(upload)
+    }
+
+    /// Starts the new object with the `stored` bytes of the object `key` holds now.
+    async fn carry_over(&mut self, key: &str, stored: u64) -> Result<()> {
+        if stored < COPY_MIN {
+            if stored > 0 {
+                let old = self.storage.operator.read_with(key).range(0..stored).await;
+                self.append(old.map_err(from_store)?.to_bytes()).await?;
+            }
+        } else {
+            let writer = self.writer.as_mut().ok_or(Error::Unsupported("the upload is over"))?;
+            let mut from = 0;
+            while from < stored {
+                let to = (from + COPY_MAX).min(stored);
+                writer.copy_from(key, from..to).await.map_err(from_store)?;
+                from = to;
+            }
+            self.end = stored;
+        }
+        self.carried = stored;
+        Ok(())
     }
 
     fn check_failed(&self) -> Result<()> {
@@ -153,7 +204,11 @@ impl WriteFile for ObjectWriter {
         if self.storage.folder_exists(&self.path).await? {
             return Err(Error::IsADirectory);
         }
-        let replaced = self.storage.file_metadata(&self.path).await?.map(|meta| meta.size);
+        let replaced = match self.mode.is_atomic() {
+            true => self.storage.file_metadata(&self.path).await?.map(|meta| meta.size),
+            // An append replaces nothing in the client's eyes: the object grows.
+            false => None,
+        };
         if let Some(check) = check {
             check(replaced, self.end)?;
         }
@@ -163,15 +218,16 @@ impl WriteFile for ObjectWriter {
             let _ = writer.abort().await;
             return Err(from_store(err));
         }
-        Ok(Committed { written: self.end, size: self.end, replaced, unsynced: None })
+        let written = self.end - self.carried;
+        Ok(Committed { written, size: self.end, replaced, unsynced: None })
     }
 
     fn created(&self) -> bool {
-        false
+        self.creates
     }
 
     fn bytes_written(&self) -> u64 {
-        self.end + self.waiting_bytes
+        self.end - self.carried + self.waiting_bytes
     }
 }
 
