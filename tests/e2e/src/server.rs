@@ -316,6 +316,32 @@ impl Wharf {
         self.bucket.is_some()
     }
 
+    /// On a bucket, a digest of every key (folder markers included) and its content; `None`
+    /// on a local share.
+    pub fn bucket_digest(&self) -> Option<String> {
+        use std::fmt::Write as _;
+        let store = self.bucket.as_ref()?;
+        let list =
+            store.s3_request("GET", &format!("/{}", store.bucket), &[("list-type", "2")], b"");
+        assert_eq!(list.status, 200, "listing the bucket: {}", list.text());
+        let text = list.text();
+        assert!(!text.contains("<IsTruncated>true"), "the test bucket holds more than a page");
+        let mut keys: Vec<String> = text
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect();
+        keys.sort();
+        let mut digest = String::new();
+        for key in keys {
+            let content = self.read(&key);
+            // The test trees are small: the content itself is its digest.
+            let _ =
+                write!(digest, "{key}:{}:{};", content.len(), String::from_utf8_lossy(&content));
+        }
+        Some(digest)
+    }
+
     /// Waits until an upload is under way in the store, and panics after `limit`: on a local
     /// share, a temporary upload file of at least `bytes`; on a bucket, an open multipart
     /// upload (one exists once a first part has been sent).

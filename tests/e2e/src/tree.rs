@@ -12,9 +12,9 @@ use crate::server::Wharf;
 /// What `/etc/passwd` always holds; it must never appear in a reply.
 pub const PASSWD_MARK: &[u8] = b"root:x:0:0";
 
-/// A digest of every name, type and content under the share.
+/// A digest of every name, type and content under the share (on a bucket: every key).
 pub fn share_digest(wharf: &Wharf) -> String {
-    tree_digest(&wharf.root)
+    wharf.bucket_digest().unwrap_or_else(|| tree_digest(&wharf.root))
 }
 
 /// Panics unless the directory outside the share holds exactly the sentinel, unchanged.

@@ -20,7 +20,7 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags};
 fn seed_read_only_area(wharf: &Wharf) {
     wharf.put("area/keep.txt", b"keep me as I am");
     wharf.put("area/dir/inner.txt", b"inner");
-    std::fs::create_dir_all(wharf.root.join("area/empty")).expect("empty folder");
+    wharf.make_folder("area/empty");
 }
 
 /// Every FTP command that writes, each answered with its refusal.
@@ -97,7 +97,18 @@ async fn sftp_writes(sftp: &SftpClient) -> Vec<(String, Refusal)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_only_user_is_refused_every_write_on_every_protocol() {
-    let wharf = Wharf::start().await;
+    read_only_user_refused_everything(Wharf::start().await).await;
+}
+
+/// The same with the whole share in a bucket of a real S3-compatible server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_only_user_is_refused_every_write_on_object_storage() {
+    let Some(store) = wharf_testkit::Seaweed::start() else { return };
+    read_only_user_refused_everything(Wharf::start_on_bucket(std::sync::Arc::new(store)).await)
+        .await;
+}
+
+async fn read_only_user_refused_everything(wharf: Wharf) {
     seed_read_only_area(&wharf);
     wharf.put("firmware/boot.bin", b"firmware image");
     let before = share_digest(&wharf);
