@@ -186,6 +186,40 @@ impl ObjectStorage {
     }
 }
 
+/// The largest object one `CopyObject` may copy (S3's limit); larger ones are copied part by
+/// part into a multipart upload.
+const SINGLE_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Copies the object `from` (`size` bytes) to `to` inside the store: one `CopyObject` up to
+/// `single_limit` bytes, else a multipart upload of parts copied in the store (`UploadPartCopy`,
+/// at most `single_limit` bytes each), so no byte passes through Wharf either way.
+async fn copy_object(
+    operator: &Operator,
+    from: &str,
+    to: &str,
+    size: u64,
+    single_limit: u64,
+) -> Result<()> {
+    if size <= single_limit {
+        return operator.copy(from, to).await.map(drop).map_err(from_store);
+    }
+    let mut writer = operator.writer(to).await.map_err(from_store)?;
+    let mut start = 0;
+    while start < size {
+        let end = (start + single_limit).min(size);
+        if let Err(err) = writer.copy_from(from, start..end).await {
+            let _ = writer.abort().await;
+            return Err(from_store(err));
+        }
+        start = end;
+    }
+    if let Err(err) = writer.close().await {
+        let _ = writer.abort().await;
+        return Err(from_store(err));
+    }
+    Ok(())
+}
+
 /// Attributes of an object.
 fn file_metadata(meta: &opendal::Metadata) -> Metadata {
     Metadata::plain_file(meta.content_length(), meta.last_modified().map(SystemTime::from))
@@ -298,7 +332,7 @@ impl Storage for ObjectStorage {
         if from.is_root() || to.is_root() {
             return Err(Error::PermissionDenied);
         }
-        let Some(_source) = self.file_metadata(from).await? else {
+        let Some(source) = self.file_metadata(from).await? else {
             return Err(match self.folder_exists(from).await? {
                 true => Error::Unsupported("folders cannot be renamed on object storage"),
                 false => Error::NotFound,
@@ -313,8 +347,9 @@ impl Storage for ObjectStorage {
         self.require_parent(to).await?;
         let replaced = self.file_metadata(to).await?.map(|meta| meta.size);
         // A copy then a delete: not atomic (between the two both names hold the file).
-        self.operator.copy(&self.file_key(from), &self.file_key(to)).await.map_err(from_store)?;
-        self.operator.delete(&self.file_key(from)).await.map_err(from_store)?;
+        let (from_key, to_key) = (self.file_key(from), self.file_key(to));
+        copy_object(&self.operator, &from_key, &to_key, source.size, SINGLE_COPY_LIMIT).await?;
+        self.operator.delete(&from_key).await.map_err(from_store)?;
         Ok(replaced)
     }
 
@@ -384,5 +419,38 @@ impl Storage for ObjectStorage {
 
     async fn space(&self, _path: &VPath) -> Result<Space> {
         Err(Error::Unsupported("object storage reports no free space"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copy of an object above the single-copy limit, with a limit lowered to 6 MiB so
+    /// that a 15 MiB object takes three copied parts (the real limit is 5 GiB).
+    #[tokio::test]
+    async fn a_copy_above_the_single_copy_limit_goes_part_by_part() {
+        let Some(server) = wharf_testkit::Seaweed::start() else { return };
+        let config = ObjectStoreConfig {
+            endpoint: server.endpoint.clone(),
+            region: server.region.clone(),
+            bucket: server.bucket.clone(),
+            prefix: String::new(),
+            addressing: Addressing::Path,
+            credentials_file: None,
+        };
+        let credentials = ObjectStoreCredentials {
+            access_key_id: server.access_key.clone(),
+            secret_access_key: Secret::new(server.secret_key.clone()),
+        };
+        let storage = ObjectStorage::open(&config, &credentials).expect("storage");
+        let data: Vec<u8> = (0..15 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        storage.operator.write("big.bin", data.clone()).await.expect("put");
+        let limit = 6 * 1024 * 1024;
+        copy_object(&storage.operator, "big.bin", "copy.bin", data.len() as u64, limit)
+            .await
+            .expect("copy");
+        let copied = storage.operator.read("copy.bin").await.expect("read").to_vec();
+        assert!(copied == data, "the copy is byte-exact");
     }
 }
