@@ -441,3 +441,46 @@ async fn a_resume_continues_the_stored_object_without_sending_it_again() {
     created.commit().await.expect("commit");
     assert_eq!(read_all(&storage, "/new.bin").await, b"first");
 }
+
+/// An SFTP client that resumes opens the file in place (no truncate, no append) and writes
+/// from the stored size, as OpenSSH's `reput` does; its first write decides.
+#[tokio::test]
+async fn an_in_place_open_is_decided_by_its_first_write() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "");
+    let whole = pattern(wharf_vfs::object::COPY_MIN as usize + 2 * 1024 * 1024);
+    let cut = wharf_vfs::object::COPY_MIN as usize + 100;
+
+    // The first write at the stored size: a resume.
+    upload(&storage, "/reput.bin", &whole[..cut], WriteMode::Replace).await;
+    let mut reput = storage.open_write(&p("/reput.bin"), WriteMode::At(0)).await.expect("open");
+    for (index, piece) in whole[cut..].chunks(32 * 1024).enumerate() {
+        let offset = (cut + index * 32 * 1024) as u64;
+        reput.write_at(offset, Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    assert_eq!(reput.commit().await.expect("commit"), (whole.len() - cut) as u64);
+    assert_eq!(read_all(&storage, "/reput.bin").await, whole);
+
+    // Opened and closed without a write: nothing changes.
+    let untouched = storage.open_write(&p("/reput.bin"), WriteMode::At(0)).await.expect("open");
+    untouched.commit().await.expect("commit");
+    assert_eq!(read_all(&storage, "/reput.bin").await, whole);
+
+    // A rewrite from 0 shorter than the object cannot keep its end: refused, object kept.
+    let mut short = storage.open_write(&p("/reput.bin"), WriteMode::At(0)).await.expect("open");
+    short.write_at(0, Bytes::from_static(b"short")).await.expect("write");
+    assert_eq!(short.commit().await.expect_err("refused").kind(), ErrorKind::Unsupported);
+    // A first write elsewhere is refused.
+    let mut elsewhere = storage.open_write(&p("/reput.bin"), WriteMode::At(0)).await.expect("open");
+    let err = elsewhere.write_at(7, Bytes::from_static(b"x")).await.expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    drop(elsewhere);
+    assert_eq!(read_all(&storage, "/reput.bin").await, whole);
+
+    // A rewrite from 0 at least as long replaces it.
+    let replacement = pattern(whole.len() + 5).into_iter().map(|b| !b).collect::<Vec<u8>>();
+    let mut rewrite = storage.open_write(&p("/reput.bin"), WriteMode::At(0)).await.expect("open");
+    rewrite.write(Bytes::copy_from_slice(&replacement)).await.expect("write");
+    rewrite.commit().await.expect("commit");
+    assert_eq!(read_all(&storage, "/reput.bin").await, replacement);
+}

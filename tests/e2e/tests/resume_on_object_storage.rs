@@ -1,8 +1,9 @@
-//! Resumed FTP uploads with the share in a bucket of a real S3-compatible server: an upload
+//! Resumed uploads with the share in a bucket of a real S3-compatible server: an FTP upload
 //! cut at 60 % (its data connection closed cleanly, so what arrived was published) and
 //! resumed with `APPE` (curl `-C -`) or `REST` + `STOR` ends byte-exact, and the client sends
 //! only the missing 40 %: the server starts the new object with a copy of the stored part
-//! made inside the store (`UploadPartCopy`), not with the bytes again.
+//! made inside the store (`UploadPartCopy`), not with the bytes again. OpenSSH's `reput` of
+//! a 60 % object does the same over SFTP.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ const SIZE: usize = 10 * MIB;
 const CUT: usize = SIZE * 6 / 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ftp_upload_cut_at_60_percent_resumes_without_resending() {
+async fn an_upload_cut_at_60_percent_resumes_without_resending() {
     let Some(clients) = RealClients::find() else { return };
     let Some(store) = Seaweed::start() else { return };
     assert!(CUT as u64 >= wharf_vfs::object::COPY_MIN, "the stored part is copied in the store");
@@ -55,6 +56,17 @@ async fn an_ftp_upload_cut_at_60_percent_resumes_without_resending() {
     let refused = ftp.store("STOR", format!("/{path}").as_bytes(), b"x").await;
     assert_eq!(refused.expect_err("refused").code, 504);
     assert!(wharf.read(path) == data, "a refused resume changes nothing");
+
+    // OpenSSH's `reput`: opens in place (no truncate, no append) and writes from the stored
+    // size; the server continues the stored object.
+    let path = "exchange/reput.bin";
+    wharf.put(path, &data[..CUT]);
+    let batch = wharf.base().join("client/reput.batch");
+    std::fs::write(&batch, format!("reput {} /{path}\n", local.display())).expect("batch");
+    let mut sftp = clients.openssh_sftp(&wharf, RW, &batch, &[]);
+    let output = run_bounded(&mut sftp, std::time::Duration::from_secs(120));
+    assert_success("sftp reput", &output);
+    assert!(wharf.read(path) == data, "the object resumed over SFTP is byte-exact");
     assert_eq!(wharf.open_multipart_uploads(), 0);
     wharf.stop().await;
 }

@@ -298,19 +298,27 @@ impl Storage for ObjectStorage {
         }
         // A resume (or an append) continues the stored object: the new object starts with
         // a server-side copy of it, so nothing stored is sent again (write.rs).
-        let carried = match mode {
-            WriteMode::Replace | WriteMode::CreateNew => None,
+        let start = match mode {
+            WriteMode::Replace | WriteMode::CreateNew => write::Start::Fresh { creates: false },
             WriteMode::Append | WriteMode::At(_) => {
                 let stored = self.file_metadata(path).await?.map(|meta| meta.size);
-                let end = stored.unwrap_or(0);
-                if let WriteMode::At(offset) = mode
-                    && offset != end
-                {
-                    return Err(Error::Unsupported(
-                        "object storage resumes an upload only at the end of what is stored",
-                    ));
+                match (mode, stored) {
+                    (_, None | Some(0)) if matches!(mode, WriteMode::Append | WriteMode::At(0)) => {
+                        write::Start::Fresh { creates: stored.is_none() }
+                    }
+                    (WriteMode::Append, Some(size)) => write::Start::Continue(size),
+                    (WriteMode::At(offset), Some(size)) if offset == size => {
+                        write::Start::Continue(size)
+                    }
+                    // Opened in place at 0 (SFTP without truncate or append, as OpenSSH's
+                    // `reput` opens): the first write says whether it resumes.
+                    (WriteMode::At(0), Some(size)) => write::Start::Decide(size),
+                    _ => {
+                        return Err(Error::Unsupported(
+                            "object storage resumes an upload only at the end of what is stored",
+                        ));
+                    }
                 }
-                Some(stored)
             }
         };
         self.require_parent(path).await?;
@@ -324,7 +332,7 @@ impl Storage for ObjectStorage {
             None => None,
         };
         let writer =
-            write::ObjectWriter::open(self.clone(), path.clone(), mode, memory, carried).await?;
+            write::ObjectWriter::open(self.clone(), path.clone(), mode, memory, start).await?;
         Ok(Box::new(writer))
     }
 

@@ -36,6 +36,20 @@ pub const COPY_MIN: u64 = 5 * 1024 * 1024;
 /// The largest range one part copy may take (S3's largest part).
 const COPY_MAX: u64 = 5 * 1024 * 1024 * 1024;
 
+/// How an upload's object begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// Empty; `creates` when it is an in-place write (append, resume) to no object.
+    Fresh { creates: bool },
+    /// With the stored object's first this many bytes (an append or a resume at its end).
+    Continue(u64),
+    /// Opened in place at 0 over an object of this many bytes: a first write at that size
+    /// continues it, a first write at 0 starts afresh (and must reach at least that size,
+    /// since the end of the old object cannot be kept), any other is refused; no write at
+    /// all leaves the object as it is.
+    Decide(u64),
+}
+
 /// An upload in progress.
 pub(super) struct ObjectWriter {
     storage: ObjectStorage,
@@ -51,6 +65,11 @@ pub(super) struct ObjectWriter {
     mode: WriteMode,
     /// Whether no object was stored under the name when an append or resume opened.
     creates: bool,
+    /// The stored object's size while the first write has not decided how it starts
+    /// ([`Start::Decide`]).
+    undecided: Option<u64>,
+    /// The least the new object must hold (a rewrite from 0 of an object this long).
+    must_reach: u64,
     /// Writes beyond `end`, by offset, waiting for the gap before them.
     waiting: BTreeMap<u64, Bytes>,
     waiting_bytes: u64,
@@ -65,14 +84,13 @@ pub(super) struct ObjectWriter {
 }
 
 impl ObjectWriter {
-    /// An upload of `path` in `mode`; `carried` is, for an append or resume, the size of the
-    /// object stored now (`None`: none), which the new object starts with.
+    /// An upload of `path` in `mode`, its object beginning as `start` says.
     pub(super) async fn open(
         storage: ObjectStorage,
         path: VPath,
         mode: WriteMode,
         memory: Option<Box<dyn Send + Sync>>,
-        carried: Option<Option<u64>>,
+        start: Start,
     ) -> Result<Self> {
         let key = storage.file_key(&path);
         let in_progress = storage.in_progress.enter(key.clone());
@@ -91,7 +109,12 @@ impl ObjectWriter {
             end: 0,
             carried: 0,
             mode,
-            creates: matches!(carried, Some(None)),
+            creates: matches!(start, Start::Fresh { creates: true }),
+            undecided: match start {
+                Start::Decide(stored) => Some(stored),
+                _ => None,
+            },
+            must_reach: 0,
             waiting: BTreeMap::new(),
             waiting_bytes: 0,
             failed: None,
@@ -99,14 +122,16 @@ impl ObjectWriter {
             _in_progress: in_progress,
             runtime: tokio::runtime::Handle::current(),
         };
-        if let Some(Some(stored)) = carried {
-            upload.carry_over(&key, stored).await?;
+        if let Start::Continue(stored) = start {
+            upload.carry_over(stored).await?;
         }
         Ok(upload)
     }
 
-    /// Starts the new object with the `stored` bytes of the object `key` holds now.
-    async fn carry_over(&mut self, key: &str, stored: u64) -> Result<()> {
+    /// Starts the new object with the `stored` bytes of the object its name holds now.
+    async fn carry_over(&mut self, stored: u64) -> Result<()> {
+        let key = self.storage.file_key(&self.path);
+        let key = key.as_str();
         if stored < COPY_MIN {
             if stored > 0 {
                 let old = self.storage.operator.read_with(key).range(0..stored).await;
@@ -165,7 +190,11 @@ impl ObjectWriter {
 #[async_trait]
 impl WriteFile for ObjectWriter {
     async fn write(&mut self, data: Bytes) -> Result<()> {
-        let end = self.end + self.waiting_bytes;
+        let end = match self.undecided {
+            // Sequential writes of an upload opened in place at 0 start at 0.
+            Some(_) => 0,
+            None => self.end + self.waiting_bytes,
+        };
         self.write_at(end, data).await
     }
 
@@ -173,6 +202,20 @@ impl WriteFile for ObjectWriter {
         self.check_failed()?;
         if data.is_empty() {
             return Ok(());
+        }
+        if let Some(stored) = self.undecided.take() {
+            match offset {
+                // A resume: the stored object goes first.
+                at if at == stored => self.carry_over(stored).await?,
+                // A rewrite from the start.
+                0 => self.must_reach = stored,
+                _ => {
+                    self.undecided = Some(stored);
+                    return Err(Error::Unsupported(
+                        "object storage resumes an upload only at the end of what is stored",
+                    ));
+                }
+            }
         }
         if offset == self.end {
             return self.append(data).await;
@@ -198,6 +241,18 @@ impl WriteFile for ObjectWriter {
 
     async fn publish(mut self: Box<Self>, check: Option<PublishCheck>) -> Result<Committed> {
         self.check_failed()?;
+        if let Some(stored) = self.undecided {
+            // Opened in place and never written: the object stays as it is.
+            if let Some(mut writer) = self.writer.take() {
+                let _ = writer.abort().await;
+            }
+            return Ok(Committed { written: 0, size: stored, replaced: None, unsynced: None });
+        }
+        if self.end < self.must_reach {
+            return Err(Error::Unsupported(
+                "object storage cannot keep the end of an object rewritten in place",
+            ));
+        }
         if !self.waiting.is_empty() {
             return Err(Error::Unsupported("an upload to object storage left a gap"));
         }
