@@ -316,6 +316,39 @@ impl Wharf {
         self.bucket.is_some()
     }
 
+    /// The names of the files directly in the share's folder `relative`, sorted (temporary
+    /// upload files and, on a bucket, folder markers left out).
+    pub fn file_names(&self, relative: &str) -> Vec<String> {
+        let mut names: Vec<String> = match &self.bucket {
+            Some(store) => {
+                let prefix = format!("{}/", relative.trim_end_matches('/'));
+                let list = store.s3_request(
+                    "GET",
+                    &format!("/{}", store.bucket),
+                    &[("list-type", "2"), ("prefix", &prefix), ("delimiter", "/")],
+                    b"",
+                );
+                assert_eq!(list.status, 200, "listing {relative}: {}", list.text());
+                list.text()
+                    .split("<Key>")
+                    .skip(1)
+                    .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+                    .filter_map(|key| key.strip_prefix(&prefix).map(str::to_owned))
+                    .filter(|name| !name.is_empty())
+                    .collect()
+            }
+            None => std::fs::read_dir(self.root.join(relative))
+                .expect("share folder")
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| !crate::tree::is_temporary_name(name))
+                .collect(),
+        };
+        names.sort();
+        names
+    }
+
     /// On a bucket, a digest of every key (folder markers included) and its content; `None`
     /// on a local share.
     pub fn bucket_digest(&self) -> Option<String> {

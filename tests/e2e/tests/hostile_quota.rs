@@ -19,15 +19,13 @@ const N: usize = COUNTED_FILES + 1;
 
 const CONTENT: &[u8] = b"one of several uploads racing the file quota";
 
-/// The files in `counted`'s home, by name; no temporary file may be left.
+/// The files in `counted`'s home, by name; no temporary file (or open multipart upload) may
+/// be left.
 fn published(wharf: &Wharf) -> Vec<String> {
     let home = wharf.root.join("counted");
     assert!(temporary_files(&home).is_empty(), "temporary files left: {home:?}");
-    let mut names: Vec<String> = std::fs::read_dir(&home)
-        .expect("counted's home")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    assert_eq!(wharf.open_multipart_uploads(), 0, "multipart uploads left open");
+    let names = wharf.file_names("counted");
     for name in &names {
         assert_eq!(wharf.read(&format!("counted/{name}")), CONTENT, "{name}");
     }
@@ -36,7 +34,17 @@ fn published(wharf: &Wharf) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_new_ftp_uploads_cannot_pass_the_file_quota() {
-    let wharf = Wharf::start().await;
+    ftp_uploads_race_the_file_quota(Wharf::start().await).await;
+}
+
+/// The same with the whole share in a bucket of a real S3-compatible server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_new_ftp_uploads_cannot_pass_the_file_quota_on_object_storage() {
+    let Some(store) = wharf_testkit::Seaweed::start() else { return };
+    ftp_uploads_race_the_file_quota(Wharf::start_on_bucket(std::sync::Arc::new(store)).await).await;
+}
+
+async fn ftp_uploads_race_the_file_quota(wharf: Wharf) {
     let mut controls = Vec::new();
     for _ in 0..N {
         controls.push(FtpControl::login(wharf.ftp, COUNTED).await);
