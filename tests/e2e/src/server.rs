@@ -183,10 +183,12 @@ impl Wharf {
         Wharf::start_with(CONFIG, None).await
     }
 
-    /// [`Wharf::start`] with the whole share in a bucket of `store` (`storage.buckets` at
-    /// `/`), the same folders and files made there as objects.
-    pub async fn start_on_bucket(store: Arc<Seaweed>) -> Wharf {
-        Wharf::start_with(CONFIG, Some(store)).await
+    /// [`Wharf::start`] with the whole share in a bucket of a SeaweedFS server of its own
+    /// (`storage.buckets` at `/`), the same folders and files made there as objects; `None`
+    /// when SeaweedFS is not installed outside CI (see [`Seaweed::start`]).
+    pub async fn start_on_bucket() -> Option<Wharf> {
+        let store = Seaweed::start()?;
+        Some(Wharf::start_with(CONFIG, Some(Arc::new(store))).await)
     }
 
     /// [`Wharf::start`] with `config` (placeholders as in [`CONFIG`]). Every protocol must

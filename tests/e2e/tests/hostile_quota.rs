@@ -40,8 +40,8 @@ async fn parallel_new_ftp_uploads_cannot_pass_the_file_quota() {
 /// The same with the whole share in a bucket of a real S3-compatible server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_new_ftp_uploads_cannot_pass_the_file_quota_on_object_storage() {
-    let Some(store) = wharf_testkit::Seaweed::start() else { return };
-    ftp_uploads_race_the_file_quota(Wharf::start_on_bucket(std::sync::Arc::new(store)).await).await;
+    let Some(wharf) = Wharf::start_on_bucket().await else { return };
+    ftp_uploads_race_the_file_quota(wharf).await;
 }
 
 async fn ftp_uploads_race_the_file_quota(wharf: Wharf) {

@@ -4,8 +4,6 @@
 //! Each upload is several parts long and the client vanishes after more than two, so a
 //! multipart upload is open at the store when it goes (the positive signal the test waits for).
 
-use std::sync::Arc;
-
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use tokio::io::AsyncWriteExt as _;
 use wharf_e2e::clients::ftp::FtpControl;
@@ -14,7 +12,7 @@ use wharf_e2e::clients::tftp::TftpClient;
 use wharf_e2e::interrupted::{assert_previous_file_intact, notice_limit};
 use wharf_e2e::server::{LAB, RW};
 use wharf_e2e::{MIB, Wharf, step};
-use wharf_testkit::{Seaweed, pattern};
+use wharf_testkit::pattern;
 
 /// Several parts.
 const NEW_SIZE: usize = 24 * MIB;
@@ -32,8 +30,7 @@ fn new_content() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_gone_mid_upload_leave_the_previous_object_and_no_multipart_upload() {
-    let Some(store) = Seaweed::start() else { return };
-    let wharf = Wharf::start_on_bucket(Arc::new(store)).await;
+    let Some(wharf) = Wharf::start_on_bucket().await else { return };
     wharf.make_folder("exchange");
     let old = old_content();
     let new = new_content();

@@ -44,8 +44,8 @@ async fn every_protocol_reads_what_every_protocol_wrote() {
 /// The same matrix with the whole share in a bucket of a real S3-compatible server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protocol_reads_what_every_protocol_wrote_on_object_storage() {
-    let Some(store) = wharf_testkit::Seaweed::start() else { return };
-    run_matrix(Wharf::start_on_bucket(std::sync::Arc::new(store)).await).await;
+    let Some(wharf) = Wharf::start_on_bucket().await else { return };
+    run_matrix(wharf).await;
 }
 
 async fn run_matrix(wharf: Wharf) {

@@ -5,13 +5,11 @@
 //! made inside the store (`UploadPartCopy`), not with the bytes again. OpenSSH's `reput` of
 //! a 60 % object does the same over SFTP.
 
-use std::sync::Arc;
-
 use wharf_e2e::clients::ftp::FtpControl;
 use wharf_e2e::clients::real::{RealClients, assert_success};
 use wharf_e2e::server::RW;
 use wharf_e2e::{MIB, Wharf};
-use wharf_testkit::{Seaweed, pattern, run_bounded};
+use wharf_testkit::{pattern, run_bounded};
 
 const SIZE: usize = 10 * MIB;
 /// Where the first upload is cut: 60 %, above the size copied inside the store.
@@ -20,9 +18,8 @@ const CUT: usize = SIZE * 6 / 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_cut_at_60_percent_resumes_without_resending() {
     let Some(clients) = RealClients::find() else { return };
-    let Some(store) = Seaweed::start() else { return };
     assert!(CUT as u64 >= wharf_vfs::object::COPY_MIN, "the stored part is copied in the store");
-    let wharf = Wharf::start_on_bucket(Arc::new(store)).await;
+    let Some(wharf) = Wharf::start_on_bucket().await else { return };
     wharf.make_folder("exchange");
     let data = pattern(SIZE);
     let mut ftp = FtpControl::login_over(&wharf, RW, false).await;

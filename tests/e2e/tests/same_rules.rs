@@ -103,9 +103,8 @@ async fn the_read_only_user_is_refused_every_write_on_every_protocol() {
 /// The same with the whole share in a bucket of a real S3-compatible server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_only_user_is_refused_every_write_on_object_storage() {
-    let Some(store) = wharf_testkit::Seaweed::start() else { return };
-    read_only_user_refused_everything(Wharf::start_on_bucket(std::sync::Arc::new(store)).await)
-        .await;
+    let Some(wharf) = Wharf::start_on_bucket().await else { return };
+    read_only_user_refused_everything(wharf).await;
 }
 
 async fn read_only_user_refused_everything(wharf: Wharf) {
