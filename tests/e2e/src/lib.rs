@@ -8,12 +8,14 @@
 //! - [`tree`]: digests of the storage tree, the sentinel outside it, temporary upload files.
 //! - [`errors_doc`]: the error-mapping table of `docs/ERRORS.md`, parsed.
 //! - [`interrupted`]: what an interrupted upload must leave behind.
+//! - [`matrix`]: every protocol reads what every protocol wrote, on any share.
 //!
 //! Every network call and every child process is bounded in time (see [`within`]).
 
 pub mod clients;
 pub mod errors_doc;
 pub mod interrupted;
+pub mod matrix;
 pub mod server;
 pub mod tree;
 
