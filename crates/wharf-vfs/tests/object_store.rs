@@ -59,13 +59,6 @@ async fn read_all(storage: &ObjectStorage, path: &str) -> Vec<u8> {
     all
 }
 
-/// Multipart uploads open in `bucket` (S3 `ListMultipartUploads`).
-fn open_multipart_uploads(server: &Seaweed, bucket: &str) -> usize {
-    let reply = server.s3_request("GET", &format!("/{bucket}"), &[("uploads", "")], b"");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply.text().matches("<Upload>").count()
-}
-
 #[tokio::test]
 async fn files_folders_and_ranges_on_a_real_store() {
     let Some(server) = Seaweed::start() else { return };
@@ -167,7 +160,7 @@ async fn files_folders_and_ranges_on_a_real_store() {
     );
     storage.remove_dir(&p("/in")).await.expect("rmdir");
     assert_eq!(storage.stat(&p("/in")).await.expect_err("gone").kind(), ErrorKind::NotFound);
-    assert_eq!(open_multipart_uploads(&server, &server.bucket), 0);
+    assert!(server.open_multipart_uploads().is_empty());
 }
 
 #[tokio::test]
@@ -186,7 +179,7 @@ async fn an_unfinished_upload_leaves_nothing_and_the_old_object_intact() {
     assert_eq!(read_all(&storage, "/firmware.bin").await, old, "nothing visible before the commit");
     // Parts have gone to the store: the multipart upload is open there.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while open_multipart_uploads(&server, &server.bucket) == 0 {
+    while server.open_multipart_uploads().is_empty() {
         assert!(std::time::Instant::now() < deadline, "no multipart upload open at the store");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -194,7 +187,7 @@ async fn an_unfinished_upload_leaves_nothing_and_the_old_object_intact() {
 
     // The abort runs on its own task: wait for its positive outcome, bounded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while open_multipart_uploads(&server, &server.bucket) > 0 {
+    while !server.open_multipart_uploads().is_empty() {
         assert!(std::time::Instant::now() < deadline, "the multipart upload was not aborted");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -342,20 +335,6 @@ fn orphan_upload(server: &Seaweed, key: &str) -> String {
     id
 }
 
-/// Keys of the multipart uploads open in the bucket.
-fn open_upload_keys(server: &Seaweed) -> Vec<String> {
-    let reply = server.s3_request("GET", &format!("/{}", server.bucket), &[("uploads", "")], b"");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let text = reply.text();
-    let mut keys: Vec<String> = text
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
-        .collect();
-    keys.sort();
-    keys
-}
-
 #[tokio::test]
 async fn the_sweep_aborts_what_was_left_and_spares_what_is_alive() {
     let Some(server) = Seaweed::start() else { return };
@@ -369,7 +348,7 @@ async fn the_sweep_aborts_what_was_left_and_spares_what_is_alive() {
         live.write(Bytes::copy_from_slice(piece)).await.expect("write");
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while open_upload_keys(&server).len() < 3 {
+    while server.open_multipart_uploads().len() < 3 {
         assert!(std::time::Instant::now() < deadline, "the live upload never opened at the store");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -390,12 +369,12 @@ async fn the_sweep_aborts_what_was_left_and_spares_what_is_alive() {
     let report = sweeper(std::time::Duration::ZERO).sweep().await.expect("sweep");
     assert_eq!((report.found, report.aborted), (2, 1));
     assert_eq!(
-        open_upload_keys(&server),
+        server.open_multipart_uploads(),
         vec!["elsewhere.bin".to_owned(), "tree/live.bin".to_owned()]
     );
     live.commit().await.expect("the live upload completes");
     assert_eq!(read_all(&storage, "/live.bin").await, data);
-    assert_eq!(open_upload_keys(&server), vec!["elsewhere.bin".to_owned()]);
+    assert_eq!(server.open_multipart_uploads(), vec!["elsewhere.bin".to_owned()]);
 }
 
 #[tokio::test]

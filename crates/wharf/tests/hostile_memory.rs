@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{start, wharf, write};
+use common::{resident, start, wharf, write};
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh_sftp::client::RawSftpSession;
@@ -53,17 +53,6 @@ const BLOCK: u64 = 256 * 1024;
 
 /// Time the whole test may take.
 const LIMIT: Duration = Duration::from_secs(240);
-
-/// The resident memory of process `pid`, in bytes.
-fn resident(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
 
 /// A client that accepts the server's host key (the test started the server itself).
 struct TrustingClient;

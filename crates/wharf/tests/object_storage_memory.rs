@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Running, start, wharf, write};
+use common::{Running, resident, start, wharf, write};
 use sha2::{Digest as _, Sha256};
 use wharf_testkit::{ChildGuard, Seaweed, TEST_PASSWORD, require_tool};
 
@@ -33,17 +33,6 @@ const TRANSFER_LIMIT: Duration = Duration::from_secs(600);
 
 /// How often the server's resident memory is sampled during a transfer.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
-
-/// The resident memory of process `pid`, in bytes.
-fn resident(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
 
 /// Samples `pid`'s resident memory until `done`, keeping the highest.
 fn sample_peak(

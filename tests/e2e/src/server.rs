@@ -307,10 +307,7 @@ impl Wharf {
     /// Multipart uploads left open in the bucket (0 on a local share): what an unfinished
     /// upload must not leave behind.
     pub fn open_multipart_uploads(&self) -> usize {
-        let Some(store) = &self.bucket else { return 0 };
-        let reply = store.s3_request("GET", &format!("/{}", store.bucket), &[("uploads", "")], b"");
-        assert_eq!(reply.status, 200, "listing multipart uploads: {}", reply.text());
-        reply.text().matches("<Upload>").count()
+        self.bucket.as_ref().map_or(0, |store| store.open_multipart_uploads().len())
     }
 
     /// Whether the share is a bucket.
@@ -324,17 +321,9 @@ impl Wharf {
         let mut names: Vec<String> = match &self.bucket {
             Some(store) => {
                 let prefix = format!("{}/", relative.trim_end_matches('/'));
-                let list = store.s3_request(
-                    "GET",
-                    &format!("/{}", store.bucket),
-                    &[("list-type", "2"), ("prefix", &prefix), ("delimiter", "/")],
-                    b"",
-                );
-                assert_eq!(list.status, 200, "listing {relative}: {}", list.text());
-                list.text()
-                    .split("<Key>")
-                    .skip(1)
-                    .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+                store
+                    .listed_keys(&[("list-type", "2"), ("prefix", &prefix), ("delimiter", "/")])
+                    .into_iter()
                     .filter_map(|key| key.strip_prefix(&prefix).map(str::to_owned))
                     .filter(|name| !name.is_empty())
                     .collect()
@@ -356,17 +345,7 @@ impl Wharf {
     pub fn bucket_digest(&self) -> Option<String> {
         use std::fmt::Write as _;
         let store = self.bucket.as_ref()?;
-        let list =
-            store.s3_request("GET", &format!("/{}", store.bucket), &[("list-type", "2")], b"");
-        assert_eq!(list.status, 200, "listing the bucket: {}", list.text());
-        let text = list.text();
-        assert!(!text.contains("<IsTruncated>true"), "the test bucket holds more than a page");
-        let mut keys: Vec<String> = text
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
-            .collect();
-        keys.sort();
+        let keys = store.listed_keys(&[("list-type", "2")]);
         let mut digest = String::new();
         for key in keys {
             let content = self.read(&key);
@@ -403,10 +382,8 @@ impl Wharf {
                 return;
             }
             if started.elapsed() >= limit {
-                let store = self.bucket.as_ref().expect("bucket");
-                let reply =
-                    store.s3_request("GET", &format!("/{}", store.bucket), &[("uploads", "")], b"");
-                panic!("{open} multipart uploads still open after {limit:?}: {}", reply.text());
+                let keys = self.bucket.as_ref().map(|store| store.open_multipart_uploads());
+                panic!("{open} multipart uploads still open after {limit:?}: {keys:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -357,6 +357,28 @@ impl Seaweed {
             .unwrap_or_else(|e| panic!("{method} {path} to {}: {e}", self.endpoint))
     }
 
+    /// The keys a signed `GET` of the bucket with `query` lists, sorted: objects with
+    /// `[("list-type", "2"), ...]`, open multipart uploads with `[("uploads", "")]`. Panics
+    /// unless S3 answers 200 with the whole listing in one page (test buckets are small).
+    pub fn listed_keys(&self, query: &[(&str, &str)]) -> Vec<String> {
+        let reply = self.s3_request("GET", &format!("/{}", self.bucket), query, b"");
+        assert_eq!(reply.status, 200, "listing {query:?}: {}", reply.text());
+        let text = reply.text();
+        assert!(!text.contains("<IsTruncated>true"), "more than one page: {query:?}");
+        let mut keys: Vec<String> = text
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The keys of the multipart uploads open in the bucket, sorted.
+    pub fn open_multipart_uploads(&self) -> Vec<String> {
+        self.listed_keys(&[("uploads", "")])
+    }
+
     /// Sends `method path` to S3 without a signature, as an anonymous client would.
     pub fn s3_request_unsigned(&self, method: &str, path: &str) -> HttpReply {
         self.try_s3_request(method, path, &[], b"", false)

@@ -173,3 +173,14 @@ pub fn greeting(addr: SocketAddr) -> Option<String> {
         Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
     }
 }
+
+/// The resident memory of process `pid`, in bytes.
+pub fn resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
