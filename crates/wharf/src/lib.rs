@@ -1,6 +1,7 @@
 //! The `wharf` binary as a library: configuration, start-up and shutdown of every protocol,
 //! so end-to-end tests can run the real server in-process.
 
+pub mod allocator;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -46,6 +46,7 @@ fn serve(
     let observers =
         Observers::new(open(&log.audit_file)?, open(&log.transfer_log)?, metrics.clone());
     logging::init(format, log.level.as_deref(), observers)?;
+    wharf::allocator::configure();
     let open_files = wharf::descriptors::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

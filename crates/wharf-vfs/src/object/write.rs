@@ -9,6 +9,11 @@
 //! (a part copied must be 5 MiB at least, as any part but the last). The client's bytes
 //! follow; the new object replaces the old when it completes.
 //!
+//! The client's bytes are copied into the part being filled, and the store gets whole parts:
+//! the blocks a front-end receives are freed as soon as they are copied, instead of living
+//! (scattered over the allocator's arenas) until their part is sent, which fragmented the
+//! heap so that a server's resident memory grew with every large upload.
+//!
 //! SFTP clients keep many writes in flight and a server may take them slightly out of order,
 //! so writes ahead of the current end wait in a reordering window of [`REORDER_WINDOW`] bytes
 //! until the gap before them is filled. A write that would need random access (before the
@@ -17,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use opendal::Writer;
 
 use super::errors::from_store;
@@ -56,8 +61,13 @@ pub(super) struct ObjectWriter {
     path: VPath,
     /// `None` once closed or aborted.
     writer: Option<Writer>,
-    /// Bytes handed to the writer: the end of the object so far.
+    /// Bytes handed to the writer or waiting in `part`: the end of the object so far.
     end: u64,
+    /// The part being filled, handed to the writer when it holds [`PART_SIZE`] bytes (and
+    /// what is left at the commit).
+    part: BytesMut,
+    /// Whether a whole part was handed over: the next ones are then allocated whole.
+    sent_a_part: bool,
     /// Of those, the bytes carried over from the stored object (an append or resume).
     carried: u64,
     /// Whether the upload writes in place in the client's eyes (an append or resume): then
@@ -107,6 +117,8 @@ impl ObjectWriter {
             path,
             writer: Some(writer),
             end: 0,
+            part: BytesMut::new(),
+            sent_a_part: false,
             carried: 0,
             mode,
             creates: matches!(start, Start::Fresh { creates: true }),
@@ -138,6 +150,7 @@ impl ObjectWriter {
                 self.append(old.map_err(from_store)?.to_bytes()).await?;
             }
         } else {
+            self.send_part().await?;
             let writer = self.writer.as_mut().ok_or(Error::Unsupported("the upload is over"))?;
             let mut from = 0;
             while from < stored {
@@ -162,14 +175,8 @@ impl ObjectWriter {
     async fn append(&mut self, data: Bytes) -> Result<()> {
         let mut next = Some(data);
         while let Some(data) = next.take() {
-            let writer = self.writer.as_mut().ok_or(Error::Unsupported("the upload is over"))?;
-            let len = data.len() as u64;
-            if let Err(err) = writer.write(data).await {
-                let err = from_store(err);
-                self.failed = Some(Error::Io(std::io::Error::other(err.to_string())));
-                return Err(err);
-            }
-            self.end += len;
+            self.fill_parts(&data).await?;
+            self.end += data.len() as u64;
             if let Some(entry) = self.waiting.first_entry()
                 && *entry.key() <= self.end
             {
@@ -182,6 +189,40 @@ impl ObjectWriter {
                 }
                 next = Some(data.split_off(overlap));
             }
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the part being filled, handing each part to the store as it fills.
+    async fn fill_parts(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            if self.sent_a_part && self.part.capacity() == 0 {
+                // Later parts are whole parts; the first grows with the upload, so that a
+                // small file does not take a part's memory.
+                self.part.reserve(PART_SIZE);
+            }
+            let take = (PART_SIZE - self.part.len()).min(data.len());
+            self.part.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.part.len() == PART_SIZE {
+                self.send_part().await?;
+                self.sent_a_part = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the part being filled (if it holds anything) to the store.
+    async fn send_part(&mut self) -> Result<()> {
+        if self.part.is_empty() {
+            return Ok(());
+        }
+        let part = std::mem::take(&mut self.part).freeze();
+        let writer = self.writer.as_mut().ok_or(Error::Unsupported("the upload is over"))?;
+        if let Err(err) = writer.write(part).await {
+            let err = from_store(err);
+            self.failed = Some(Error::Io(std::io::Error::other(err.to_string())));
+            return Err(err);
         }
         Ok(())
     }
@@ -267,6 +308,7 @@ impl WriteFile for ObjectWriter {
         if let Some(check) = check {
             check(replaced, self.end)?;
         }
+        self.send_part().await?;
         let mut writer = self.writer.take().ok_or(Error::Unsupported("the upload is over"))?;
         if let Err(err) = writer.close().await {
             // The multipart upload (if any) must not stay open.
