@@ -12,7 +12,7 @@ pub struct Options {
     /// Protocols to measure, comma-separated: ftp, ftps, sftp, tftp (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Protocol>,
-    /// Scenarios to run, comma-separated: transfer, small, parallel, memory, clients
+    /// Scenarios to run, comma-separated: transfer, small, parallel, memory, clients, object
     /// (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Scenario>,
@@ -86,6 +86,8 @@ pub enum Scenario {
     /// More clients: curl over one connection for many files, tftp-hpa fetching a list,
     /// 64 KiB TFTP blocks, curl's SFTP (libssh2), FTPS small files with lftp.
     Clients,
+    /// The share in a bucket of SeaweedFS, FTP and SFTP next to rclone on the same bucket.
+    Object,
 }
 
 /// How much data each scenario moves.

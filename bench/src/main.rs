@@ -12,6 +12,7 @@ mod lineup;
 mod machine;
 mod memory;
 mod net;
+mod object_store;
 mod peers;
 mod prereq;
 mod process;
@@ -171,6 +172,10 @@ fn run(options: &Options) -> anyhow::Result<()> {
     if options.runs_scenario(Scenario::Memory) {
         eprintln!("scenario 4: memory per idle session (fresh servers each run)");
         rows.extend(scenarios::idle::run(&bench, &setup, &protocols));
+    }
+    if options.runs_scenario(Scenario::Object) {
+        eprintln!("scenario 6: object storage (the share in a SeaweedFS bucket; rclone direct)");
+        rows.extend(scenarios::object::run(&bench, &setup, &protocols));
     }
 
     println!("{}", report::table(&rows));

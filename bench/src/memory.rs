@@ -43,6 +43,56 @@ pub fn tree_memory(root: u32) -> anyhow::Result<TreeMemory> {
     Ok(total)
 }
 
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`); `None` when the process is gone.
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    field_kib(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, key)
+}
+
+/// Starts a new peak of `pid`'s resident memory (`VmHWM`) at what it holds now, so that the
+/// next reading is the peak of what follows (`/proc/<pid>/clear_refs`, Linux 4.0 and later).
+pub fn reset_peak(pid: u32) -> anyhow::Result<()> {
+    let path = format!("/proc/{pid}/clear_refs");
+    std::fs::write(&path, "5").with_context(|| format!("writing {path}"))
+}
+
+/// Watches a running process's peak resident memory until it exits.
+pub struct PeakWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: std::thread::JoinHandle<u64>,
+}
+
+impl PeakWatch {
+    /// How often the peak is read: the kernel keeps the peak, so the reading only has to
+    /// come after it, and a process's last reading is at most this long before its exit.
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+    /// Starts watching `pid`.
+    pub fn start(pid: u32) -> PeakWatch {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let watcher = std::thread::spawn(move || {
+            // Read once more after being stopped: the last reading comes after the end.
+            let mut peak = 0;
+            while let Some(kib) = status_kib(pid, "VmHWM") {
+                peak = kib.max(peak);
+                if flag.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(Self::EVERY);
+            }
+            peak
+        });
+        PeakWatch { stop, watcher }
+    }
+
+    /// The highest peak read, KiB (0 when the process was never seen).
+    pub fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.watcher.join().unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +103,12 @@ mod tests {
         assert_eq!(field_kib(text, "Pss"), Some(1234));
         assert_eq!(field_kib(text, "Rss"), Some(5120));
         assert_eq!(field_kib(text, "Swap"), None);
+    }
+
+    #[test]
+    fn a_watched_process_has_a_peak() {
+        let peak = PeakWatch::start(std::process::id()).finish();
+        assert!(peak > 0 && peak >= status_kib(std::process::id(), "VmRSS").unwrap_or(0) / 2);
     }
 
     #[test]

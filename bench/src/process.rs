@@ -218,6 +218,11 @@ impl<T: Send + 'static> RunningCommand<T> {
         Ok(RunningCommand { guard, started, stdout, stderr })
     }
 
+    /// The process id, e.g. to watch its memory while it runs.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
     /// Waits for it to exit; kills it (and fails) when `limit` passes first.
     pub fn finish(mut self, limit: Duration) -> anyhow::Result<Finished<T>> {
         let status = loop {

@@ -16,6 +16,9 @@ pub enum Unit {
     /// KiB of server memory per idle session.
     #[serde(rename = "KiB/session")]
     KibPerSession,
+    /// MiB of resident memory at a peak.
+    #[serde(rename = "MiB")]
+    Mebibytes,
 }
 
 impl Unit {
@@ -25,12 +28,13 @@ impl Unit {
             Unit::MegabytesPerSecond => "MB/s",
             Unit::FilesPerSecond => "files/s",
             Unit::KibPerSession => "KiB/session",
+            Unit::Mebibytes => "MiB",
         }
     }
 
     /// Whether a larger figure is better (speeds), or a smaller one (memory).
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Unit::KibPerSession)
+        !matches!(self, Unit::KibPerSession | Unit::Mebibytes)
     }
 }
 

@@ -48,6 +48,11 @@ pub struct WharfServer {
 }
 
 impl WharfServer {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// When Wharf is no longer running: that, with the end of its log (a failed Wharf-side
     /// measurement is then explained by the server, not by the client's error).
     pub fn diagnosis(&self) -> Option<String> {
@@ -144,8 +149,29 @@ pub fn start(
     credentials: &Credentials,
     protocols: &[Protocol],
 ) -> anyhow::Result<(Option<WharfServer>, Endpoints)> {
+    start_with_storage(setup, dir, share, credentials, protocols, None)
+}
+
+/// The data directory of a Wharf started in `dir` (its keys, its state).
+pub fn data_dir(dir: &Path) -> PathBuf {
+    dir.join("state")
+}
+
+/// [`start`], with `storage` as the `storage:` section instead of the local `share` (the
+/// object-storage rows put the share in a bucket).
+pub fn start_with_storage(
+    setup: &WharfSetup,
+    dir: &Path,
+    share: &Path,
+    credentials: &Credentials,
+    protocols: &[Protocol],
+    storage: Option<Value>,
+) -> anyhow::Result<(Option<WharfServer>, Endpoints)> {
     let mut endpoints = Endpoints::none(Unavailable::NotServed("not selected".to_owned()));
-    let base = base_config(&dir.join("state"), share, credentials);
+    let mut base = base_config(&data_dir(dir), share, credentials);
+    if let Some(storage) = storage {
+        base.insert(Value::from("storage"), storage);
+    }
     let probe_path = dir.join("probe.yaml");
     if let Err(complaint) = check(&setup.binary, &probe_path, &base)? {
         bail!("wharf rejects the bench's base configuration: {complaint}");
@@ -236,7 +262,7 @@ pub fn start(
                 // other row goes on.
                 curl_home: match protocol {
                     Protocol::Sftp => {
-                        let public = ed25519_host_key(&config, &dir.join("state"));
+                        let public = ed25519_host_key(&config, &data_dir(dir));
                         write_curl_home(&dir.join("curl-home"), addr, &public).ok()
                     }
                     _ => None,

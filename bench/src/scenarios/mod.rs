@@ -2,6 +2,7 @@
 
 pub mod clients;
 pub mod idle;
+pub mod object;
 pub mod parallel;
 pub mod small_files;
 pub mod transfer;
@@ -181,9 +182,27 @@ pub fn with_server_cpu<T>(
     endpoint: &Endpoint,
     client: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, f64)> {
-    let meter = ServerCpu::start(endpoint.server_pid)?;
+    let (result, [seconds]) = with_cpu_of([endpoint.server_pid], client)?;
+    Ok((result, seconds))
+}
+
+/// Runs `client` and returns its result with the CPU seconds each process tree of `roots`
+/// spent meanwhile (see [`crate::cpu`]), in the order given.
+pub fn with_cpu_of<T, const N: usize>(
+    roots: [u32; N],
+    client: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, [f64; N])> {
+    let meters = roots.map(ServerCpu::start);
+    let mut started = Vec::with_capacity(N);
+    for meter in meters {
+        started.push(meter?);
+    }
     let result = client()?;
-    Ok((result, meter.finish()?))
+    let mut seconds = [0.0; N];
+    for (slot, meter) in seconds.iter_mut().zip(started) {
+        *slot = meter.finish()?;
+    }
+    Ok((result, seconds))
 }
 
 /// A failed Wharf measurement, with the reason when Wharf itself has stopped.

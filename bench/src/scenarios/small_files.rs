@@ -38,15 +38,15 @@ pub(super) enum TreeClient {
 
 /// One way of copying the folder: which client, over which protocol, which way.
 #[derive(Debug, Clone, Copy)]
-struct TreeCopy {
-    client: TreeClient,
-    protocol: Protocol,
-    direction: Direction,
+pub(super) struct TreeCopy {
+    pub(super) client: TreeClient,
+    pub(super) protocol: Protocol,
+    pub(super) direction: Direction,
 }
 
 /// The command moving the folder to or from `copy`, and the path of a script or list file
 /// it reads (removed after the run).
-fn tree_command(
+pub(super) fn tree_command(
     bench: &Bench<'_>,
     plan: TreeCopy,
     endpoint: &Endpoint,

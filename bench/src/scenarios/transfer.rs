@@ -71,7 +71,7 @@ pub(super) fn size_label(bytes: u64) -> String {
 
 /// Runs one transfer and returns its seconds, with the fingerprint of the download when
 /// it was checked as it streamed (curl); otherwise the caller verifies the copy.
-fn timed_transfer(
+pub(super) fn timed_transfer(
     client: Client<'_>,
     protocol: Protocol,
     endpoint: &Endpoint,

