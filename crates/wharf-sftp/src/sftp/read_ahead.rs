@@ -285,10 +285,20 @@ impl ReadAhead {
         let last = (offset + len - 1) / BLOCK;
         let sequential = offset == self.next_offset || self.blocks.contains_key(&first);
         self.next_offset = offset + len;
+        if self.ends_before(first, offset) {
+            // The block held the end of the file, and this read starts past it (a client
+            // checking for the end, or reading a file that has grown since): it is read on
+            // its own from where it starts, instead of the block again from its start. A
+            // store whose files cannot grow in place answers that without a request.
+            self.blocks.remove(&first);
+            let exact = self.start(offset, len as usize, None);
+            let read = answer(Wanted { start_in_block: 0, len: len as usize }, exact, None);
+            return Ok(self.delivered(read));
+        }
         let blocks = if sequential {
             // Everything before this request has been asked for already.
             self.blocks = self.blocks.split_off(&first);
-            self.forget_stale(first, offset);
+            self.forget_stale(first);
             self.cached_or_reserved(first, last)
         } else {
             // The reader jumped away: what was cached for where it was is released, and this
@@ -378,17 +388,20 @@ impl ReadAhead {
         }
     }
 
-    /// Drops a cached block that can no longer answer `offset`: one that failed, or one that
-    /// ended the file before `offset` (the file may have grown since).
-    fn forget_stale(&mut self, index: u64, offset: u64) {
-        let stale = match self.blocks.get(&index).and_then(|block| block.peek()) {
-            Some(Err(_)) => true,
+    /// Whether the cached block `index` is read, short (it ended the file) and ends before
+    /// `offset`.
+    fn ends_before(&self, index: u64, offset: u64) -> bool {
+        match self.blocks.get(&index).and_then(|block| block.peek()) {
             Some(Ok(block)) => {
                 (block.len() as u64) < BLOCK && offset >= index * BLOCK + block.len() as u64
             }
-            None => false,
-        };
-        if stale {
+            _ => false,
+        }
+    }
+
+    /// Drops a cached block that failed, so the read is tried again.
+    fn forget_stale(&mut self, index: u64) {
+        if let Some(Err(_)) = self.blocks.get(&index).and_then(|block| block.peek()) {
             self.blocks.remove(&index);
         }
     }
