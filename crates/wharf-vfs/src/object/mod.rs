@@ -281,12 +281,15 @@ impl Storage for ObjectStorage {
     }
 
     async fn open_read(&self, path: &VPath) -> Result<Box<dyn ReadFile>> {
-        match self.file_metadata(path).await? {
-            Some(meta) => Ok(Box::new(read::ObjectReader::new(
-                self.operator.clone(),
-                self.file_key(path),
-                meta,
-            ))),
+        let opened = match path.is_root() {
+            true => None,
+            false => {
+                let key = self.file_key(path);
+                read::ObjectReader::open(self.operator.clone(), key, file_metadata).await?
+            }
+        };
+        match opened {
+            Some(reader) => Ok(Box::new(reader)),
             None if self.folder_exists(path).await? => Err(Error::IsADirectory),
             None => Err(Error::NotFound),
         }
@@ -321,7 +324,13 @@ impl Storage for ObjectStorage {
                 }
             }
         };
-        self.require_parent(path).await?;
+        // Whether the folder exists is asked now but awaited only before the first part is
+        // sent or at the commit: for a small file the answer arrives while the client sends.
+        let parent_check = {
+            let storage = self.clone();
+            let path = path.clone();
+            tokio::spawn(async move { storage.require_parent(&path).await })
+        };
         let memory = match &self.memory {
             Some(budget) => Some(budget.try_reserve(UPLOAD_MEMORY).ok_or_else(|| {
                 Error::Io(std::io::Error::other(
@@ -331,8 +340,15 @@ impl Storage for ObjectStorage {
             })?),
             None => None,
         };
-        let writer =
-            write::ObjectWriter::open(self.clone(), path.clone(), mode, memory, start).await?;
+        let writer = write::ObjectWriter::open(
+            self.clone(),
+            path.clone(),
+            mode,
+            memory,
+            start,
+            parent_check,
+        )
+        .await?;
         Ok(Box::new(writer))
     }
 
