@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Running, WHARF, serve, wharf, write};
-use wharf_testkit::{TEST_PASSWORD, pattern, require_tool, run_bounded};
+use wharf_testkit::{Seaweed, TEST_PASSWORD, pattern, require_tool, run_bounded};
 
 /// How long the server may take to log that it acted on a signal.
 const LOG_WAIT: Duration = Duration::from_secs(10);
@@ -287,6 +287,68 @@ fn a_transfer_writes_one_xferlog_line_and_one_audit_line() {
     assert_eq!(uploads[0]["user"], "alice");
     assert_eq!(uploads[0]["outcome"], "ok");
     assert!(!audit.contains(TEST_PASSWORD), "a log line never contains a password");
+}
+
+/// The events of the audit log whose `op` is `op`.
+fn audit_events(audit: &str, op: &str) -> Vec<serde_json::Value> {
+    audit
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .filter(|event: &serde_json::Value| event["op"] == op)
+        .collect()
+}
+
+#[test]
+fn transfers_on_object_storage_are_logged_as_on_local_disk() {
+    let Some(curl_path) = require_tool("curl") else { return };
+    let Some(store) = Seaweed::start() else { return };
+    let setup = Setup::new(&format!(
+        "storage:\n  buckets:\n    /:\n      endpoint: {}\n      region: {}\n      \
+         bucket: {}\n      credentials_file: s3-keys.yaml\n",
+        store.endpoint, store.region, store.bucket
+    ));
+    write(
+        setup.tmp.path(),
+        "data/s3-keys.yaml",
+        &format!("access_key_id: {}\nsecret_access_key: {}\n", store.access_key, store.secret_key),
+    );
+    let server = setup.serve();
+    let content = pattern(12_345);
+    let local = setup.local("one.bin", &content);
+    let downloaded = setup.tmp.path().join("client/back.bin");
+    let user = format!("alice:{TEST_PASSWORD}");
+    let mut upload = Command::new(&curl_path);
+    upload
+        .args(["-sS", "--max-time", "60", "-T"])
+        .arg(&local)
+        .arg(ftp_url(&server, "alice", "/one.bin"));
+    assert_eq!(run(upload), 0, "FTP upload to the bucket");
+    let mut download = Command::new(&curl_path);
+    download
+        .args(["-sS", "-k", "--max-time", "60", "--user", &user, "-o"])
+        .arg(&downloaded)
+        .arg(sftp_url(&server, "/one.bin"));
+    assert_eq!(run(download), 0, "SFTP download from the bucket");
+    assert_eq!(std::fs::read(&downloaded).expect("downloaded"), content);
+    assert!(server.stop().success());
+
+    let logs = setup.tmp.path().join("data/logs");
+    let xferlog = std::fs::read_to_string(logs.join("xferlog")).expect("xferlog");
+    let lines: Vec<&str> = xferlog.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per transfer: {xferlog}");
+    assert!(lines[0].contains(" 127.0.0.1 12345 /one.bin b _ i r alice ftp 0 * c"), "{xferlog}");
+    assert!(lines[1].contains(" 127.0.0.1 12345 /one.bin b _ o r alice sftp 0 * c"), "{xferlog}");
+    let audit = std::fs::read_to_string(logs.join("audit.jsonl")).expect("audit log");
+    for (op, protocol) in [("upload", "ftp"), ("download", "sftp")] {
+        let events = audit_events(&audit, op);
+        assert_eq!(events.len(), 1, "{op}: {audit}");
+        assert_eq!(events[0]["bytes"], 12_345, "{op}: {audit}");
+        assert_eq!(events[0]["user"], "alice", "{op}: {audit}");
+        assert_eq!(events[0]["protocol"], protocol, "{op}: {audit}");
+        assert_eq!(events[0]["outcome"], "ok", "{op}: {audit}");
+    }
+    assert!(!audit.contains(&store.secret_key), "a log line never contains the store's keys");
+    assert!(!xferlog.contains(&store.access_key), "a log line never contains the store's keys");
 }
 
 #[test]

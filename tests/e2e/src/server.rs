@@ -277,6 +277,14 @@ impl Wharf {
         path
     }
 
+    /// Every key in the bucket, sorted (empty on a local share).
+    pub fn stored_keys(&self) -> Vec<String> {
+        match &self.bucket {
+            Some(store) => store.listed_keys(&[("list-type", "2")]),
+            None => Vec::new(),
+        }
+    }
+
     /// Makes the folder `relative` of the share and its parents (on a bucket, their marker
     /// objects).
     pub fn make_folder(&self, relative: &str) {

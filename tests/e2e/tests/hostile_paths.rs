@@ -90,6 +90,31 @@ async fn hostile_paths_are_refused_or_contained_on_every_protocol() {
     let wharf = Wharf::start().await;
     wharf.put("exchange/file.txt", b"an ordinary file");
     plant_links(&wharf);
+    refused_or_contained(wharf).await;
+}
+
+/// The same names with the whole share in a bucket (no links there: an object store has
+/// none). Besides what the local run checks, every key left in the bucket must be a plain
+/// path: no empty, `.` or `..` segment, no NUL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_paths_are_refused_or_contained_on_object_storage() {
+    let Some(wharf) = Wharf::start_on_bucket().await else { return };
+    wharf.make_folder("exchange");
+    wharf.put("exchange/file.txt", b"an ordinary file");
+    let keys = refused_or_contained(wharf).await;
+    assert!(!keys.is_empty(), "the bucket was not listed");
+    for key in keys {
+        let segments: Vec<&str> = key.strip_suffix('/').unwrap_or(&key).split('/').collect();
+        assert!(
+            segments.iter().all(|s| !s.is_empty() && *s != "." && *s != ".." && !s.contains('\0')),
+            "a key that is not a plain path: {key:?}"
+        );
+    }
+}
+
+/// Sends every hostile name over every protocol and checks nothing from outside came back or
+/// changed; returns the keys of the bucket at the end (none on a local share).
+async fn refused_or_contained(wharf: Wharf) -> Vec<String> {
     let keys_before = tree_digest(&wharf.host_keys);
     let paths = hostile_paths(&wharf);
 
@@ -206,5 +231,7 @@ async fn hostile_paths_are_refused_or_contained_on_every_protocol() {
     assert_outside_untouched(&wharf);
     assert_eq!(tree_digest(&wharf.host_keys), keys_before, "the host keys changed");
     sftp.close().await;
+    let keys = wharf.stored_keys();
     wharf.stop().await;
+    keys
 }
