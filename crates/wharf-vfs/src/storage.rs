@@ -187,7 +187,9 @@ pub struct Committed {
     pub size: u64,
     /// For a whole-file upload, the size of the regular file its publication replaced;
     /// `None` when the name held no regular file (the upload added a file). Always `None`
-    /// for in-place writes, which replace nothing (see [`WriteFile::created`]).
+    /// for in-place writes, which replace nothing (see [`WriteFile::created`]). A backend
+    /// for which finding out costs a request (object storage) reports it only when the
+    /// publish was given a [`PublishCheck`]: the quota, which gives one, is its only reader.
     pub replaced: Option<u64>,
     /// Set when the file is in place but flushing it or its directory to stable storage
     /// failed (only asked for with `fsync_on_commit` or after [`WriteFile::sync`]): the

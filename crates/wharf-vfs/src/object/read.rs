@@ -126,6 +126,10 @@ impl ReadFile for ObjectReader {
         };
         if get.next < size {
             *open_get = Some(get);
+        } else {
+            // Read to the body's end, so the connection goes back to the pool: a response
+            // dropped before its end closes it, and the next file pays for a new one.
+            let _ = get.body.next().await;
         }
         Ok(bytes)
     }

@@ -305,9 +305,10 @@ impl WriteFile for ObjectWriter {
         if !self.waiting.is_empty() {
             return Err(Error::Unsupported("an upload to object storage left a gap"));
         }
-        // Three questions to the store, asked at once: one round trip instead of three for
-        // a small file.
+        // The questions to the store, asked at once: one round trip instead of three for a
+        // small file.
         let parent_check = self.parent_check.take();
+        let wants_replaced = self.mode.is_atomic() && check.is_some();
         let (parent, folder, replaced) = tokio::join!(
             async {
                 match parent_check {
@@ -317,9 +318,11 @@ impl WriteFile for ObjectWriter {
             },
             self.storage.folder_exists(&self.path),
             async {
-                match self.mode.is_atomic() {
+                // What the upload replaces matters only to the check (the quota); without one
+                // it is not asked for, which spares a small upload a request. An append
+                // replaces nothing in the client's eyes: the object grows.
+                match wants_replaced {
                     true => self.storage.file_metadata(&self.path).await,
-                    // An append replaces nothing in the client's eyes: the object grows.
                     false => Ok(None),
                 }
             },
