@@ -197,6 +197,41 @@ fn sigterm_lets_a_running_upload_finish() {
     assert_eq!(std::fs::read(setup.share().join("alice/big.bin")).expect("published"), content);
 }
 
+/// The status line of `GET path` on the metrics listener `addr` (empty when nothing answers).
+fn probe(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: wharf\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn ready_says_draining_after_sigterm_while_health_stays_up() {
+    let setup = Setup::new("metrics: { listen: \"127.0.0.1:0\" }\n");
+    let Some(upload) = curl() else { return };
+    let server = setup.serve();
+    let metrics = server.listener("metrics");
+    assert_eq!(probe(metrics, "/health"), "HTTP/1.1 200 OK");
+    assert_eq!(probe(metrics, "/ready"), "HTTP/1.1 200 OK");
+    let (upload, content) = start_slow_upload(&setup, &server, upload);
+    server.signal(rustix::process::Signal::TERM);
+    server.wait_for_log("shutting down", LOG_WAIT);
+    // Draining starts right after that line; the probe says so from then on.
+    let started = Instant::now();
+    while probe(metrics, "/ready") != "HTTP/1.1 503 Service Unavailable" {
+        assert!(started.elapsed() < LOG_WAIT, "/ready never said the node was draining");
+    }
+    assert_eq!(probe(metrics, "/health"), "HTTP/1.1 200 OK", "alive while draining");
+    assert_eq!(finish(upload, Duration::from_secs(30)), 0, "the upload completes meanwhile");
+    assert!(server.wait_exit(Duration::from_secs(15)).success(), "clean exit once drained");
+    assert_eq!(std::fs::read(setup.share().join("alice/big.bin")).expect("published"), content);
+}
+
 #[test]
 fn sighup_reloads_users_while_a_transfer_runs() {
     let setup = Setup::new("");

@@ -1,5 +1,11 @@
-//! The metrics endpoint: `GET /metrics` (Prometheus text format) and `GET /bans` (JSON) on
-//! its own listener, meant for loopback or a management network.
+//! The metrics endpoint: `GET /metrics` (Prometheus text format), `GET /bans` (JSON), and the
+//! probes of load balancers and orchestrators on its own listener, meant for loopback or a
+//! management network:
+//!
+//! - `GET /health` answers 200 while the process serves requests at all (liveness);
+//! - `GET /ready` answers 200 while the node takes new sessions and 503 from the moment it
+//!   starts draining (SIGTERM), so a load balancer stops sending clients to it while the
+//!   transfers it holds finish. The endpoint keeps answering until the grace period ends.
 //!
 //! Two read-only routes do not justify an HTTP framework's weight in the build, so this is a
 //! deliberately small HTTP/1.1 responder: one request per connection, a bounded request head,
@@ -52,12 +58,13 @@ impl MetricsEndpoint {
         self.listener.local_addr()
     }
 
-    /// Answers requests until shutdown begins.
+    /// Answers requests until the shutdown's grace period is over (through the drain, so
+    /// that `/ready` can say the node is draining).
     pub async fn run(self) {
         let shutdown = self.gateway.shutdown.clone();
         loop {
             tokio::select! {
-                _ = shutdown.draining() => break,
+                _ = shutdown.terminated() => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         // Refused: dropped, so closed at once.
@@ -114,6 +121,15 @@ async fn answer(
                 serde_json::to_string_pretty(&gateway.defender().bans()).unwrap_or_default() + "\n";
             respond(&mut stream, "200 OK", "application/json", &body).await
         }
+        (Some("GET"), Some("/health")) => {
+            respond(&mut stream, "200 OK", "text/plain", "ok\n").await
+        }
+        (Some("GET"), Some("/ready")) => match gateway.shutdown.is_draining() {
+            false => respond(&mut stream, "200 OK", "text/plain", "ready\n").await,
+            true => {
+                respond(&mut stream, "503 Service Unavailable", "text/plain", "draining\n").await
+            }
+        },
         (Some("GET"), Some(_)) => {
             respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await
         }
