@@ -5,8 +5,8 @@ use bytes::Bytes;
 use wharf_testkit::Seaweed;
 use wharf_vfs::object::{REORDER_WINDOW, Secret};
 use wharf_vfs::{
-    Addressing, ErrorKind, ObjectStorage, ObjectStoreConfig, ObjectStoreCredentials, Storage,
-    VPath, WriteMode,
+    Addressing, ErrorKind, LocalOptions, LocalStorage, Mount, ObjectStorage, ObjectStoreConfig,
+    ObjectStoreCredentials, Storage, Tree, VPath, WriteMode,
 };
 
 fn p(path: &str) -> VPath {
@@ -462,4 +462,57 @@ async fn an_in_place_open_is_decided_by_its_first_write() {
     rewrite.write(Bytes::copy_from_slice(&replacement)).await.expect("write");
     rewrite.commit().await.expect("commit");
     assert_eq!(read_all(&storage, "/reput.bin").await, replacement);
+}
+
+/// One user's tree mixing a local home and a bucket mounted inside it: each path gets what
+/// its own storage can do. Random writes keep working in the local home; the bucket refuses
+/// them (unsupported, nothing stored) instead of the whole tree losing them.
+#[tokio::test]
+async fn a_local_home_keeps_random_writes_beside_a_bucket_mount() {
+    const MIB: u64 = 1024 * 1024;
+    let Some(server) = Seaweed::start() else { return };
+    let home = tempfile::tempdir().expect("home");
+    let local = LocalStorage::open(home.path(), true, LocalOptions::default()).expect("local");
+    let bucket = storage_on(&server, &server.bucket, "archive");
+    let tree = Tree::new(vec![
+        Mount { at: VPath::root(), storage: std::sync::Arc::new(local) },
+        Mount { at: p("/archive"), storage: std::sync::Arc::new(bucket) },
+    ])
+    .expect("tree");
+    assert!(tree.capabilities_at(&p("/notes.bin")).random_write);
+    assert!(!tree.capabilities_at(&p("/archive/notes.bin")).random_write);
+
+    // Local: the end of the file first, then its start (a client writing out of order).
+    let piece = pattern(64 * 1024);
+    let mut file = tree.open_write(&p("/notes.bin"), WriteMode::At(0)).await.expect("open");
+    file.write_at(8 * MIB, Bytes::from(piece.clone())).await.expect("write far ahead");
+    file.write_at(0, Bytes::from(piece.clone())).await.expect("write at the start");
+    file.commit().await.expect("commit");
+    let stored = std::fs::read(home.path().join("notes.bin")).expect("local file");
+    assert_eq!(stored.len() as u64, 8 * MIB + piece.len() as u64);
+    assert_eq!(&stored[..piece.len()], &piece[..]);
+    assert_eq!(&stored[8 * MIB as usize..], &piece[..]);
+
+    // The bucket: the same write far ahead of the upload's end is refused, nothing stored.
+    let mut object =
+        tree.open_write(&p("/archive/notes.bin"), WriteMode::Replace).await.expect("open");
+    let refused = object.write_at(8 * MIB, Bytes::from(piece.clone())).await;
+    assert_eq!(refused.expect_err("random write on a bucket").kind(), ErrorKind::Unsupported);
+    drop(object);
+    let missing = tree.stat(&p("/archive/notes.bin")).await.expect_err("nothing stored");
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+
+    // And a whole upload into the bucket beside it works as ever.
+    let whole = pattern(3 * MIB as usize);
+    let mut object =
+        tree.open_write(&p("/archive/notes.bin"), WriteMode::Replace).await.expect("open");
+    object.write(Bytes::from(whole.clone())).await.expect("write");
+    object.commit().await.expect("commit");
+    let read = tree.open_read(&p("/archive/notes.bin")).await.expect("open read");
+    let mut stream = read.stream(0);
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next_chunk().await.expect("chunk") {
+        all.extend_from_slice(&chunk);
+    }
+    assert!(all == whole, "the object read back differs");
 }
