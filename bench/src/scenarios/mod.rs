@@ -113,6 +113,18 @@ impl RowRecorder {
         }
     }
 
+    /// Measures every run on every side still wanted, in each run's order.
+    pub fn measure_runs(&mut self, mut measure: impl FnMut(Side, usize) -> anyhow::Result<Sample>) {
+        for run in 0..self.runs {
+            for side in self.order(run) {
+                if self.wants(side) {
+                    let outcome = measure(side, run);
+                    self.record(side, run, outcome);
+                }
+            }
+        }
+    }
+
     /// The figure of `side` from what was recorded.
     fn figure(&self, side: Side) -> Figure {
         let index = side as usize;
@@ -162,16 +174,15 @@ pub fn measure_row(
             recorder.unavailable(side, why.clone());
         }
     }
-    for run in 0..bench.runs {
-        for side in recorder.order(run) {
-            if let (true, Ok(endpoint)) =
-                (recorder.wants(side), lineup.endpoints(side).get(protocol))
-            {
-                let outcome = measure(side, endpoint, run);
-                recorder.record(side, run, explain(lineup, side, outcome));
-            }
-        }
-    }
+    // A side whose endpoint is unavailable was marked so above, and is not wanted.
+    recorder.measure_runs(|side, run| {
+        let endpoint = lineup
+            .endpoints(side)
+            .get(protocol)
+            .as_ref()
+            .map_err(|why| anyhow::anyhow!("{why}"))?;
+        explain(lineup, side, measure(side, endpoint, run))
+    });
     recorder.finish()
 }
 

@@ -158,14 +158,7 @@ pub fn run(bench: &Bench<'_>, setup: &WharfSetup, protocols: &[Protocol]) -> Vec
         if let Err(why) = stage.endpoints.get(plan.protocol) {
             recorder.unavailable(Side::Wharf, why.clone());
         }
-        for run in 0..bench.runs {
-            for side in recorder.order(run) {
-                if recorder.wants(side) {
-                    let outcome = stage.measure(*plan, side, run);
-                    recorder.record(side, run, outcome);
-                }
-            }
-        }
+        recorder.measure_runs(|side, run| stage.measure(*plan, side, run));
         rows.extend(recorder.finish());
     }
     let mut memory = RowRecorder::new(memory_head(), vec![peer], bench.runs);

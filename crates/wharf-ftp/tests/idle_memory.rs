@@ -12,14 +12,9 @@ use common::TestServer;
 const SESSIONS: usize = 300;
 const BUDGET_PER_SESSION: usize = 64 * 1024;
 
+/// This process's resident memory (the server runs in it).
 fn resident_bytes() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let kib: usize = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
+    usize::try_from(wharf_testkit::resident_bytes(std::process::id())).expect("fits")
 }
 
 /// Opens a control connection, logs in and leaves the session idle.

@@ -14,12 +14,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{resident, start, wharf, write};
+use common::{start, wharf, write, write_alice};
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
-use wharf_testkit::{TEST_PASSWORD, pattern};
+use wharf_testkit::{TEST_PASSWORD, pattern, resident_bytes};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -70,13 +70,7 @@ impl client::Handler for TrustingClient {
 
 /// A scratch directory serving SFTP to `alice` with the file to read.
 fn setup(dir: &Path) -> Vec<u8> {
-    let hash =
-        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
-    write(
-        dir,
-        "data/users.yaml",
-        &format!("users:\n  - name: alice\n    password: \"{hash}\"\n    home: alice\n"),
-    );
+    write_alice(dir);
     write(
         dir,
         "wharf.yaml",
@@ -122,7 +116,7 @@ async fn read_everywhere(
         for read in reads {
             read.await.expect("every read returns the right byte");
         }
-        peak = peak.max(resident(pid));
+        peak = peak.max(resident_bytes(pid));
     }
     peak
 }
@@ -149,7 +143,7 @@ async fn random_reads_on_many_handles_stay_within_the_session_budget() {
         let sftp = Arc::new(RawSftpSession::new(channel.into_stream()));
         sftp.init().await.expect("sftp init");
         // Logged in and ready: what the session costs from here is what the reads cost.
-        let before = resident(pid);
+        let before = resident_bytes(pid);
 
         let mut handles = Vec::with_capacity(HANDLES);
         for _ in 0..HANDLES {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Running, resident, start, wharf, write};
+use common::{Running, start, wharf, write, write_alice};
 use sha2::{Digest as _, Sha256};
-use wharf_testkit::{ChildGuard, Seaweed, TEST_PASSWORD, require_tool};
+use wharf_testkit::{ChildGuard, Seaweed, TEST_PASSWORD, require_tool, resident_bytes};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -47,7 +47,7 @@ fn sample_peak(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while !done.load(Ordering::Acquire) {
-            peak.fetch_max(resident(pid), Ordering::AcqRel);
+            peak.fetch_max(resident_bytes(pid), Ordering::AcqRel);
             std::thread::sleep(SAMPLE_EVERY);
         }
     })
@@ -135,13 +135,7 @@ fn transfer(server_pid: u32, what: &str, args: &[String]) -> (Vec<u8>, u64, u64)
 /// A server whose whole share is `store`'s bucket, with FTP and SFTP on loopback and user
 /// alice (home `alice`, a prefix of the bucket).
 fn serve_on_bucket(dir: &Path, store: &Seaweed) -> Running {
-    let hash =
-        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
-    write(
-        dir,
-        "data/users.yaml",
-        &format!("users:\n  - {{ name: alice, password: \"{hash}\", home: alice }}\n"),
-    );
+    write_alice(dir);
     write(
         dir,
         "data/s3-keys.yaml",
@@ -180,7 +174,7 @@ fn a_gibibyte_each_way_over_ftp_and_sftp_in_bounded_memory() {
     let user = format!("alice:{TEST_PASSWORD}");
     let ftp = server.listener("FTP");
     let sftp = server.listener("SFTP");
-    let idle = resident(pid);
+    let idle = resident_bytes(pid);
     eprintln!("server idle: {} MiB resident", idle / MIB);
     let cases = [
         ("FTP", format!("ftp://{ftp}/big-ftp.bin")),
@@ -213,7 +207,7 @@ fn a_gibibyte_each_way_over_ftp_and_sftp_in_bounded_memory() {
             );
         }
     }
-    let after = resident(pid).saturating_sub(idle);
+    let after = resident_bytes(pid).saturating_sub(idle);
     eprintln!("server after the transfers: {} MiB above idle", after / MIB);
     assert!(
         after <= LEFT_AFTER,

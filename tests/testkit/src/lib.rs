@@ -140,6 +140,17 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The resident memory of process `pid` (`VmRSS`), in bytes. Panics when it cannot be read.
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
 /// `len` bytes of a deterministic, non-repeating pattern (misplaced blocks show up).
 pub fn pattern(len: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;

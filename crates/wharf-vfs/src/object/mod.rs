@@ -281,12 +281,11 @@ impl Storage for ObjectStorage {
     }
 
     async fn open_read(&self, path: &VPath) -> Result<Box<dyn ReadFile>> {
-        let opened = match path.is_root() {
-            true => None,
-            false => {
-                let key = self.file_key(path);
-                read::ObjectReader::open(self.operator.clone(), key, file_metadata).await?
-            }
+        let opened = if path.is_root() {
+            None
+        } else {
+            let key = self.file_key(path);
+            read::ObjectReader::open(self.operator.clone(), key, file_metadata).await?
         };
         match opened {
             Some(reader) => Ok(Box::new(reader)),

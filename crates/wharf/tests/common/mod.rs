@@ -146,18 +146,29 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// Writes the users of `dir/data/users.yaml`: `alice` (password [`TEST_PASSWORD`], home
-/// `alice`) and `devices` (TFTP's passwordless identity, home `devices`, holding `boot.bin`).
-pub fn write_alice_and_devices(dir: &Path) {
+/// Writes `dir/data/users.yaml`: `alice` (password [`TEST_PASSWORD`], home `alice`), then
+/// the YAML list items of `others` (each starting with `- `, or nothing).
+fn write_users(dir: &Path, others: &str) {
     let hash =
         wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
     write(
         dir,
         "data/users.yaml",
-        &format!(
-            "users:\n  - {{ name: alice, password: \"{hash}\", home: alice }}\n  \
-             - {{ name: devices, passwordless: true, home: devices, protocols: [tftp] }}\n"
-        ),
+        &format!("users:\n  - {{ name: alice, password: \"{hash}\", home: alice }}\n{others}"),
+    );
+}
+
+/// Writes the users of `dir/data/users.yaml`: alice alone (see [`write_users`]).
+pub fn write_alice(dir: &Path) {
+    write_users(dir, "");
+}
+
+/// Writes the users of `dir/data/users.yaml`: `alice` (password [`TEST_PASSWORD`], home
+/// `alice`) and `devices` (TFTP's passwordless identity, home `devices`, holding `boot.bin`).
+pub fn write_alice_and_devices(dir: &Path) {
+    write_users(
+        dir,
+        "  - { name: devices, passwordless: true, home: devices, protocols: [tftp] }\n",
     );
     write(dir, "data/share/devices/boot.bin", "firmware");
 }
@@ -172,15 +183,4 @@ pub fn greeting(addr: SocketAddr) -> Option<String> {
         Ok(0) | Err(_) => None,
         Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
     }
-}
-
-/// The resident memory of process `pid`, in bytes.
-pub fn resident(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
 }
