@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use wharf_testkit::Seaweed;
-use wharf_vfs::object::{REORDER_WINDOW, Secret};
+use wharf_vfs::object::{PART_SIZE, REORDER_WINDOW, Secret};
 use wharf_vfs::{
     Addressing, ErrorKind, LocalOptions, LocalStorage, Mount, ObjectStorage, ObjectStoreConfig,
     ObjectStoreCredentials, Storage, Tree, VPath, WriteMode,
@@ -515,4 +515,35 @@ async fn a_local_home_keeps_random_writes_beside_a_bucket_mount() {
         all.extend_from_slice(&chunk);
     }
     assert!(all == whole, "the object read back differs");
+}
+
+/// An upload into a folder that is not there is refused with `NotFound` (at the commit for a
+/// file smaller than a part, at the first part for a larger one) and stores nothing: no
+/// object, and no multipart upload was ever started.
+#[tokio::test]
+async fn an_upload_into_a_missing_folder_is_refused_and_stores_nothing() {
+    let Some(server) = Seaweed::start() else { return };
+    let storage = storage_on(&server, &server.bucket, "");
+
+    let small = storage.open_write(&p("/missing/small.bin"), WriteMode::Replace).await;
+    let mut small = small.expect("open");
+    small.write(Bytes::from(pattern(1000))).await.expect("held until the commit");
+    assert_eq!(small.commit().await.expect_err("no folder").kind(), ErrorKind::NotFound);
+
+    let large = storage.open_write(&p("/missing/large.bin"), WriteMode::Replace).await;
+    let mut large = large.expect("open");
+    let block = pattern(256 * 1024);
+    let mut refused = None;
+    for _ in 0..=PART_SIZE / block.len() {
+        if let Err(err) = large.write(Bytes::from(block.clone())).await {
+            refused = Some(err);
+            break;
+        }
+    }
+    let refused = refused.expect("refused by the time a whole part was written");
+    assert_eq!(refused.kind(), ErrorKind::NotFound);
+    drop(large);
+
+    assert_eq!(server.listed_keys(&[("list-type", "2")]), Vec::<String>::new());
+    assert_eq!(server.open_multipart_uploads(), Vec::<String>::new());
 }
