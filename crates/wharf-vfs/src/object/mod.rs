@@ -24,6 +24,7 @@ mod config;
 mod errors;
 mod keys;
 mod list;
+mod multipart;
 mod read;
 mod sweep;
 mod write;
@@ -184,6 +185,18 @@ impl ObjectStorage {
             _ => Ok(()),
         }
     }
+
+    /// A file may be stored as `path`: its folder exists and `path` is not a folder. Both
+    /// questions are asked at once.
+    async fn require_place_for_file(&self, path: &VPath) -> Result<()> {
+        let name_is_folder = async {
+            match self.folder_exists(path).await? {
+                true => Err(Error::IsADirectory),
+                false => Ok(()),
+            }
+        };
+        tokio::try_join!(self.require_parent(path), name_is_folder).map(drop)
+    }
 }
 
 /// The largest object one `CopyObject` may copy (S3's limit); larger ones are copied part by
@@ -323,12 +336,13 @@ impl Storage for ObjectStorage {
                 }
             }
         };
-        // Whether the folder exists is asked now but awaited only before the first part is
-        // sent or at the commit: for a small file the answer arrives while the client sends.
-        let parent_check = {
+        // Whether the upload has a place (its folder exists, its name is not a folder) is
+        // asked now but awaited only before the first part is sent or at the commit: for a
+        // small file the answers arrive while the client sends, and the commit is one `PUT`.
+        let place_check = {
             let storage = self.clone();
             let path = path.clone();
-            tokio::spawn(async move { storage.require_parent(&path).await })
+            tokio::spawn(async move { storage.require_place_for_file(&path).await })
         };
         let memory = match &self.memory {
             Some(budget) => Some(budget.try_reserve(UPLOAD_MEMORY).ok_or_else(|| {
@@ -339,15 +353,9 @@ impl Storage for ObjectStorage {
             })?),
             None => None,
         };
-        let writer = write::ObjectWriter::open(
-            self.clone(),
-            path.clone(),
-            mode,
-            memory,
-            start,
-            parent_check,
-        )
-        .await?;
+        let writer =
+            write::ObjectWriter::open(self.clone(), path.clone(), mode, memory, start, place_check)
+                .await?;
         Ok(Box::new(writer))
     }
 

@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use opendal::Writer;
 
 use super::errors::from_store;
+use super::multipart::{DriveError, MultipartUpload};
 use super::{ObjectStorage, PART_SIZE, PARTS_IN_FLIGHT};
 use crate::error::{Error, Result};
 use crate::path::VPath;
@@ -60,8 +60,8 @@ pub(super) enum Start {
 pub(super) struct ObjectWriter {
     storage: ObjectStorage,
     path: VPath,
-    /// `None` once closed or aborted.
-    writer: Option<Writer>,
+    /// The multipart upload (or single `PUT`) the object is written through.
+    upload: MultipartUpload,
     /// Bytes handed to the writer or waiting in `part`: the end of the object so far.
     end: u64,
     /// The part being filled, handed to the writer when it holds [`PART_SIZE`] bytes (and
@@ -81,8 +81,9 @@ pub(super) struct ObjectWriter {
     undecided: Option<u64>,
     /// The least the new object must hold (a rewrite from 0 of an object this long).
     must_reach: u64,
-    /// The check that the upload's folder exists, until its answer has been taken.
-    parent_check: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// The check that the upload has a place (its folder exists, its name is not a folder),
+    /// until its answer has been taken.
+    place_check: Option<tokio::task::JoinHandle<Result<()>>>,
     /// Writes beyond `end`, by offset, waiting for the gap before them.
     waiting: BTreeMap<u64, Bytes>,
     waiting_bytes: u64,
@@ -91,9 +92,6 @@ pub(super) struct ObjectWriter {
     _memory: Option<Box<dyn Send + Sync>>,
     /// Marks the key as being written, for the sweep of multipart uploads.
     _in_progress: super::sweep::UploadGuard,
-    /// The runtime the upload was opened on, where a dropped upload's abort runs: it may be
-    /// dropped on a thread outside the runtime (a TFTP transfer's own thread).
-    runtime: tokio::runtime::Handle,
 }
 
 impl ObjectWriter {
@@ -104,7 +102,7 @@ impl ObjectWriter {
         mode: WriteMode,
         memory: Option<Box<dyn Send + Sync>>,
         start: Start,
-        parent_check: tokio::task::JoinHandle<Result<()>>,
+        place_check: tokio::task::JoinHandle<Result<()>>,
     ) -> Result<Self> {
         let key = storage.file_key(&path);
         let in_progress = storage.in_progress.enter(key.clone());
@@ -118,7 +116,7 @@ impl ObjectWriter {
         let mut upload = ObjectWriter {
             storage,
             path,
-            writer: Some(writer),
+            upload: MultipartUpload::new(writer),
             end: 0,
             part: BytesMut::new(),
             sent_a_part: false,
@@ -130,13 +128,12 @@ impl ObjectWriter {
                 _ => None,
             },
             must_reach: 0,
-            parent_check: Some(parent_check),
+            place_check: Some(place_check),
             waiting: BTreeMap::new(),
             waiting_bytes: 0,
             failed: None,
             _memory: memory,
             _in_progress: in_progress,
-            runtime: tokio::runtime::Handle::current(),
         };
         if let Start::Continue(stored) = start {
             upload.carry_over(stored).await?;
@@ -155,11 +152,10 @@ impl ObjectWriter {
             }
         } else {
             self.send_part().await?;
-            let writer = self.writer.as_mut().ok_or(Error::Unsupported("the upload is over"))?;
             let mut from = 0;
             while from < stored {
                 let to = (from + COPY_MAX).min(stored);
-                writer.copy_from(key, from..to).await.map_err(from_store)?;
+                self.upload.copy_from(key.to_owned(), from..to).await.map_err(store_error)?;
                 from = to;
             }
             self.end = stored;
@@ -216,19 +212,18 @@ impl ObjectWriter {
         Ok(())
     }
 
-    /// Hands the part being filled (if it holds anything) to the store, once the folder is
-    /// known to exist.
+    /// Hands the part being filled (if it holds anything) to the store, once the upload is
+    /// known to have a place.
     async fn send_part(&mut self) -> Result<()> {
         if self.part.is_empty() {
             return Ok(());
         }
-        if let Some(check) = self.parent_check.take() {
-            parent_exists(check).await?;
+        if let Some(check) = self.place_check.take() {
+            place_is_free(check).await?;
         }
         let part = std::mem::take(&mut self.part).freeze();
-        let writer = self.writer.as_mut().ok_or(Error::Unsupported("the upload is over"))?;
-        if let Err(err) = writer.write(part).await {
-            let err = from_store(err);
+        if let Err(err) = self.upload.write(part).await {
+            let err = store_error(err);
             self.failed = Some(Error::Io(std::io::Error::other(err.to_string())));
             return Err(err);
         }
@@ -292,9 +287,7 @@ impl WriteFile for ObjectWriter {
         self.check_failed()?;
         if let Some(stored) = self.undecided {
             // Opened in place and never written: the object stays as it is.
-            if let Some(mut writer) = self.writer.take() {
-                let _ = writer.abort().await;
-            }
+            let _ = self.upload.abort().await;
             return Ok(Committed { written: 0, size: stored, replaced: None, unsynced: None });
         }
         if self.end < self.must_reach {
@@ -305,18 +298,17 @@ impl WriteFile for ObjectWriter {
         if !self.waiting.is_empty() {
             return Err(Error::Unsupported("an upload to object storage left a gap"));
         }
-        // The questions to the store, asked at once: one round trip instead of three for a
-        // small file.
-        let parent_check = self.parent_check.take();
+        // The questions to the store, asked at once (the place was asked at open, and has
+        // usually been answered by now).
+        let place_check = self.place_check.take();
         let wants_replaced = self.mode.is_atomic() && check.is_some();
-        let (parent, folder, replaced) = tokio::join!(
+        let (place, replaced) = tokio::join!(
             async {
-                match parent_check {
-                    Some(check) => parent_exists(check).await,
+                match place_check {
+                    Some(check) => place_is_free(check).await,
                     None => Ok(()),
                 }
             },
-            self.storage.folder_exists(&self.path),
             async {
                 // What the upload replaces matters only to the check (the quota); without one
                 // it is not asked for, which spares a small upload a request. An append
@@ -327,20 +319,16 @@ impl WriteFile for ObjectWriter {
                 }
             },
         );
-        parent?;
-        if folder? {
-            return Err(Error::IsADirectory);
-        }
+        place?;
         let replaced = replaced?.map(|meta| meta.size);
         if let Some(check) = check {
             check(replaced, self.end)?;
         }
         self.send_part().await?;
-        let mut writer = self.writer.take().ok_or(Error::Unsupported("the upload is over"))?;
-        if let Err(err) = writer.close().await {
+        if let Err(err) = self.upload.close().await {
             // The multipart upload (if any) must not stay open.
-            let _ = writer.abort().await;
-            return Err(from_store(err));
+            let _ = self.upload.abort().await;
+            return Err(store_error(err));
         }
         let written = self.end - self.carried;
         Ok(Committed { written, size: self.end, replaced, unsynced: None })
@@ -355,21 +343,27 @@ impl WriteFile for ObjectWriter {
     }
 }
 
-/// The answer of the check that an upload's folder exists.
-async fn parent_exists(check: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+/// The answer of the check that an upload has a place: its folder exists, its name is not a
+/// folder.
+async fn place_is_free(check: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
     check.await.unwrap_or_else(|_| {
-        Err(Error::Io(std::io::Error::other("the check of the upload's folder was interrupted")))
+        Err(Error::Io(std::io::Error::other("the check of the upload's place was interrupted")))
     })
+}
+
+/// A request to the store that failed, as the tree's error.
+fn store_error(err: DriveError) -> Error {
+    match err {
+        DriveError::Store(err) => from_store(err),
+        DriveError::Over => Error::Unsupported("the upload is over"),
+    }
 }
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
-        let Some(mut writer) = self.writer.take() else { return };
-        // An upload that ends without a commit leaves no object and no open multipart upload.
-        drop(self.runtime.spawn(async move {
-            if let Err(err) = writer.abort().await {
-                tracing::warn!(error = %err, "could not abort an unfinished object upload");
-            }
-        }));
+        // The multipart upload aborts itself when dropped uncompleted (multipart.rs).
+        if let Some(check) = self.place_check.take() {
+            check.abort();
+        }
     }
 }
