@@ -5,6 +5,7 @@ use crate::budget::MemoryBudget;
 use crate::defender::Defender;
 use crate::lifecycle::Shutdown;
 use crate::login::Authenticator;
+use crate::proxy_protocol::ProxyProtocol;
 
 /// The shared layer a front-end plugs into: logins and sessions, and the server's lifecycle.
 /// One per process, shared by every protocol.
@@ -20,6 +21,9 @@ pub struct Gateway {
     /// The process-wide memory budget; each session takes its own from it
     /// ([`MemoryBudget::session`]).
     pub memory: MemoryBudget,
+    /// Which peers are load balancers whose connections begin with a PROXY header; none
+    /// unless the binary sets them.
+    pub proxy: ProxyProtocol,
 }
 
 impl Gateway {
@@ -30,12 +34,19 @@ impl Gateway {
             shutdown: Shutdown::new(),
             descriptors: DescriptorBudget::unlimited(),
             memory: MemoryBudget::default(),
+            proxy: ProxyProtocol::default(),
         }
     }
 
     /// This gateway with `memory` as its memory budget.
     pub fn with_memory(mut self, memory: MemoryBudget) -> Self {
         self.memory = memory;
+        self
+    }
+
+    /// This gateway with `proxy` saying which peers are load balancers.
+    pub fn with_proxy(mut self, proxy: ProxyProtocol) -> Self {
+        self.proxy = proxy;
         self
     }
 

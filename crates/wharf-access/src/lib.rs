@@ -18,6 +18,7 @@ pub mod login;
 pub mod password;
 pub mod permissions;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod quota;
 pub mod session;
 pub mod size;
@@ -38,6 +39,7 @@ pub use login::{Authenticator, Credential, LoginError, LoginRequest, LoginSettin
 pub use password::{Password, StoredHash, hash_password};
 pub use permissions::{Permissions, Rules};
 pub use protocol::{Protocol, ProtocolFamily};
+pub use proxy_protocol::{Announced, ProxyConfig, ProxyError, ProxyProtocol};
 pub use quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
 pub use session::{Listing, ResourceLimits, Session};
 pub use size::ByteSize;

@@ -77,9 +77,13 @@ pub struct ControlConnection {
 }
 
 impl ControlConnection {
-    /// A plain TCP control connection.
-    pub fn plain(stream: TcpStream, policy: TlsPolicy) -> io::Result<ControlConnection> {
-        let peer = stream.peer_addr()?;
+    /// A plain TCP control connection from `peer` (the client: the socket's peer, or the
+    /// address a load balancer's PROXY header gave).
+    pub fn plain(
+        stream: TcpStream,
+        peer: SocketAddr,
+        policy: TlsPolicy,
+    ) -> io::Result<ControlConnection> {
         let local = stream.local_addr()?;
         // Replies are small and answer requests: send them without delay.
         stream.set_nodelay(true)?;
@@ -125,7 +129,7 @@ impl FtpService {
                 return Err(FtpError::AnonymousUser(name.clone()));
             }
         }
-        let passive_ports = PassivePorts::new(config.passive_ports);
+        let passive_ports = PassivePorts::new(config.passive_ports, gateway.proxy.clone());
         let admission =
             Admission::new("FTP", gateway.clone(), config.limits, DESCRIPTORS_PER_SESSION);
         let context = ServerContext { config, gateway, passive_ports, admission, tls };
@@ -245,19 +249,24 @@ async fn accept_loop(listener: TcpListener, service: FtpService, policy: TlsPoli
         };
         match accepted {
             Ok((stream, peer)) => {
-                let permit = match service.admit(peer.ip()) {
-                    Ok(permit) => permit,
-                    Err(refusal) => {
-                        refuse(&stream, refusal);
-                        continue;
+                let proxy = service.context.gateway.proxy.clone();
+                let service = service.clone();
+                // `client` is `peer`, or the address a load balancer's PROXY header gives.
+                proxy.accept("FTP", stream, peer, move |stream, client| {
+                    let permit = match service.admit(client.ip()) {
+                        Ok(permit) => permit,
+                        Err(refusal) => return refuse(&stream, refusal),
+                    };
+                    match ControlConnection::plain(stream, client, policy) {
+                        Ok(connection) => {
+                            let shutdown = &service.context.gateway.shutdown;
+                            shutdown.spawn(service.serve(connection, permit));
+                        }
+                        Err(err) => {
+                            tracing::debug!(error = %err, "control connection lost at accept");
+                        }
                     }
-                };
-                match ControlConnection::plain(stream, policy) {
-                    Ok(connection) => {
-                        shutdown.spawn(service.serve(connection, permit));
-                    }
-                    Err(err) => tracing::debug!(error = %err, "control connection lost at accept"),
-                }
+                });
             }
             Err(err) => {
                 // Out of descriptors, say: back off instead of spinning.

@@ -50,14 +50,22 @@ impl ImplicitSessions {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((tcp, peer)) => match self.service.admit(peer.ip()) {
-                    Ok(permit) => {
-                        shutdown.spawn(self.clone().session(tcp, peer, permit));
-                    }
-                    // Refused: closed at once (dropped), without a word, since the client
-                    // expects a TLS handshake first.
-                    Err(_) => drop(tcp),
-                },
+                Ok((tcp, peer)) => {
+                    let sessions = self.clone();
+                    // `client` is `peer`, or the address a load balancer's PROXY header gives.
+                    let proxy = self.gateway.proxy.clone();
+                    proxy.accept("implicit FTPS", tcp, peer, move |tcp, client| {
+                        match sessions.service.admit(client.ip()) {
+                            Ok(permit) => {
+                                let shutdown = sessions.gateway.shutdown.clone();
+                                shutdown.spawn(sessions.session(tcp, client, permit));
+                            }
+                            // Refused: closed at once (dropped), without a word, since the
+                            // client expects a TLS handshake first.
+                            Err(_) => drop(tcp),
+                        }
+                    });
+                }
                 Err(err) => {
                     // Out of descriptors, say: back off instead of spinning.
                     tracing::warn!(error = %err, "accepting an implicit FTPS connection failed");

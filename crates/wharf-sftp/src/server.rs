@@ -187,7 +187,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((socket, peer)) => admit(socket, peer, &shared),
+            Ok((socket, peer)) => {
+                let admitting = shared.clone();
+                // `client` is `peer`, or the address a load balancer's PROXY header gives.
+                shared.gateway.proxy.accept("SFTP", socket, peer, move |socket, client| {
+                    admit(socket, client, &admitting);
+                });
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "accepting an SFTP connection failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;

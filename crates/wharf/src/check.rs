@@ -34,6 +34,11 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
             bucket.bucket, bucket.prefix, bucket.endpoint
         );
     }
+    if !config.proxy_protocol.trusted.is_empty() {
+        let nets: Vec<String> =
+            config.proxy_protocol.trusted.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  PROXY headers from load balancers: {}", nets.join(", "));
+    }
     let mut names: Vec<_> = users.iter().map(|u| u.name.clone()).collect();
     names.sort();
     let _ = writeln!(out, "  users ({}):     {}", names.len(), names.join(", "));

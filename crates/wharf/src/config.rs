@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wharf_access::{AccessConfig, DefenderConfig, SessionLimits};
+use wharf_access::{AccessConfig, DefenderConfig, ProxyConfig, SessionLimits};
 use wharf_vfs::StorageConfig;
 
 /// The configuration compiled into the binary: what `wharf serve` runs without `--config`.
@@ -32,6 +32,10 @@ pub struct WharfConfig {
     /// Banning misbehaving addresses on every protocol (wharf-access).
     #[serde(default)]
     pub defender: DefenderConfig,
+    /// Load balancers in front of this node, whose connections begin with a PROXY header
+    /// (wharf-access); none when absent. Read at start only.
+    #[serde(default)]
+    pub proxy_protocol: ProxyConfig,
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget};
+use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget, ProxyProtocol};
 use wharf_vfs::object::MultipartSweeper;
 use wharf_vfs::{LocalStorage, ObjectStorage, ObjectStoreCredentials, Share, StorageConfig, VPath};
 
@@ -97,7 +97,8 @@ impl Server {
                 tracing::warn!(error = %err, file = %loaded.bans_file().display(), "saved bans not restored")
             }
         }
-        let gateway = Arc::new(Gateway::new(authenticator).with_memory(memory));
+        let proxy = ProxyProtocol::new(&config.proxy_protocol);
+        let gateway = Arc::new(Gateway::new(authenticator).with_memory(memory).with_proxy(proxy));
         if open_files.is_some() {
             let plan = DescriptorPlan::of(config, &gateway.authenticator.users());
             let capacity = plan.capacity(open_files);

@@ -9,11 +9,15 @@
 //! - [`CapturedLog`]: the process's log in memory, for tests that read audit events.
 //! - [`Seaweed`]: a real SeaweedFS S3 server on loopback, with keys and a bucket, stopped on
 //!   drop. Like a client, a missing `weed` fails the test under CI and skips it elsewhere.
+//! - [`Haproxy`]: a real HAProxy on loopback with the test's frontends and backends, killed
+//!   on drop; missing, it fails under CI and skips elsewhere, like `weed`.
 
 mod captured_log;
+mod haproxy;
 mod seaweed;
 
 pub use captured_log::CapturedLog;
+pub use haproxy::{Haproxy, free_port_range};
 pub use seaweed::{Capacity as SeaweedCapacity, HttpReply, Seaweed};
 
 use std::io::Read as _;

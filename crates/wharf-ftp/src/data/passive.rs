@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use wharf_access::ProxyProtocol;
 
 use super::{DataError, canonical};
 use crate::config::PortRange;
@@ -23,19 +25,22 @@ const PASSIVE_BACKLOG: u32 = 4;
 pub(crate) struct PassivePorts {
     range: Option<PortRange>,
     next: AtomicU32,
+    /// Which peers are load balancers, whose data connections begin with a PROXY header.
+    proxy: ProxyProtocol,
 }
 
 impl PassivePorts {
-    /// Ports from `range`, or any free port.
-    pub(crate) fn new(range: Option<PortRange>) -> PassivePorts {
-        PassivePorts { range, next: AtomicU32::new(0) }
+    /// Ports from `range`, or any free port; data connections from a load balancer of
+    /// `proxy` are taken to be from the client its PROXY header names.
+    pub(crate) fn new(range: Option<PortRange>, proxy: ProxyProtocol) -> PassivePorts {
+        PassivePorts { range, next: AtomicU32::new(0), proxy }
     }
 
     /// Binds a listener on `ip` on a free port of the range (with no range, of the kernel's
     /// ephemeral range, see [`bind_any`]).
     pub(crate) fn bind(&self, ip: IpAddr) -> io::Result<PassiveListener> {
         let Some(range) = self.range else {
-            return bind_any(ip);
+            return bind_any(ip).map(|listener| PassiveListener::new(listener, &self.proxy));
         };
         let count = range.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
@@ -43,7 +48,7 @@ impl PassivePorts {
             let offset = (start + step) % count;
             let Ok(port) = u16::try_from(u32::from(range.first) + offset) else { continue };
             match listen(SocketAddr::new(ip, port)) {
-                Ok(listener) => return Ok(PassiveListener::new(listener)),
+                Ok(listener) => return Ok(PassiveListener::new(listener, &self.proxy)),
                 Err(err) if err.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(err) => return Err(err),
             }
@@ -73,17 +78,17 @@ const DEFAULT_EPHEMERAL_PORTS: RangeInclusive<u16> = 32768..=60999;
 /// of 0.1 to 0.5 s; docs/BENCHMARKS.md). Binding a chosen port
 /// with `SO_REUSEADDR` is one lookup, and `TIME_WAIT` connections do not stand in its way.
 /// Random ports also keep one session's ports from following each other.
-fn bind_any(ip: IpAddr) -> io::Result<PassiveListener> {
+fn bind_any(ip: IpAddr) -> io::Result<TcpListener> {
     let ports = ephemeral_ports();
     for _ in 0..RANDOM_PORT_TRIES {
         let port = rand::random_range(ports.clone());
         match listen(SocketAddr::new(ip, port)) {
-            Ok(listener) => return Ok(PassiveListener::new(listener)),
+            Ok(listener) => return Ok(listener),
             Err(err) if err.kind() == io::ErrorKind::AddrInUse => continue,
             Err(err) => return Err(err),
         }
     }
-    listen(SocketAddr::new(ip, 0)).map(PassiveListener::new)
+    listen(SocketAddr::new(ip, 0))
 }
 
 /// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`, which applies to IPv6
@@ -122,11 +127,27 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 #[derive(Debug)]
 pub(crate) struct PassiveListener {
     listener: TcpListener,
+    /// With load balancers configured: where connections arrive once their client is known.
+    proxied: Option<Proxied>,
+}
+
+/// Connections to a passive listener behind load balancers: each goes through
+/// [`ProxyProtocol::accept`] (a balancer's PROXY header is read on a task of its own, so a
+/// slow one holds nothing up) and arrives here with its client's address.
+#[derive(Debug)]
+struct Proxied {
+    proxy: ProxyProtocol,
+    known: mpsc::UnboundedReceiver<(TcpStream, SocketAddr)>,
+    sender: mpsc::UnboundedSender<(TcpStream, SocketAddr)>,
 }
 
 impl PassiveListener {
-    fn new(listener: TcpListener) -> PassiveListener {
-        PassiveListener { listener }
+    fn new(listener: TcpListener, proxy: &ProxyProtocol) -> PassiveListener {
+        let proxied = proxy.is_enabled().then(|| {
+            let (sender, known) = mpsc::unbounded_channel();
+            Proxied { proxy: proxy.clone(), known, sender }
+        });
+        PassiveListener { listener, proxied }
     }
 
     /// The address the listener is bound to.
@@ -138,6 +159,10 @@ impl PassiveListener {
     /// `None` when there is none yet. Connections from other addresses are closed and logged,
     /// as [`PassiveListener::accept`] does.
     pub(crate) fn take_waiting(&self, peer_ip: IpAddr) -> Result<Option<TcpStream>, DataError> {
+        if self.proxied.is_some() {
+            // A balancer's connection is known only once its header is read.
+            return Ok(None);
+        }
         let expected = canonical(peer_ip);
         loop {
             let accepted = rustix::net::acceptfrom_with(
@@ -165,7 +190,7 @@ impl PassiveListener {
     /// Accepts the data connection from `peer_ip` by `deadline`. Connections from any other
     /// address are closed at once and logged.
     pub(crate) async fn accept(
-        self,
+        mut self,
         peer_ip: IpAddr,
         deadline: Instant,
     ) -> Result<TcpStream, DataError> {
@@ -177,10 +202,27 @@ impl PassiveListener {
 
     /// Waits for the data connection from `peer_ip`, closing and logging connections from any
     /// other address. Cancel-safe: a connection not yet taken stays queued.
-    pub(crate) async fn accept_from(&self, peer_ip: IpAddr) -> Result<TcpStream, DataError> {
+    pub(crate) async fn accept_from(&mut self, peer_ip: IpAddr) -> Result<TcpStream, DataError> {
         let expected = canonical(peer_ip);
+        let PassiveListener { listener, proxied } = self;
         loop {
-            let (stream, from) = self.listener.accept().await.map_err(DataError::Io)?;
+            let (stream, from) = match proxied {
+                None => listener.accept().await.map_err(DataError::Io)?,
+                Some(proxied) => tokio::select! {
+                    accepted = listener.accept() => {
+                        let (stream, peer) = accepted.map_err(DataError::Io)?;
+                        let sender = proxied.sender.clone();
+                        proxied.proxy.accept("FTP data", stream, peer, move |stream, client| {
+                            // The receiver lives as long as the listener; a connection that
+                            // arrives after it is gone is closed with it.
+                            let _ = sender.send((stream, client));
+                        });
+                        continue;
+                    }
+                    // Never `None`: the listener holds a sender.
+                    Some(known) = proxied.known.recv() => known,
+                },
+            };
             if canonical(from.ip()) == expected {
                 return Ok(stream);
             }
@@ -210,7 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_range_listeners_get_distinct_ephemeral_ports() {
-        let ports = PassivePorts::new(None);
+        let ports = PassivePorts::new(None, ProxyProtocol::default());
         let ephemeral = ephemeral_ports();
         let listeners: Vec<PassiveListener> =
             (0..32).map(|_| ports.bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind")).collect();

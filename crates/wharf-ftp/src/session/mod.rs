@@ -399,6 +399,15 @@ impl FtpSession {
 
     async fn on_line(&mut self, line: &[u8]) -> Flow {
         self.last_command_at = Instant::now();
+        if !self.is_logged_in() && line.starts_with(b"PROXY ") {
+            // A load balancer's header from an address that is not one of the configured
+            // balancers (theirs is read before the session starts): nobody else may say who
+            // the client is (`wharf_access::proxy_protocol`).
+            tracing::warn!(peer = %self.peer, "PROXY header from an address that is not a trusted load balancer");
+            self.report(Offense::ProtocolError);
+            let reply = Reply::new(421, "PROXY header refused: not a trusted load balancer.");
+            return self.answer(Answer::ReplyAndClose(reply)).await;
+        }
         match command::parse(line) {
             Ok(command) => {
                 tracing::debug!(peer = %self.peer, verb = command.verb(), "command");
