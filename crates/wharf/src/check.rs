@@ -38,6 +38,9 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
         let nets: Vec<String> =
             config.proxy_protocol.trusted.iter().map(ToString::to_string).collect();
         let _ = writeln!(out, "  PROXY headers from load balancers: {}", nets.join(", "));
+        for warning in identity_to_generate(config) {
+            let _ = writeln!(out, "  warning: {warning}");
+        }
     }
     let mut names: Vec<_> = users.iter().map(|u| u.name.clone()).collect();
     names.sort();
@@ -76,4 +79,40 @@ fn check_protocol_sections(loaded: &LoadedConfig, users: &UserDb) -> anyhow::Res
         wharf_tftp::check_config(tftp, users).context("tftp")?;
     }
     Ok(())
+}
+
+/// The server identities a node behind a load balancer would generate for itself at start
+/// (host keys, the self-signed FTPS certificate): each node would then show clients an
+/// identity of its own, which changes with the node they land on (docs/OPERATIONS.md,
+/// "Behind a load balancer").
+fn identity_to_generate(config: &crate::config::WharfConfig) -> Vec<String> {
+    let mut missing = Vec::new();
+    if let Some(sftp) = config.sftp.as_ref().filter(|sftp| !sftp.listen.is_empty()) {
+        for key_type in &sftp.host_key_types {
+            // Relative to the data directory, as the SFTP front-end resolves it.
+            let path = config.data_dir.join(&sftp.host_key_dir).join(key_type.file_name());
+            if !path.exists() {
+                missing.push(format!(
+                    "{} does not exist: this node would generate its own SSH host key; \
+                     give every node behind the load balancer the same key",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if let Some(ftps) = &config.ftps
+        && let wharf_ftps::CertificateSource::SelfSigned { dir } =
+            wharf_ftps::CertificateSource::from_config(ftps)
+    {
+        let path =
+            config.data_dir.join(dir).join(wharf_ftps::certificates::GENERATED_CERTIFICATE_FILE);
+        if !path.exists() {
+            missing.push(format!(
+                "{} does not exist: this node would generate its own FTPS certificate; \
+                 give every node behind the load balancer the same certificate",
+                path.display()
+            ));
+        }
+    }
+    missing
 }

@@ -156,3 +156,51 @@ fn hash_password_reads_stdin() {
     assert!(stored.verify(&wharf_access::Password::new("s3cret pass")));
     assert!(!stored.verify(&wharf_access::Password::new("s3cret pass\n")));
 }
+
+#[test]
+fn check_warns_a_node_behind_a_load_balancer_that_would_make_its_own_identity() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(tmp.path().join("data")).expect("mkdir");
+    std::fs::write(tmp.path().join("data/users.yaml"), "users: []\n").expect("users file");
+    let config = tmp.path().join("wharf.yaml");
+    let write_config = |trusted: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir: data\naccess: {{ users_file: users.yaml }}\n\
+                 proxy_protocol: {{ trusted: [{trusted}] }}\n\
+                 ftp: {{ listen: [\"127.0.0.1:0\"] }}\nftps: {{ implicit_listen: [] }}\n\
+                 sftp: {{ listen: [\"127.0.0.1:0\"], host_key_types: [ed25519] }}\n"
+            ),
+        )
+        .expect("config");
+    };
+    let check = || {
+        let out = run_bounded(
+            wharf(tmp.path()).arg("check").arg("--config").arg(&config),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    write_config("10.0.0.5/32");
+    let stdout = check();
+    assert!(stdout.contains("PROXY headers from load balancers: 10.0.0.5/32"), "{stdout}");
+    assert!(stdout.contains("ssh_host_ed25519_key does not exist"), "{stdout}");
+    assert!(stdout.contains("ftps-certificate.pem does not exist"), "{stdout}");
+
+    // With the shared key and certificate in place, nothing to warn about.
+    for file in ["host-keys/ssh_host_ed25519_key", "ftps/ftps-certificate.pem"] {
+        let path = tmp.path().join("data").join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, "placed by the operator").expect("identity file");
+    }
+    let stdout = check();
+    assert!(!stdout.contains("does not exist"), "{stdout}");
+
+    // A single node (no balancer) generating its own is what it should do.
+    std::fs::remove_dir_all(tmp.path().join("data/host-keys")).expect("rm");
+    write_config("");
+    assert!(!check().contains("does not exist"), "a single node is not warned");
+}
