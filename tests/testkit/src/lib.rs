@@ -11,13 +11,17 @@
 //!   drop. Like a client, a missing `weed` fails the test under CI and skips it elsewhere.
 //! - [`Haproxy`]: a real HAProxy on loopback with the test's frontends and backends, killed
 //!   on drop; missing, it fails under CI and skips elsewhere, like `weed`.
+//! - [`Postgres`]: a real PostgreSQL in a temporary directory on a loopback port, stopped on
+//!   drop (and stoppable and startable again); missing, the same rule.
 
 mod captured_log;
 mod haproxy;
+mod postgres;
 mod seaweed;
 
 pub use captured_log::CapturedLog;
 pub use haproxy::{Haproxy, free_port_range};
+pub use postgres::{POSTGRES_DATABASE, Postgres};
 pub use seaweed::{Capacity as SeaweedCapacity, HttpReply, Seaweed};
 
 use std::io::Read as _;

@@ -1,0 +1,76 @@
+//! The schema, as numbered migrations applied in order at start.
+//!
+//! Each node applies what its database lacks, in one transaction holding an advisory lock,
+//! so that nodes starting together apply each migration once and never see half a schema.
+//! Migrations only add (tables, columns with defaults, triggers): a node of the previous
+//! version keeps working against a newer schema while a rolling upgrade replaces it, so a
+//! schema newer than this binary is logged, not refused.
+
+use tokio_postgres::Client;
+
+use crate::error::DbError;
+
+/// The advisory lock key of migrations ("wharf" in ASCII, then 1).
+const MIGRATION_LOCK: i64 = 0x7768_6172_6600_0001;
+
+/// Every migration, by number (the position plus one). Never edit one that has shipped:
+/// add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, and a notification on the `wharf_users` channel for every change to them,
+    // whoever makes it (a node, `wharf users import`, or SQL by hand). One notification per
+    // statement; PostgreSQL folds identical ones in a transaction.
+    r#"
+    CREATE TABLE wharf_users (
+        name text PRIMARY KEY,
+        definition jsonb NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE FUNCTION wharf_notify_users() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('wharf_users', '');
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER wharf_users_changed
+        AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wharf_users
+        FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify_users();
+    "#,
+];
+
+/// The schema version this binary knows.
+pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Applies the migrations `client`'s database lacks; returns how many it applied.
+pub(crate) async fn apply(client: &mut Client) -> Result<usize, DbError> {
+    let transaction = client.transaction().await?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    transaction
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS wharf_schema (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+    let row =
+        transaction.query_one("SELECT coalesce(max(version), 0) FROM wharf_schema", &[]).await?;
+    let current: i32 = row.get(0);
+    if current > SCHEMA_VERSION {
+        tracing::warn!(
+            database = current,
+            known = SCHEMA_VERSION,
+            "the database schema is newer than this node knows (a rolling upgrade in progress?); \
+             serving with what it knows"
+        );
+    }
+    let mut applied = 0;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        transaction.batch_execute(sql).await?;
+        transaction.execute("INSERT INTO wharf_schema (version) VALUES ($1)", &[&version]).await?;
+        tracing::info!(version, "database schema migrated");
+        applied += 1;
+    }
+    transaction.commit().await?;
+    Ok(applied)
+}

@@ -1,0 +1,99 @@
+//! The shared state against a real PostgreSQL started by the test (loopback, temporary
+//! directory): migrations under concurrency, users imported and read back, and changes and
+//! outages seen by the watcher.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use wharf_db::{Database, DatabaseConfig, DbError, Reachability};
+use wharf_testkit::Postgres;
+
+/// How long any one expected event may take to arrive.
+const EVENT_LIMIT: Duration = Duration::from_secs(20);
+
+fn config(server: &Postgres) -> DatabaseConfig {
+    serde_yaml::from_str(&format!("url: {}\npool_size: 2\n", server.url())).expect("section")
+}
+
+const TWO_USERS: &str = "users:\n  - { name: alice, home: alice, passwordless: true }\n  - { name: bob, home: bob, passwordless: true }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let Some(server) = Postgres::start() else { return };
+    let config = config(&server);
+    let (a, b, c) = tokio::join!(
+        Database::connect(&config),
+        Database::connect(&config),
+        Database::connect(&config)
+    );
+    for database in [a, b, c] {
+        database.expect("every node starts");
+    }
+    let versions = server.psql("SELECT count(*), count(DISTINCT version) FROM wharf_schema");
+    assert_eq!(versions.trim(), "1|1", "each migration applied once");
+    // And again later: nothing left to apply, nothing applied twice.
+    Database::connect(&config).await.expect("restart");
+    assert_eq!(server.psql("SELECT count(*) FROM wharf_schema").trim(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_imported_whole_or_not_at_all() {
+    let Some(server) = Postgres::start() else { return };
+    let database = Database::connect(&config(&server)).await.expect("connect");
+    let report = database.import_users(TWO_USERS).await.expect("import");
+    assert_eq!((report.added, report.updated), (2, 0));
+    let changed = "users:\n  - { name: bob, home: elsewhere, passwordless: true }\n  - { name: carol, home: carol, passwordless: true }\n";
+    let report = database.import_users(changed).await.expect("import");
+    assert_eq!((report.added, report.updated), (1, 1));
+    let users = database.list_users().await.expect("list");
+    let names: Vec<&str> = users.iter().map(|user| user.name.as_str()).collect();
+    assert_eq!(names, ["alice", "bob", "carol"]);
+    let bob = &users[1].config;
+    assert_eq!(bob.home.as_ref().map(ToString::to_string).as_deref(), Some("/elsewhere"));
+    let loaded = database.load_users().await.expect("load");
+    assert_eq!(loaded.len(), 3);
+
+    // One bad user: nothing of the file is stored.
+    let bad = "users:\n  - { name: dave, home: dave, passwordless: true }\n  - { name: eve, password: not-a-hash }\n";
+    let err = database.import_users(bad).await.expect_err("refused");
+    assert!(err.to_string().contains("eve"), "{err}");
+    assert_eq!(database.list_users().await.expect("list").len(), 3);
+
+    // A row made wrong by hand is named when the users are loaded.
+    server.psql("UPDATE wharf_users SET definition = '{\"name\": \"carol\", \"hmoe\": 1}' WHERE name = 'carol'");
+    match database.load_users().await {
+        Err(DbError::BadUser { name, .. }) => assert_eq!(name, "carol"),
+        other => panic!("expected a bad user, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_sees_changes_and_outages() {
+    let Some(mut server) = Postgres::start() else { return };
+    let database = Database::connect(&config(&server)).await.expect("connect");
+    let (events, mut seen) = mpsc::unbounded_channel();
+    let watcher = tokio::spawn(database.watcher().run(events));
+    let mut next = async || {
+        tokio::time::timeout(EVENT_LIMIT, seen.recv())
+            .await
+            .expect("an event in time")
+            .expect("running")
+    };
+    assert_eq!(next().await, Reachability::Reachable);
+
+    // A change by any writer (here another connection's import) is told.
+    let other = Database::connect(&config(&server)).await.expect("second node");
+    other.import_users(TWO_USERS).await.expect("import");
+    assert_eq!(next().await, Reachability::UsersChanged);
+    server.psql("DELETE FROM wharf_users WHERE name = 'bob'");
+    assert_eq!(next().await, Reachability::UsersChanged);
+
+    // The database goes away: told once; it comes back: told, and listening again.
+    tokio::task::block_in_place(|| server.stop());
+    assert!(matches!(next().await, Reachability::Unreachable(_)));
+    tokio::task::block_in_place(|| server.start_again());
+    assert_eq!(next().await, Reachability::Reachable);
+    server.psql("DELETE FROM wharf_users WHERE name = 'alice'");
+    assert_eq!(next().await, Reachability::UsersChanged);
+    watcher.abort();
+}
