@@ -251,13 +251,24 @@ impl Record {
     }
 }
 
+/// Told of every ban this defender decides (not of those it restores), e.g. to share it with
+/// the other nodes of a cluster. Called outside the defender's lock; must not block.
+pub type BanHook = Box<dyn Fn(&Ban) + Send + Sync>;
+
 /// Scores addresses and bans them; shared by every protocol.
-#[derive(Debug)]
 pub struct Defender {
     config: RwLock<DefenderConfig>,
     records: Mutex<HashMap<IpAddr, Record>>,
     /// Hashes user names for [`Record::failed_logins`], with a key of this process.
     names: RandomState,
+    /// See [`Defender::on_ban`].
+    on_ban: std::sync::OnceLock<BanHook>,
+}
+
+impl std::fmt::Debug for Defender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Defender").field("config", &self.config()).finish_non_exhaustive()
+    }
 }
 
 fn to_wall_clock(at: Instant) -> SystemTime {
@@ -272,7 +283,14 @@ impl Defender {
             config: RwLock::new(config),
             records: Mutex::new(HashMap::new()),
             names: RandomState::new(),
+            on_ban: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Calls `hook` with every ban this defender decides from now on (once per process: a
+    /// second hook is refused and returned).
+    pub fn on_ban(&self, hook: BanHook) -> Result<(), BanHook> {
+        self.on_ban.set(hook)
     }
 
     /// A defender that scores nothing and bans nobody (until reconfigured).
@@ -379,19 +397,27 @@ impl Defender {
                 None => {}
             }
         }
-        if record.score >= config.threshold {
-            record.banned_until = Some(now + config.ban_time);
-            tracing::warn!(
-                target: "wharf::defender",
-                address = %addr,
-                score = record.score,
-                offense = offense.as_str(),
-                ban_secs = config.ban_time.as_secs(),
-                "address banned on every protocol"
-            );
-            return true;
+        if record.score < config.threshold {
+            return false;
         }
-        false
+        let until = now + config.ban_time;
+        record.banned_until = Some(until);
+        let score = record.score;
+        drop(records);
+        tracing::warn!(
+            target: "wharf::defender",
+            address = %addr,
+            score,
+            offense = offense.as_str(),
+            ban_secs = config.ban_time.as_secs(),
+            "address banned on every protocol"
+        );
+        if let Some(hook) = self.on_ban.get() {
+            let until_unix =
+                to_wall_clock(until).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            hook(&Ban { address: addr, until_unix, score });
+        }
+        true
     }
 
     /// Drops expired records, then the least recently seen unbanned ones, to make room.
@@ -422,18 +448,25 @@ impl Defender {
         bans
     }
 
-    /// Restores bans saved by [`Defender::save`] that have not ended yet.
+    /// Restores bans saved by [`Defender::save`] (or shared by other nodes) that have not
+    /// ended yet; a ban held already that ends later is kept.
     pub fn restore(&self, bans: &[Ban]) {
         let now_unix =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let now = Instant::now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         for ban in bans.iter().filter(|b| b.until_unix > now_unix) {
-            let left = Duration::from_secs(ban.until_unix - now_unix);
+            let until = now + Duration::from_secs(ban.until_unix - now_unix);
+            let address = canonical_ip(ban.address);
+            // A ban already held that ends later stays as it is (the same ban, shared by
+            // another node, comes back with the same end).
+            if records.get(&address).is_some_and(|r| r.banned_until.is_some_and(|u| u >= until)) {
+                continue;
+            }
             let mut record = Record::new(now);
             record.score = ban.score;
-            record.banned_until = Some(now + left);
-            records.insert(canonical_ip(ban.address), record);
+            record.banned_until = Some(until);
+            records.insert(address, record);
         }
     }
 
@@ -492,6 +525,33 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(d.verdict(a).is_allowed(), "the ban expires");
         assert!(!d.report(a, Offense::LoginFailed), "and the score starts over");
+    }
+
+    #[test]
+    fn decided_bans_are_told_and_restored_ones_keep_the_later_end() {
+        let d = defender(2, Duration::from_secs(600));
+        let told = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        let hook: BanHook = Box::new(move |ban| sink.lock().expect("lock").push(ban.clone()));
+        assert!(d.on_ban(hook).is_ok());
+        let second: BanHook = Box::new(|_| {});
+        assert!(d.on_ban(second).is_err(), "one hook per defender");
+        let a = ip("10.0.0.1");
+        assert!(d.report(a, Offense::LoginFailed));
+        let bans = told.lock().expect("lock").clone();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].address, a);
+        assert_eq!(bans, d.bans(), "what is told is what is held");
+
+        // Restoring a shorter ban of the same address keeps the later end; a ban restored is
+        // not told again (it was decided elsewhere).
+        let held = d.bans()[0].clone();
+        d.restore(&[Ban { until_unix: held.until_unix - 300, ..held.clone() }]);
+        assert_eq!(d.bans(), std::slice::from_ref(&held));
+        let b = ip("10.0.0.2");
+        d.restore(&[Ban { address: b, ..held }]);
+        assert!(matches!(d.verdict(b), Verdict::Banned { .. }));
+        assert_eq!(told.lock().expect("lock").len(), 1);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,10 @@ pub enum LoginError {
     /// The credentials were right but the user's folders could not be opened.
     #[error("the user's storage is unavailable: {0}")]
     Unavailable(#[source] wharf_vfs::Error),
+    /// Logins are paused: the shared user database cannot be reached, so a change made on
+    /// another node (a disabled user, a new password) may not be known here. Temporary.
+    #[error("logins are paused: the user database cannot be reached; try again later")]
+    Paused,
 }
 
 /// Why a login was denied, for the log only.
@@ -138,6 +142,9 @@ pub struct Authenticator {
     /// so a session opened before a reload and one opened after it reserve from one ledger
     /// and cannot cross the limit together.
     ledgers: Mutex<HashMap<String, QuotaAccount>>,
+    /// Whether new logins are refused with [`LoginError::Paused`] (the users' source, a shared
+    /// database, cannot be reached). Sessions already open go on.
+    paused: AtomicBool,
 }
 
 /// What the sessions of one user share: the quota ledger and the rate limiters.
@@ -171,7 +178,19 @@ impl Authenticator {
             defender: Arc::new(Defender::disabled()),
             runtimes: Mutex::new(HashMap::new()),
             ledgers: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
         }
+    }
+
+    /// Refuses new logins with [`LoginError::Paused`] (`true`) or takes them again (`false`):
+    /// for a node whose users come from a shared database it cannot reach.
+    pub fn pause_logins(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    /// Whether new logins are refused (see [`Authenticator::pause_logins`]).
+    pub fn logins_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
     }
 
     /// The defender every failed login is reported to (disabled until configured with
@@ -300,7 +319,9 @@ impl Authenticator {
             peer: request.peer,
         };
         let user = self.users().get(&request.user).cloned();
-        let checked = if self.defender.verdict(request.peer.ip()).is_allowed() {
+        let checked = if self.logins_paused() {
+            Err(Refusal::Paused)
+        } else if self.defender.verdict(request.peer.ip()).is_allowed() {
             self.check(user.as_deref(), &request).await
         } else {
             Err(Refusal::Deny(DenyReason::AddressBanned))
@@ -325,6 +346,7 @@ impl Authenticator {
             }
             Err(Refusal::Tls) => Err(LoginError::TlsRequired),
             Err(Refusal::SecondFactor) => Err(LoginError::NeedsPassword),
+            Err(Refusal::Paused) => Err(LoginError::Paused),
         };
         match &result {
             Ok(_) => {
@@ -348,6 +370,12 @@ impl Authenticator {
                 Some("storage unavailable"),
             ),
             Err(LoginError::Denied) => Self::audit(&actor, started, Outcome::Denied, None),
+            Err(LoginError::Paused) => Self::audit(
+                &actor,
+                started,
+                Outcome::Denied,
+                Some("logins paused: user database unreachable"),
+            ),
         }
         result
     }
@@ -482,4 +510,6 @@ enum Refusal {
     Deny(DenyReason),
     Tls,
     SecondFactor,
+    /// Logins are paused ([`Authenticator::pause_logins`]); nothing was checked.
+    Paused,
 }

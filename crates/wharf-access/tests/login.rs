@@ -275,3 +275,23 @@ async fn failed_logins_feed_the_defender() {
     };
     fx.auth.login(elsewhere).await.expect("another address is not banned");
 }
+
+#[tokio::test]
+async fn paused_logins_are_refused_for_everyone_until_resumed() {
+    let fx = share(USERS);
+    let session = fx.login("alice", Protocol::Sftp).await;
+    fx.auth.pause_logins(true);
+    for (user, protocol, credential) in [
+        ("alice", Protocol::Ftps, password(PASSWORD)),
+        ("anonymous", Protocol::Ftp, Credential::Anonymous),
+        ("tftp-devices", Protocol::Tftp, Credential::SourceNetwork),
+    ] {
+        let err = fx.auth.login(request(user, protocol, credential)).await.expect_err(user);
+        assert!(matches!(err, LoginError::Paused), "{user}: {err:?}");
+        assert!(err.to_string().contains("try again later"), "{err}");
+    }
+    // The session opened before goes on.
+    session.list(&p("/")).await.expect("an open session keeps working");
+    fx.auth.pause_logins(false);
+    fx.auth.login(request("alice", Protocol::Ftps, password(PASSWORD))).await.expect("resumed");
+}

@@ -60,6 +60,12 @@ pub(crate) struct Connector {
 }
 
 impl DatabaseConfig {
+    /// Checks the section without connecting (the URL parses, the password and CA files
+    /// read) and says where it points: host, port, database, user, never the password.
+    pub fn check(&self) -> Result<String, DbError> {
+        Ok(self.connector()?.describe())
+    }
+
     /// The driver's settings, the password read, the TLS configuration loaded.
     pub(crate) fn connector(&self) -> Result<Connector, DbError> {
         let mut postgres_config = tokio_postgres::Config::from_str(&self.url)

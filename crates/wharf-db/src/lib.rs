@@ -6,13 +6,16 @@
 //! - Users ([`Database::load_users`], [`Database::import_users`], [`Database::list_users`]):
 //!   one row per user holding the same definition as a users-file entry, validated the same
 //!   way.
-//! - [`ChangeWatcher`]: a connection of its own that `LISTEN`s for changes (a trigger
-//!   notifies every change to the users), tells the node at once, and says whether the
+//! - Bans ([`Database::record_ban`], [`Database::active_bans`]): the defender's bans, one
+//!   row per address, so that a ban decided on one node holds on all.
+//! - [`ChangeWatcher`]: a connection of its own that `LISTEN`s for changes (triggers notify
+//!   every change to the users and the bans), tells the node at once, and says whether the
 //!   database can be reached; it reconnects by itself.
 //!
 //! The driver is `tokio-postgres` with the `deadpool-postgres` pool (docs/ARCHITECTURE.md,
 //! "Shared state").
 
+mod bans;
 mod config;
 mod error;
 mod migrations;
@@ -21,8 +24,9 @@ mod watcher;
 
 pub use config::{DatabaseConfig, DatabaseTls};
 pub use error::DbError;
+pub use migrations::SCHEMA_VERSION;
 pub use users::{ImportReport, StoredUser};
-pub use watcher::{ChangeWatcher, Reachability, USERS_CHANNEL};
+pub use watcher::{BANS_CHANNEL, ChangeWatcher, Reachability, USERS_CHANNEL};
 
 use deadpool_postgres::{Pool, Runtime};
 

@@ -18,27 +18,43 @@ const MIGRATION_LOCK: i64 = 0x7768_6172_6600_0001;
 const MIGRATIONS: &[&str] = &[
     // 1: users, and a notification on the `wharf_users` channel for every change to them,
     // whoever makes it (a node, `wharf users import`, or SQL by hand). One notification per
-    // statement; PostgreSQL folds identical ones in a transaction.
+    // statement (the trigger's argument names the channel); PostgreSQL folds identical ones
+    // in a transaction.
     r#"
+    CREATE FUNCTION wharf_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify(TG_ARGV[0], '');
+        RETURN NULL;
+    END
+    $$;
     CREATE TABLE wharf_users (
         name text PRIMARY KEY,
         definition jsonb NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now()
     );
-    CREATE FUNCTION wharf_notify_users() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_notify('wharf_users', '');
-        RETURN NULL;
-    END
-    $$;
     CREATE TRIGGER wharf_users_changed
         AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wharf_users
-        FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify_users();
+        FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify('wharf_users');
+    "#,
+    // 2: the defender's bans, shared: a ban decided on one node is written here, and every
+    // node applies the bans it is told of on `wharf_bans`. Nodes only read in answer to a
+    // notification (a statement trigger fires even when no row changed, so a write there
+    // would notify again).
+    r#"
+    CREATE TABLE wharf_bans (
+        address inet PRIMARY KEY,
+        until timestamptz NOT NULL,
+        score integer NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TRIGGER wharf_bans_changed
+        AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wharf_bans
+        FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify('wharf_bans');
     "#,
 ];
 
 /// The schema version this binary knows.
-pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Applies the migrations `client`'s database lacks; returns how many it applied.
 pub(crate) async fn apply(client: &mut Client) -> Result<usize, DbError> {

@@ -1,6 +1,6 @@
-//! Changes made by any node (or by hand) reach every node through `LISTEN`/`NOTIFY`: a
-//! trigger notifies each change to the users on [`USERS_CHANNEL`], and each node keeps one
-//! connection listening on it. The same connection tells whether the database can be
+//! Changes made by any node (or by hand) reach every node through `LISTEN`/`NOTIFY`:
+//! triggers notify each change to the users on [`USERS_CHANNEL`] and to the bans on
+//! [`BANS_CHANNEL`], and each node keeps one connection listening on both. The same connection tells whether the database can be
 //! reached: it is pinged when quiet, and a node whose connection is gone tries again every
 //! second until it is back.
 
@@ -15,6 +15,9 @@ use crate::config::Connector;
 
 /// The channel the users trigger notifies.
 pub const USERS_CHANNEL: &str = "wharf_users";
+
+/// The channel the bans trigger notifies.
+pub const BANS_CHANNEL: &str = "wharf_bans";
 
 /// How long the listening connection may stay quiet before it is pinged.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -34,6 +37,8 @@ pub enum Reachability {
     Unreachable(String),
     /// The users changed.
     UsersChanged,
+    /// The bans changed.
+    BansChanged,
 }
 
 /// Listens for changes on a connection of its own (made by [`crate::Database::watcher`]).
@@ -47,7 +52,8 @@ impl ChangeWatcher {
     }
 
     /// Runs until `events`' receiver is dropped: tells [`Reachability::Reachable`] once
-    /// listening, [`Reachability::UsersChanged`] at each change, and
+    /// listening, [`Reachability::UsersChanged`] and [`Reachability::BansChanged`] at each
+    /// change, and
     /// [`Reachability::Unreachable`] once per outage, reconnecting every second meanwhile.
     pub async fn run(self, events: mpsc::UnboundedSender<Reachability>) {
         let mut reachable = None;
@@ -131,7 +137,8 @@ where
         let _ = notes.send(Err("the server closed the connection".to_owned()));
     });
     let ended = async {
-        if let Err(err) = client.batch_execute(&format!("LISTEN {USERS_CHANNEL}")).await {
+        let listen = format!("LISTEN {USERS_CHANNEL}; LISTEN {BANS_CHANNEL}");
+        if let Err(err) = client.batch_execute(&listen).await {
             return lost(err.to_string(), false);
         }
         if events.send(Reachability::Reachable).is_err() {
@@ -140,12 +147,16 @@ where
         loop {
             tokio::select! {
                 noted = noted.recv() => match noted {
-                    Some(Ok(channel)) if channel == USERS_CHANNEL => {
-                        if events.send(Reachability::UsersChanged).is_err() {
+                    Some(Ok(channel)) => {
+                        let event = match channel.as_str() {
+                            USERS_CHANNEL => Reachability::UsersChanged,
+                            BANS_CHANNEL => Reachability::BansChanged,
+                            _ => continue,
+                        };
+                        if events.send(event).is_err() {
                             return Ended::ReceiverGone;
                         }
                     }
-                    Some(Ok(_)) => {}
                     Some(Err(reason)) => return lost(reason, true),
                     None => return lost("the connection ended".to_owned(), true),
                 },

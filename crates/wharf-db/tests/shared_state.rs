@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use wharf_access::Ban;
 use wharf_db::{Database, DatabaseConfig, DbError, Reachability};
 use wharf_testkit::Postgres;
 
@@ -30,10 +31,11 @@ async fn nodes_starting_together_migrate_once() {
         database.expect("every node starts");
     }
     let versions = server.psql("SELECT count(*), count(DISTINCT version) FROM wharf_schema");
-    assert_eq!(versions.trim(), "1|1", "each migration applied once");
+    let known = wharf_db::SCHEMA_VERSION;
+    assert_eq!(versions.trim(), format!("{known}|{known}"), "each migration applied once");
     // And again later: nothing left to apply, nothing applied twice.
     Database::connect(&config).await.expect("restart");
-    assert_eq!(server.psql("SELECT count(*) FROM wharf_schema").trim(), "1");
+    assert_eq!(server.psql("SELECT count(*) FROM wharf_schema").trim(), known.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,6 +90,15 @@ async fn the_watcher_sees_changes_and_outages() {
     server.psql("DELETE FROM wharf_users WHERE name = 'bob'");
     assert_eq!(next().await, Reachability::UsersChanged);
 
+    // A ban recorded by a node is told, and read back; the later end of two is kept.
+    let address = "192.0.2.7".parse().expect("address");
+    let later = Ban { address, until_unix: now_unix() + 600, score: 15 };
+    other.record_ban(&later).await.expect("ban");
+    assert_eq!(next().await, Reachability::BansChanged);
+    other.record_ban(&Ban { until_unix: now_unix() + 60, ..later.clone() }).await.expect("ban");
+    assert_eq!(next().await, Reachability::BansChanged);
+    assert_eq!(database.active_bans().await.expect("bans"), [later]);
+
     // The database goes away: told once; it comes back: told, and listening again.
     tokio::task::block_in_place(|| server.stop());
     assert!(matches!(next().await, Reachability::Unreachable(_)));
@@ -96,4 +107,8 @@ async fn the_watcher_sees_changes_and_outages() {
     server.psql("DELETE FROM wharf_users WHERE name = 'alice'");
     assert_eq!(next().await, Reachability::UsersChanged);
     watcher.abort();
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }

@@ -145,6 +145,10 @@ impl Authentication {
                 tracing::warn!(peer = %self.peer, error = %err, "login refused: storage unavailable");
                 Auth::reject()
             }
+            Err(LoginError::Paused) => {
+                tracing::warn!(peer = %self.peer, "login refused: the user database cannot be reached");
+                Auth::reject()
+            }
             // Denied, or a second factor asked out of turn: the client learns nothing more.
             Err(_) => Auth::reject(),
         }

@@ -11,7 +11,11 @@ use crate::descriptors::{DescriptorPlan, OpenFileLimit};
 /// Checks everything that can be checked without binding ports; returns the summary.
 pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
     let config = &loaded.config;
-    let users = config.access.load_users(&config.data_dir)?;
+    // With a database the users are there; `wharf users` lists them (check stays offline).
+    let users = match &config.database {
+        Some(_) => wharf_access::UserDb::from_configs(Vec::new())?,
+        None => config.access.load_users(&config.data_dir)?,
+    };
     check_protocol_sections(loaded, &users)?;
     let mut out = String::new();
     let _ = writeln!(out, "{} is valid.", loaded.source);
@@ -42,26 +46,35 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
             let _ = writeln!(out, "  warning: {warning}");
         }
     }
-    let mut names: Vec<_> = users.iter().map(|u| u.name.clone()).collect();
-    names.sort();
-    let _ = writeln!(out, "  users ({}):     {}", names.len(), names.join(", "));
-    for user in {
-        let mut sorted: Vec<_> = users.iter().collect();
-        sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        sorted
-    } {
-        let mounts: Vec<String> =
-            user.mounts.iter().map(|(at, target)| format!("{at} -> share{target}")).collect();
-        let protocols: Vec<String> =
-            user.protocols.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+    if let Some(database) = &config.database {
+        let at = database.check().context("database")?;
         let _ = writeln!(
             out,
-            "    {}: {} [{}]{}",
-            user.name,
-            mounts.join(", "),
-            protocols.join(","),
-            if user.disabled { " (disabled)" } else { "" }
+            "  users:          in the shared database {at} (`wharf users` lists them)"
         );
+    }
+    if config.database.is_none() {
+        let mut names: Vec<_> = users.iter().map(|u| u.name.clone()).collect();
+        names.sort();
+        let _ = writeln!(out, "  users ({}):     {}", names.len(), names.join(", "));
+        for user in {
+            let mut sorted: Vec<_> = users.iter().collect();
+            sorted.sort_by(|a, b| a.name.cmp(&b.name));
+            sorted
+        } {
+            let mounts: Vec<String> =
+                user.mounts.iter().map(|(at, target)| format!("{at} -> share{target}")).collect();
+            let protocols: Vec<String> =
+                user.protocols.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+            let _ = writeln!(
+                out,
+                "    {}: {} [{}]{}",
+                user.name,
+                mounts.join(", "),
+                protocols.join(","),
+                if user.disabled { " (disabled)" } else { "" }
+            );
+        }
     }
     Ok(out)
 }
@@ -84,7 +97,7 @@ fn check_protocol_sections(loaded: &LoadedConfig, users: &UserDb) -> anyhow::Res
 /// The server identities a node behind a load balancer would generate for itself at start
 /// (host keys, the self-signed FTPS certificate): each node would then show clients an
 /// identity of its own, which changes with the node they land on (docs/OPERATIONS.md,
-/// "Behind a load balancer").
+/// "A cluster").
 fn identity_to_generate(config: &crate::config::WharfConfig) -> Vec<String> {
     let mut missing = Vec::new();
     if let Some(sftp) = config.sftp.as_ref().filter(|sftp| !sftp.listen.is_empty()) {

@@ -41,4 +41,26 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// The users of the shared database (the configuration's `database` section).
+    Users {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// What to do (list them without one).
+        #[command(subcommand)]
+        action: Option<UsersAction>,
+    },
+}
+
+/// What `wharf users` does.
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// List the users.
+    List,
+    /// Add or replace the users of a users file (`users: [...]`, as `access.users_file`),
+    /// all of them or none; users not in the file stay. Every node applies it at once.
+    Import {
+        /// The users file.
+        file: PathBuf,
+    },
 }

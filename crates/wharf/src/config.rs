@@ -32,6 +32,10 @@ pub struct WharfConfig {
     /// Banning misbehaving addresses on every protocol (wharf-access).
     #[serde(default)]
     pub defender: DefenderConfig,
+    /// The shared database of a cluster (wharf-db): the users come from it, and a change
+    /// reaches every node at once. Absent: users from `access` (the users file).
+    #[serde(default)]
+    pub database: Option<wharf_db::DatabaseConfig>,
     /// Load balancers in front of this node, whose connections begin with a PROXY header
     /// (wharf-access); none when absent. Read at start only.
     #[serde(default)]
@@ -276,6 +280,7 @@ impl LoadedConfig {
         config.storage.root = config.data_dir.join(&config.storage.root);
         let credential_files =
             config.storage.buckets.values_mut().map(|bucket| &mut bucket.credentials_file);
+        let database_password = config.database.as_mut().map(|db| &mut db.password_file);
         for path in [
             &mut config.access.users_file,
             &mut config.log.audit_file,
@@ -283,10 +288,14 @@ impl LoadedConfig {
         ]
         .into_iter()
         .chain(credential_files)
+        .chain(database_password)
         {
             if let Some(relative) = path.take() {
                 *path = Some(config.data_dir.join(relative));
             }
+        }
+        if let Some(tls) = config.database.as_mut().and_then(|db| db.tls.as_mut()) {
+            tls.ca_file = config.data_dir.join(&tls.ca_file);
         }
         Ok(LoadedConfig { config, source })
     }

@@ -12,6 +12,8 @@ pub mod logging;
 pub mod observe;
 pub mod provision;
 pub mod server;
+pub mod shared_state;
+pub mod users;
 
 pub use config::{LoadedConfig, WharfConfig};
 pub use server::{ListenerInfo, Server};

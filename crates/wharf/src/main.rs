@@ -1,10 +1,11 @@
-//! `wharf`: serve, check a configuration, hash a password.
+//! `wharf`: serve, check a configuration, hash a password, list bans, manage the users of the
+//! shared database.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use wharf::cli::{Cli, Command};
+use wharf::cli::{Cli, Command, UsersAction};
 use wharf::observe::Observers;
 use wharf::observe::log_file::LogFile;
 use wharf::observe::metrics::Metrics;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
             .map(|summary| print!("{summary}")),
         Command::HashPassword => hash_password::run().map(|hash| println!("{hash}")),
         Command::Bans { config } => print_bans(config.as_deref()),
+        Command::Users { config, action } => manage_users(config.as_deref(), action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +65,22 @@ fn serve(
         let _ = std::io::stdout().flush();
         server.run_until_signal().await
     })
+}
+
+fn manage_users(
+    config: Option<&std::path::Path>,
+    action: Option<UsersAction>,
+) -> anyhow::Result<()> {
+    let loaded = LoadedConfig::load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let summary = runtime.block_on(async {
+        match action.unwrap_or(UsersAction::List) {
+            UsersAction::List => wharf::users::list(&loaded).await,
+            UsersAction::Import { file } => wharf::users::import(&loaded, &file).await,
+        }
+    })?;
+    println!("{}", summary.trim_end());
+    Ok(())
 }
 
 fn print_bans(config: Option<&std::path::Path>) -> anyhow::Result<()> {

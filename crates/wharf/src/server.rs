@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget, ProxyProtocol};
+use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget, ProxyProtocol, UserDb};
 use wharf_vfs::object::MultipartSweeper;
 use wharf_vfs::{LocalStorage, ObjectStorage, ObjectStoreCredentials, Share, StorageConfig, VPath};
 
@@ -43,7 +43,8 @@ pub struct Server {
     /// The open-file limit sessions are budgeted under; `None`: no budget.
     open_files: Option<u64>,
     /// The sweeps of stale temporary upload files and of multipart uploads left open in
-    /// buckets, started once everything else did; aborted at shutdown.
+    /// buckets, and the following of the shared database, started once everything else did;
+    /// aborted at shutdown.
     sweepers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -88,7 +89,19 @@ impl Server {
         let memory = MemoryBudget::new(&config.access.memory).context("access.memory")?;
         let (buckets, bucket_sweepers) = open_buckets(&config.storage, &memory)?;
         let share = Share::new(local, buckets);
-        let users = config.access.load_users(&config.data_dir)?;
+        let (database, users) = match &config.database {
+            Some(database) => {
+                if config.access.users_file.is_some() || !config.access.users.is_empty() {
+                    tracing::warn!(
+                        "the users of `access` are not read while a database is configured; \
+                         move them there with `wharf users import`"
+                    );
+                }
+                let (database, users) = crate::shared_state::open(database).await?;
+                (Some(database), users)
+            }
+            None => (None, config.access.load_users(&config.data_dir)?),
+        };
         let authenticator = Authenticator::new(share, users, config.access.login_settings());
         authenticator.defender().reconfigure(config.defender.clone());
         match Defender::load_saved(&loaded.bans_file()) {
@@ -159,6 +172,16 @@ impl Server {
         for sweeper in bucket_sweepers {
             server.sweepers.push(tokio::spawn(sweeper.run(wharf_vfs::SWEEP_INTERVAL)));
         }
+        // The users follow the shared database, if there is one.
+        if let Some(database) = database {
+            let following = crate::shared_state::follow(
+                database,
+                server.gateway.clone(),
+                server.loaded.config.clone(),
+                open_files,
+            );
+            server.sweepers.push(tokio::spawn(following));
+        }
         Ok(server)
     }
 
@@ -195,7 +218,9 @@ impl Server {
             config.storage.root.display()
         );
         let _ = writeln!(out, "  configuration: {}", self.loaded.source);
-        if let Some(path) = self.loaded.users_file() {
+        if config.database.is_some() {
+            let _ = writeln!(out, "  users: the shared database ({} defined)", users.len());
+        } else if let Some(path) = self.loaded.users_file() {
             let _ = writeln!(out, "  users: {} ({} defined)", path.display(), users.len());
         }
         let user = match &self.demo {
@@ -234,20 +259,25 @@ impl Server {
     pub fn reload(&self) -> anyhow::Result<()> {
         let fresh = self.loaded.reload()?;
         let config = &fresh.config;
-        let users = config.access.load_users(&config.data_dir)?;
-        let count = users.len();
+        // With a database, the users follow it by themselves (`crate::shared_state`).
+        let users = match &config.database {
+            Some(_) => None,
+            None => Some(config.access.load_users(&config.data_dir)?),
+        };
         // The certificate is the last thing that can fail; it swaps itself only once loaded.
         if let Some(tls) = &self.ftps_tls {
             let fingerprint = tls.reload().context("reloading the FTPS certificate")?;
             tracing::info!(%fingerprint, "FTPS certificate reloaded for new connections");
         }
-        if self.open_files.is_some() {
-            // Mounts count in every session's worst case; the listeners and caps stay those
-            // the server started with.
-            let plan = DescriptorPlan::of(&self.loaded.config, &users);
-            self.gateway.descriptors.set_capacity(plan.capacity(self.open_files));
+        let count = users.as_ref().map_or(self.gateway.authenticator.users().len(), UserDb::len);
+        if let Some(users) = users {
+            crate::shared_state::install_users(
+                &self.gateway,
+                &self.loaded.config,
+                self.open_files,
+                users,
+            );
         }
-        self.gateway.authenticator.replace_users(users);
         self.gateway.defender().reconfigure(config.defender.clone());
         tracing::info!(users = count, "configuration reloaded");
         Ok(())

@@ -1,5 +1,5 @@
 //! Two Wharf nodes behind a real HAProxy that speaks the PROXY protocol (v2) to them, as
-//! docs/OPERATIONS.md ("Behind a load balancer") configures it: the control ports balanced
+//! docs/OPERATIONS.md ("A cluster") configures it: the control ports balanced
 //! round-robin over the nodes, each node's passive ports forwarded to that node alone, one
 //! share, one host key and one certificate for both.
 //!
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Running, write};
+use common::{Running, closes_unanswered, connect_from, write};
 use wharf_testkit::{Haproxy, TEST_PASSWORD, free_port_range, pattern, require_tool, run_bounded};
 
 /// Where clients connect from.
@@ -311,29 +311,4 @@ fn reads_to_end(stream: &mut TcpStream) -> bool {
         Ok(_) => true,
         Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
     }
-}
-
-/// Whether the server closes the stream (within its read timeout) without sending anything
-/// more: an end of stream, or a reset (what it had not read yet was thrown away).
-fn closes_unanswered(stream: &mut TcpStream) -> bool {
-    let mut buf = [0; 64];
-    match stream.read(&mut buf) {
-        Ok(0) => true,
-        Ok(n) => panic!("the server answered: {:?}", String::from_utf8_lossy(&buf[..n])),
-        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => true,
-        Err(err) => panic!("no end of the connection: {err}"),
-    }
-}
-
-/// A connection to `to` from the address `from`.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let socket = rustix::net::socket(
-        rustix::net::AddressFamily::INET,
-        rustix::net::SocketType::STREAM,
-        None,
-    )
-    .expect("socket");
-    rustix::net::bind(&socket, &SocketAddr::from((from, 0))).expect("bind");
-    rustix::net::connect(&socket, &to).expect("connect");
-    TcpStream::from(socket)
 }

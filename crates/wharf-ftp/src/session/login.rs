@@ -66,6 +66,10 @@ impl FtpSession {
                 "This account requires a TLS-protected connection: send AUTH TLS before USER.",
             )
             .into(),
+            Err(LoginError::Paused) => Answer::ReplyAndClose(Reply::new(
+                421,
+                "Logins are paused: the user database cannot be reached. Try again later.",
+            )),
             Err(LoginError::Unavailable(err)) => {
                 tracing::error!(peer = %self.peer, error = %err, "user storage unavailable");
                 Reply::new(530, "Login failed: the account's storage is unavailable.").into()

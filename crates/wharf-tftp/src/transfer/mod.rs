@@ -304,6 +304,11 @@ async fn open(
     };
     let session = services.gateway.authenticator.login(login).await.map_err(|err| match err {
         LoginError::Unavailable(err) => Refusal::storage(&err, "identity's storage"),
+        LoginError::Paused => Refusal {
+            code: ErrorCode::NotDefined,
+            message: "temporarily unavailable",
+            reason: "logins are paused: the user database cannot be reached".to_owned(),
+        },
         other => Refusal {
             code: ErrorCode::AccessViolation,
             message: "access violation",

@@ -184,3 +184,27 @@ pub fn greeting(addr: SocketAddr) -> Option<String> {
         Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
     }
 }
+
+/// A TCP connection to `to` from the local address `from` (a loopback address of the test's
+/// choosing, so that a test can be several clients).
+pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::net::TcpStream {
+    use rustix::net::{AddressFamily, SocketType};
+    let socket =
+        rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    rustix::net::bind(&socket, &SocketAddr::from((from, 0))).expect("bind");
+    rustix::net::connect(&socket, &to).expect("connect");
+    std::net::TcpStream::from(socket)
+}
+
+/// Whether the server closes `stream` (within its read timeout) without sending anything
+/// more: an end of stream, or a reset (what it had not read yet was thrown away).
+pub fn closes_unanswered(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read as _;
+    let mut buf = [0; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!("the server answered: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => true,
+        Err(err) => panic!("no end of the connection: {err}"),
+    }
+}

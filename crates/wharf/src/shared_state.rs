@@ -1,0 +1,147 @@
+//! A node of a cluster: its users come from the shared database and follow it, and the
+//! defender's bans are shared through it.
+//!
+//! At start the users are read from the database (which must be reachable then). Afterwards
+//! the database's change watcher drives them: every change to the users, made on any node or
+//! by hand, is read again at once; while the database cannot be reached, new logins are
+//! refused with a temporary error (a user disabled or a password changed on another node
+//! must not be missed) and sessions already open go on; when it is back, the users are read
+//! again and logins resume. An invalid user in the database keeps the users the node has
+//! (and says so), as a broken users file does on reload.
+//!
+//! A ban the node's defender decides holds here at once and is written to the database by a
+//! task of its own, through a bounded queue (a slow or absent database never holds up the
+//! one who reported the offense); every node applies the bans it is told of, and all of them
+//! when it (re)connects.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use wharf_access::{Ban, Gateway, UserDb};
+use wharf_db::{Database, DatabaseConfig, Reachability};
+
+use crate::config::WharfConfig;
+use crate::descriptors::DescriptorPlan;
+
+/// Connects to the database of `config` (applying its migrations) and reads the users.
+pub async fn open(config: &DatabaseConfig) -> anyhow::Result<(Database, UserDb)> {
+    let database = Database::connect(config).await.context("opening the shared database")?;
+    let users = database.load_users().await.context("reading the users from the database")?;
+    tracing::info!(
+        database = database.describe(),
+        users = users.len(),
+        "users from the shared database"
+    );
+    Ok((database, users))
+}
+
+/// Makes `users` the ones logins are checked against, and sizes the descriptor budget for
+/// them (mounts count in every session's worst case); the listeners and caps stay those the
+/// server started with.
+pub fn install_users(
+    gateway: &Gateway,
+    config: &WharfConfig,
+    open_files: Option<u64>,
+    users: UserDb,
+) {
+    if open_files.is_some() {
+        let plan = DescriptorPlan::of(config, &users);
+        gateway.descriptors.set_capacity(plan.capacity(open_files));
+    }
+    gateway.authenticator.replace_users(users);
+}
+
+/// Follows the database until aborted (at shutdown): see the module's documentation.
+pub async fn follow(
+    database: Database,
+    gateway: Arc<Gateway>,
+    config: WharfConfig,
+    open_files: Option<u64>,
+) {
+    let (events, mut seen) = mpsc::unbounded_channel();
+    let watcher = tokio::spawn(database.watcher().run(events));
+    let sharing = share_bans(&database, &gateway);
+    while let Some(event) = seen.recv().await {
+        match event {
+            Reachability::Reachable => {
+                reload(&database, &gateway, &config, open_files).await;
+                apply_bans(&database, &gateway).await;
+                if gateway.authenticator.logins_paused() {
+                    tracing::info!(
+                        database = database.describe(),
+                        "the database is reachable again; logins resume"
+                    );
+                    gateway.authenticator.pause_logins(false);
+                }
+            }
+            Reachability::UsersChanged => reload(&database, &gateway, &config, open_files).await,
+            Reachability::BansChanged => apply_bans(&database, &gateway).await,
+            Reachability::Unreachable(reason) => {
+                tracing::warn!(
+                    database = database.describe(),
+                    %reason,
+                    "the database cannot be reached; new logins are refused until it is back"
+                );
+                gateway.authenticator.pause_logins(true);
+            }
+        }
+    }
+    watcher.abort();
+    sharing.abort();
+}
+
+/// Bans waiting to be written to the database, at most.
+const BAN_QUEUE: usize = 1024;
+
+/// Hooks the defender so that the bans it decides are written to the database, by the task
+/// returned.
+fn share_bans(database: &Database, gateway: &Gateway) -> tokio::task::JoinHandle<()> {
+    let (queue, mut queued) = mpsc::channel::<Ban>(BAN_QUEUE);
+    let hook: wharf_access::defender::BanHook = Box::new(move |ban| {
+        if queue.try_send(ban.clone()).is_err() {
+            tracing::warn!(address = %ban.address, "ban not shared with the other nodes: too many waiting");
+        }
+    });
+    if gateway.defender().on_ban(hook).is_err() {
+        tracing::warn!("the defender's bans are shared already; not a second time");
+    }
+    let database = database.clone();
+    tokio::spawn(async move {
+        while let Some(ban) = queued.recv().await {
+            if let Err(err) = database.record_ban(&ban).await {
+                tracing::warn!(address = %ban.address, error = %err, "ban not shared with the other nodes");
+            }
+        }
+    })
+}
+
+/// Applies the bans of the database (a ban held that ends later stays).
+async fn apply_bans(database: &Database, gateway: &Gateway) {
+    match database.active_bans().await {
+        Ok(bans) => {
+            gateway.defender().restore(&bans);
+            tracing::info!(bans = bans.len(), "bans reloaded from the database");
+        }
+        Err(err) => tracing::warn!(error = %err, "bans not reloaded from the database"),
+    }
+}
+
+/// Reads the users again and installs them; on failure keeps the ones the node has.
+async fn reload(
+    database: &Database,
+    gateway: &Gateway,
+    config: &WharfConfig,
+    open_files: Option<u64>,
+) {
+    match database.load_users().await {
+        Ok(users) => {
+            let count = users.len();
+            install_users(gateway, config, open_files, users);
+            tracing::info!(users = count, "users reloaded from the database");
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "users not reloaded from the database; the previous ones stay");
+        }
+    }
+}

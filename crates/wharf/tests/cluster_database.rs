@@ -1,0 +1,184 @@
+//! Two nodes sharing their users through a real PostgreSQL the test starts (loopback,
+//! temporary directory): users imported with `wharf users import` log in on both nodes, a
+//! user added later reaches both within a second, and when the database goes away the nodes
+//! refuse new logins with a temporary error while open sessions go on, then take logins again
+//! by themselves when it is back.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Running, closes_unanswered, connect_from, serve, wharf, write};
+use wharf_testkit::{Postgres, TEST_PASSWORD, run_bounded};
+
+/// The most a node may take to apply a change made in the database (issue 16's bar).
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// How long a node may take to notice the database going or coming back (its watcher pings
+/// a quiet connection every 5 s and retries every second).
+const NOTICE: Duration = Duration::from_secs(20);
+
+fn users_file(dir: &Path, name: &str, users: &[&str]) -> std::path::PathBuf {
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let entries: String = users
+        .iter()
+        .map(|user| format!("  - {{ name: {user}, password: \"{hash}\", home: / }}\n"))
+        .collect();
+    write(dir, name, &format!("users:\n{entries}"))
+}
+
+fn node_config(dir: &Path, index: usize, database: &Postgres) -> std::path::PathBuf {
+    let base = dir.display();
+    write(
+        dir,
+        &format!("node-{index}.yaml"),
+        &format!(
+            "data_dir: {base}/node-{index}\nshutdown_grace: 2s\nstorage: {{ root: {base}/share }}\n\
+             access: {{ login_failure_delay: 10ms }}\n\
+             defender: {{ threshold: 2, scores: {{ login_failed: 2 }} }}\n\
+             database: {{ url: \"{}\", pool_size: 2 }}\n\
+             ftp: {{ listen: [\"127.0.0.1:0\"] }}\n",
+            database.url()
+        ),
+    )
+}
+
+/// `wharf users <args>` with `config`; returns what it printed, panics unless it succeeds.
+fn wharf_users(dir: &Path, config: &Path, args: &[&str]) -> String {
+    let mut command = wharf(dir);
+    command.arg("users").arg("--config").arg(config).args(args);
+    let out = run_bounded(&mut command, Duration::from_secs(60));
+    assert!(out.status.success(), "wharf users {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An FTP control connection, for logins by hand.
+struct Control {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl Control {
+    fn connect(addr: SocketAddr) -> Control {
+        Control::over(TcpStream::connect(addr).expect("connect"))
+    }
+
+    fn connect_from(from: Ipv4Addr, addr: SocketAddr) -> Control {
+        Control::over(connect_from(from, addr))
+    }
+
+    fn over(stream: TcpStream) -> Control {
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut control =
+            Control { reader: BufReader::new(stream.try_clone().expect("clone")), stream };
+        let greeting = control.reply();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        control
+    }
+
+    fn reply(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("reply");
+        line
+    }
+
+    fn command(&mut self, line: &str) -> String {
+        self.stream.write_all(format!("{line}\r\n").as_bytes()).expect("send");
+        self.reply()
+    }
+
+    /// Logs in as `user`; returns the reply to `PASS`.
+    fn login(addr: SocketAddr, user: &str) -> (Control, String) {
+        let mut control = Control::connect(addr);
+        let reply = control.command(&format!("USER {user}"));
+        assert!(reply.starts_with("331"), "{reply}");
+        let reply = control.command(&format!("PASS {TEST_PASSWORD}"));
+        (control, reply)
+    }
+}
+
+#[test]
+fn users_follow_the_database_on_every_node() {
+    let Some(mut database) = Postgres::start() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("share")).expect("share");
+    let configs: Vec<_> = (0..2).map(|index| node_config(dir, index, &database)).collect();
+
+    // Users go in before any node runs; the command applies the schema itself.
+    let first = users_file(dir, "first.yaml", &["alice"]);
+    let imported = wharf_users(dir, &configs[0], &["import", first.to_str().expect("path")]);
+    assert!(imported.contains("1 users added, 0 replaced"), "{imported}");
+    let listed = wharf_users(dir, &configs[1], &["list"]);
+    assert!(listed.contains("alice") && listed.starts_with("1 users"), "{listed}");
+
+    let nodes: Vec<Running> = configs.iter().map(|config| serve(dir, config)).collect();
+    for node in &nodes {
+        assert!(node.banner.contains("users: the shared database (1 defined)"), "{}", node.banner);
+        // The watcher's first reading, once it listens.
+        node.wait_for_log("users reloaded from the database", NOTICE);
+        node.wait_for_log("bans reloaded from the database", NOTICE);
+        let (_, reply) = Control::login(node.listener("FTP"), "alice");
+        assert!(reply.starts_with("230"), "{reply}");
+    }
+
+    // A user added while the nodes run reaches both at once.
+    let second = users_file(dir, "second.yaml", &["bob"]);
+    wharf_users(dir, &configs[0], &["import", second.to_str().expect("path")]);
+    let imported_at = Instant::now();
+    for node in &nodes {
+        node.wait_for_log("users reloaded from the database", NOTICE);
+    }
+    let took = imported_at.elapsed();
+    assert!(took <= PROPAGATION, "both nodes had the new user after {took:?}");
+    for node in &nodes {
+        let (_, reply) = Control::login(node.listener("FTP"), "bob");
+        assert!(reply.starts_with("230"), "{reply}");
+    }
+
+    // A ban earned on one node holds on the other within a second (the address is one of
+    // the test's own, so the rest of the test is not banned).
+    let guesser = Ipv4Addr::new(127, 0, 0, 9);
+    let mut control = Control::connect_from(guesser, nodes[0].listener("FTP"));
+    assert!(control.command("USER alice").starts_with("331"));
+    let reply = control.command("PASS wrong");
+    assert!(reply.starts_with("530"), "{reply}");
+    let banned_at = Instant::now();
+    nodes[1].wait_for_log("bans reloaded from the database", NOTICE);
+    let took = banned_at.elapsed();
+    assert!(took <= PROPAGATION, "the other node had the ban after {took:?}");
+    for node in &nodes {
+        let mut stream = connect_from(guesser, node.listener("FTP"));
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        assert!(closes_unanswered(&mut stream), "the banned address is refused on every node");
+    }
+    let (_, reply) = Control::login(nodes[1].listener("FTP"), "alice");
+    assert!(reply.starts_with("230"), "other addresses are not banned: {reply}");
+
+    // The database goes away: open sessions go on, new logins get a temporary refusal.
+    let (mut open_session, reply) = Control::login(nodes[0].listener("FTP"), "alice");
+    assert!(reply.starts_with("230"), "{reply}");
+    database.stop();
+    for node in &nodes {
+        node.wait_for_log("the database cannot be reached", NOTICE);
+        let (_, reply) = Control::login(node.listener("FTP"), "alice");
+        assert!(reply.starts_with("421") && reply.contains("Try again later"), "{reply}");
+    }
+    let reply = open_session.command("PWD");
+    assert!(reply.starts_with("257"), "the open session goes on: {reply}");
+
+    // It comes back: each node takes logins again by itself.
+    database.start_again();
+    for node in &nodes {
+        node.wait_for_log("the database is reachable again; logins resume", NOTICE);
+        let (_, reply) = Control::login(node.listener("FTP"), "bob");
+        assert!(reply.starts_with("230"), "{reply}");
+    }
+    for node in nodes {
+        assert!(node.stop().success(), "a node did not stop cleanly");
+    }
+}
