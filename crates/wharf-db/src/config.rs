@@ -82,8 +82,16 @@ impl DatabaseConfig {
         postgres_config.connect_timeout(self.connect_timeout);
         postgres_config.application_name("wharf");
         let tls = match &self.tls {
-            Some(tls) => Some(Arc::new(client_config(tls)?)),
-            None => None,
+            Some(tls) => {
+                // With TLS configured, a server that does not offer it is refused rather than
+                // spoken to in the clear (the driver's default would fall back).
+                postgres_config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(Arc::new(client_config(tls)?))
+            }
+            None => {
+                postgres_config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                None
+            }
         };
         Ok(Connector { postgres_config, tls })
     }

@@ -33,8 +33,24 @@ impl DbError {
     pub(crate) fn from_pool(err: deadpool_postgres::PoolError) -> DbError {
         use deadpool_postgres::PoolError;
         match err {
-            PoolError::Backend(err) => DbError::Unreachable(err.to_string()),
-            other => DbError::Unreachable(other.to_string()),
+            PoolError::Backend(err) => DbError::Unreachable(with_causes(&err)),
+            other => DbError::Unreachable(with_causes(&other)),
         }
     }
+}
+
+/// `err` and the errors beneath it, as one line: the driver's own message ("error performing
+/// TLS handshake") does not say why, its cause does ("invalid peer certificate: ...").
+pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.contains(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
 }

@@ -113,7 +113,7 @@ where
     let lost = |reason: String, was_listening: bool| Ended::Lost { reason, was_listening };
     let (client, mut connection) = match connector.postgres_config.connect(tls).await {
         Ok(connected) => connected,
-        Err(err) => return lost(err.to_string(), false),
+        Err(err) => return lost(crate::error::with_causes(&err), false),
     };
     // The connection is driven on a task of its own, which hands over the notifications and
     // the error that ends it.

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, closes_unanswered, connect_from, serve, wharf, write};
+use common::{Running, closes_unanswered, connect_from, serve, users_file, wharf, write};
 use wharf_testkit::{Postgres, TEST_PASSWORD, run_bounded};
 
 /// The most a node may take to apply a change made in the database (issue 16's bar).
@@ -20,16 +20,6 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 /// How long a node may take to notice the database going or coming back (its watcher pings
 /// a quiet connection every 5 s and retries every second).
 const NOTICE: Duration = Duration::from_secs(20);
-
-fn users_file(dir: &Path, name: &str, users: &[&str]) -> std::path::PathBuf {
-    let hash =
-        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
-    let entries: String = users
-        .iter()
-        .map(|user| format!("  - {{ name: {user}, password: \"{hash}\", home: / }}\n"))
-        .collect();
-    write(dir, name, &format!("users:\n{entries}"))
-}
 
 fn node_config(dir: &Path, index: usize, database: &Postgres) -> std::path::PathBuf {
     let base = dir.display();
@@ -181,4 +171,72 @@ fn users_follow_the_database_on_every_node() {
     for node in nodes {
         assert!(node.stop().success(), "a node did not stop cleanly");
     }
+}
+
+#[test]
+fn the_database_is_reached_over_tls_against_the_configured_authority() {
+    let Some(mut database) = Postgres::start() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    // Certificates for localhost and 127.0.0.1, made the way FTPS makes its own.
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    for name in ["server", "stranger"] {
+        let source = wharf_ftps::CertificateSource::SelfSigned { dir: dir.join(name) };
+        source.load(&provider).expect("certificate");
+    }
+    let server_dir = dir.join("server");
+    database.enable_tls(
+        &server_dir.join("ftps-certificate.pem"),
+        &server_dir.join("ftps-private-key.pem"),
+    );
+    std::fs::create_dir_all(dir.join("share")).expect("share");
+    let config = |ca: &str| {
+        write(
+            dir,
+            &format!("tls-{ca}.yaml"),
+            &format!(
+                "data_dir: {base}/node\nstorage: {{ root: {base}/share }}\n\
+                 database: {{ url: \"{url}\", tls: {{ ca_file: {base}/{ca}/ftps-certificate.pem }} }}\n\
+                 ftp: {{ listen: [\"127.0.0.1:0\"] }}\n",
+                base = dir.display(),
+                url = database.url(),
+            ),
+        )
+    };
+    let trusted = config("server");
+    let users = users_file(dir, "users.yaml", &["alice"]);
+    let mut import = wharf(dir);
+    import.arg("users").arg("--config").arg(&trusted).arg("import").arg(&users);
+    let out = run_bounded(&mut import, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "import over TLS: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        database.log()
+    );
+    let imported = String::from_utf8_lossy(&out.stdout);
+    assert!(imported.contains("(TLS)"), "{imported}");
+
+    // A node's connections are encrypted.
+    let node = serve(dir, &trusted);
+    node.wait_for_log("users reloaded from the database", NOTICE);
+    let encrypted = database.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'wharf' AND s.ssl",
+    );
+    assert!(encrypted.trim().parse::<u32>().expect("count") >= 1, "{encrypted}");
+    let unencrypted = database.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'wharf' AND NOT s.ssl",
+    );
+    assert_eq!(unencrypted.trim(), "0");
+    assert!(node.stop().success());
+
+    // A server whose certificate the configured authority did not sign is refused.
+    let stranger = config("stranger");
+    let mut command = wharf(dir);
+    command.arg("users").arg("--config").arg(&stranger);
+    let out = run_bounded(&mut command, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("certificate"), "{stderr}");
 }

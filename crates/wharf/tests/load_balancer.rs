@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Running, closes_unanswered, connect_from, write};
+use common::{Running, closes_unanswered, connect_from, users_file, write};
 use wharf_testkit::{Haproxy, TEST_PASSWORD, free_port_range, pattern, require_tool, run_bounded};
 
 /// Where clients connect from.
@@ -47,13 +47,7 @@ impl Cluster {
         require_tool("curl")?;
         let tmp = tempfile::tempdir().expect("tempdir");
         let base = tmp.path();
-        let hash =
-            wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
-        write(
-            base,
-            "users.yaml",
-            &format!("users:\n  - {{ name: alice, password: \"{hash}\", home: / }}\n"),
-        );
+        users_file(base, "users.yaml", &["alice"]);
         std::fs::create_dir_all(base.join("share")).expect("share");
         let mut nodes = Vec::new();
         let mut passive_firsts = Vec::new();

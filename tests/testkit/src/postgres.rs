@@ -118,6 +118,27 @@ impl Postgres {
         self.running = false;
     }
 
+    /// Turns TLS on with the certificate chain `certificate` and key `key` (PEM files,
+    /// copied into the data directory for the server's user), and restarts the server.
+    /// Connections in the clear are still accepted (`psql` here uses them).
+    pub fn enable_tls(&mut self, certificate: &Path, key: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        for (from, name) in [(certificate, "server.crt"), (key, "server.key")] {
+            let to = self.data.join(name);
+            std::fs::copy(from, &to).expect("copy for the server");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("mode");
+            if let Some((uid, gid)) = self.run_as {
+                chown(&to, uid, gid);
+            }
+        }
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        self.stop();
+        self.start_again();
+    }
+
     /// Runs `sql` through `psql`, returns what it printed (unaligned, tuples only).
     pub fn psql(&self, sql: &str) -> String {
         let mut psql = self.command("psql");

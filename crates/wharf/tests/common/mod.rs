@@ -208,3 +208,15 @@ pub fn closes_unanswered(stream: &mut std::net::TcpStream) -> bool {
         Err(err) => panic!("no end of the connection: {err}"),
     }
 }
+
+/// Writes the users file `dir/name` with `users`, each with the password [`TEST_PASSWORD`] and
+/// the whole share as home; returns its path.
+pub fn users_file(dir: &Path, name: &str, users: &[&str]) -> PathBuf {
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let entries: String = users
+        .iter()
+        .map(|user| format!("  - {{ name: {user}, password: \"{hash}\", home: / }}\n"))
+        .collect();
+    write(dir, name, &format!("users:\n{entries}"))
+}
