@@ -20,6 +20,8 @@ use std::time::SystemTime;
 use crate::defender::Verdict;
 use crate::gateway::Gateway;
 use crate::limits::{LimitExceeded, SessionLimiter, SessionLimits, SessionPermit};
+use crate::shared_places::SharedPlace;
+use crate::user::canonical_ip;
 
 /// Descriptors the process may spend on sessions: its open-file limit less what it needs for
 /// itself (listeners, logs, TFTP transfers, the runtime).
@@ -208,6 +210,27 @@ impl Admission {
         let descriptors =
             self.gateway.descriptors.try_take(self.worst_case()).ok_or(Refusal::Descriptors)?;
         Ok(AdmissionPermit { _session: session, _descriptors: descriptors })
+    }
+
+    /// Takes the session's place across the cluster, when the gateway counts places there
+    /// (`None` when it does not): the listener's per-address cap then holds for the whole
+    /// cluster. Async (a round trip to the shared store): call it on the session's own task,
+    /// after [`Admission::admit`], and hold what it gives until the session ends.
+    pub async fn admit_shared(&self, peer: IpAddr) -> Result<Option<SharedPlace>, Refusal> {
+        let Some(places) = &self.gateway.shared_places else { return Ok(None) };
+        if self.gateway.authenticator.logins_paused() {
+            // The shared store is away: its count cannot be had without waiting for it, and
+            // no one logs in meanwhile; the node's own caps hold.
+            return Ok(None);
+        }
+        let cap = self.limiter.limits().max_sessions_per_address;
+        match places.take(self.listener, canonical_ip(peer), cap).await {
+            Ok(place) => Ok(Some(place)),
+            Err(refused) => {
+                tracing::info!(listener = self.listener, %peer, reason = %refused, "connection refused");
+                Err(Refusal::PerAddress)
+            }
+        }
     }
 
     /// The descriptors one more session may hold at most: the listener's own worst case plus,

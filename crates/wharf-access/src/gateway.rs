@@ -6,6 +6,7 @@ use crate::defender::Defender;
 use crate::lifecycle::Shutdown;
 use crate::login::Authenticator;
 use crate::proxy_protocol::ProxyProtocol;
+use crate::shared_places::SharedPlaces;
 
 /// The shared layer a front-end plugs into: logins and sessions, and the server's lifecycle.
 /// One per process, shared by every protocol.
@@ -24,6 +25,8 @@ pub struct Gateway {
     /// Which peers are load balancers whose connections begin with a PROXY header; none
     /// unless the binary sets them.
     pub proxy: ProxyProtocol,
+    /// Session places counted across a cluster's nodes; none on a single node.
+    pub shared_places: Option<std::sync::Arc<dyn SharedPlaces>>,
 }
 
 impl Gateway {
@@ -35,6 +38,7 @@ impl Gateway {
             descriptors: DescriptorBudget::unlimited(),
             memory: MemoryBudget::default(),
             proxy: ProxyProtocol::default(),
+            shared_places: None,
         }
     }
 
@@ -47,6 +51,12 @@ impl Gateway {
     /// This gateway with `proxy` saying which peers are load balancers.
     pub fn with_proxy(mut self, proxy: ProxyProtocol) -> Self {
         self.proxy = proxy;
+        self
+    }
+
+    /// This gateway with its sessions' places also counted across a cluster.
+    pub fn with_shared_places(mut self, places: std::sync::Arc<dyn SharedPlaces>) -> Self {
+        self.shared_places = Some(places);
         self
     }
 

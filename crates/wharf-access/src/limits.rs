@@ -74,6 +74,11 @@ impl SessionLimiter {
         SessionLimiter { limits, counts: Arc::default() }
     }
 
+    /// The caps.
+    pub fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
     /// Admits a session from `addr`, or says which cap it would exceed.
     pub fn try_admit(&self, addr: IpAddr) -> Result<SessionPermit, LimitExceeded> {
         let addr = canonical_ip(addr);

@@ -8,6 +8,8 @@
 //!   way.
 //! - Bans ([`Database::record_ban`], [`Database::active_bans`]): the defender's bans, one
 //!   row per address, so that a ban decided on one node holds on all.
+//! - Session places ([`SessionLeases`]): a lease per session, counted over the nodes whose
+//!   heart still beats, so that a listener's per-address cap holds for the whole cluster.
 //! - [`ChangeWatcher`]: a connection of its own that `LISTEN`s for changes (triggers notify
 //!   every change to the users and the bans), tells the node at once, and says whether the
 //!   database can be reached; it reconnects by itself.
@@ -18,12 +20,14 @@
 mod bans;
 mod config;
 mod error;
+mod leases;
 mod migrations;
 mod users;
 mod watcher;
 
 pub use config::{DatabaseConfig, DatabaseTls};
 pub use error::DbError;
+pub use leases::{HEARTBEAT, NODE_TIMEOUT, SessionLeases};
 pub use migrations::SCHEMA_VERSION;
 pub use users::{ImportReport, StoredUser};
 pub use watcher::{BANS_CHANNEL, ChangeWatcher, Reachability, USERS_CHANNEL};

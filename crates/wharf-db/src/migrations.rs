@@ -51,6 +51,24 @@ const MIGRATIONS: &[&str] = &[
         AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wharf_bans
         FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify('wharf_bans');
     "#,
+    // 3: session places counted across the cluster: each node beats its heart in
+    // `wharf_nodes`, and each session holds a lease naming its node; the leases of a node
+    // whose heart stopped no longer count, and are removed with the node.
+    r#"
+    CREATE TABLE wharf_nodes (
+        node text PRIMARY KEY,
+        heartbeat timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE wharf_leases (
+        node text NOT NULL REFERENCES wharf_nodes ON DELETE CASCADE,
+        id bigint NOT NULL,
+        listener text NOT NULL,
+        address inet NOT NULL,
+        started timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (node, id)
+    );
+    CREATE INDEX wharf_leases_by_address ON wharf_leases (listener, address);
+    "#,
 ];
 
 /// The schema version this binary knows.

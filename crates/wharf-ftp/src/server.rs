@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 use wharf_access::{Admission, AdmissionPermit, Gateway, Refusal};
@@ -163,8 +164,22 @@ impl FtpService {
         let context = self.context.clone();
         let span = tracing::info_span!("ftp", peer = %connection.peer);
         async move {
+            // The session's place across a cluster, if places are counted there.
+            let place = match context.admission.admit_shared(connection.peer.ip()).await {
+                Ok(place) => place,
+                Err(refusal) => {
+                    if let Some(text) = refusal.client_text() {
+                        let mut stream = connection.stream;
+                        let reply = Reply::new(421, format!("{text}."));
+                        let _ = stream.write_all(&reply.to_bytes()).await;
+                        let _ = stream.flush().await;
+                    }
+                    return;
+                }
+            };
             tracing::debug!("session started");
             FtpSession::new(context, connection).run().await;
+            drop(place);
             drop(permit);
         }
         .instrument(span)

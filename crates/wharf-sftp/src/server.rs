@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use russh::server::{Config, RunningSession};
 use russh::{Disconnect, MethodSet, SshId};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -249,6 +250,17 @@ async fn connection(
     permit: AdmissionPermit,
     shared: Arc<Shared>,
 ) {
+    // The session's place across a cluster, if places are counted there.
+    let mut socket = socket;
+    let place = match shared.admission.admit_shared(peer.ip()).await {
+        Ok(place) => place,
+        Err(refusal) => {
+            if refusal.client_text().is_some() {
+                let _ = socket.write_all(TOO_MANY_SESSIONS.as_bytes()).await;
+            }
+            return;
+        }
+    };
     let shutdown = shared.gateway.shutdown.clone();
     let deadline = Instant::now() + shared.auth_timeout;
     let (authenticated_tx, authenticated) = watch::channel(false);
@@ -316,5 +328,6 @@ async fn connection(
         () = subsystems.wait() => {}
         () = shutdown.terminated() => {}
     }
+    drop(place);
     drop(permit);
 }

@@ -46,6 +46,9 @@ pub struct Server {
     /// buckets, and the following of the shared database, started once everything else did;
     /// aborted at shutdown.
     sweepers: Vec<tokio::task::JoinHandle<()>>,
+    /// This node's session leases in the shared database, removed at shutdown, and the
+    /// heartbeat that keeps them counted, which beats until the sessions are over.
+    leases: Option<(wharf_db::SessionLeases, tokio::task::JoinHandle<()>)>,
 }
 
 /// Whether listeners should ignore their configured ports (see [`EPHEMERAL_PORTS_ENV`]).
@@ -111,7 +114,18 @@ impl Server {
             }
         }
         let proxy = ProxyProtocol::new(&config.proxy_protocol);
-        let gateway = Arc::new(Gateway::new(authenticator).with_memory(memory).with_proxy(proxy));
+        let mut gateway = Gateway::new(authenticator).with_memory(memory).with_proxy(proxy);
+        let leases = match &database {
+            Some(database) => {
+                let leases = wharf_db::SessionLeases::register(database)
+                    .await
+                    .context("registering this node in the shared database")?;
+                gateway = gateway.with_shared_places(Arc::new(leases.clone()));
+                Some(leases)
+            }
+            None => None,
+        };
+        let gateway = Arc::new(gateway);
         if open_files.is_some() {
             let plan = DescriptorPlan::of(config, &gateway.authenticator.users());
             let capacity = plan.capacity(open_files);
@@ -131,6 +145,7 @@ impl Server {
             ftps_tls: None,
             open_files,
             sweepers: Vec::new(),
+            leases: leases.map(|leases| (leases.clone(), tokio::spawn(leases.beat()))),
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -300,6 +315,14 @@ impl Server {
         let clean = self.gateway.shutdown.shut_down(grace).await;
         for task in self.tasks {
             let _ = task.await;
+        }
+        // The sessions are over: the node's places go back to the cluster at once (a node
+        // that dies instead loses them when its heart has stopped long enough).
+        if let Some((leases, heartbeat)) = &self.leases {
+            heartbeat.abort();
+            if let Err(err) = leases.unregister().await {
+                tracing::warn!(error = %err, "could not remove this node from the shared database");
+            }
         }
         clean
     }

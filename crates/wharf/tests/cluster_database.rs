@@ -240,3 +240,78 @@ fn the_database_is_reached_over_tls_against_the_configured_authority() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("certificate"), "{stderr}");
 }
+
+#[test]
+fn a_per_address_cap_holds_across_nodes_and_a_dead_nodes_places_come_back() {
+    let Some(database) = Postgres::start() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("share")).expect("share");
+    let base = dir.display();
+    let mut nodes: Vec<Running> = (0..2)
+        .map(|index| {
+            let config = write(
+                dir,
+                &format!("capped-{index}.yaml"),
+                &format!(
+                    "data_dir: {base}/capped-{index}\nstorage: {{ root: {base}/share }}\n\
+                     database: {{ url: \"{}\", pool_size: 2 }}\n\
+                     ftp: {{ listen: [\"127.0.0.1:0\"], limits: {{ max_sessions_per_address: 2 }} }}\n",
+                    database.url()
+                ),
+            );
+            serve(dir, &config)
+        })
+        .collect();
+    let client = Ipv4Addr::new(127, 0, 0, 7);
+    let greeting = |node: &Running| {
+        let stream = connect_from(client, node.listener("FTP"));
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("greeting or refusal");
+        (stream, line)
+    };
+    // Waits (bounded) until `node` greets `client`: the positive signal that a place came
+    // back. Each attempt that is refused is answered at once, so the loop does not spin.
+    let greeted_in_time = |node: &Running, limit: Duration| {
+        let started = Instant::now();
+        loop {
+            let (stream, line) = greeting(node);
+            if line.starts_with("220") {
+                return stream;
+            }
+            assert!(line.starts_with("421"), "{line}");
+            assert!(started.elapsed() < limit, "no place came back within {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Two places, one on each node: the third is refused on either.
+    let (first, line) = greeting(&nodes[0]);
+    assert!(line.starts_with("220"), "{line}");
+    let (_second, line) = greeting(&nodes[1]);
+    assert!(line.starts_with("220"), "{line}");
+    for node in &nodes {
+        let (_, line) = greeting(node);
+        assert!(
+            line.starts_with("421") && line.contains("too many sessions from your address"),
+            "{line}"
+        );
+    }
+
+    // A session that ends gives its place back to the whole cluster.
+    drop(first);
+    let _third = greeted_in_time(&nodes[1], NOTICE);
+
+    // Node 1 dies holding both places: they come back once its heart has stopped for
+    // wharf_db::NODE_TIMEOUT.
+    nodes[1].process.0.kill().expect("kill");
+    let _ = nodes[1].process.0.wait();
+    let limit = wharf_db::NODE_TIMEOUT + NOTICE;
+    let _fourth = greeted_in_time(&nodes[0], limit);
+    let (_fifth, line) = greeting(&nodes[0]);
+    assert!(line.starts_with("220"), "both places came back: {line}");
+    let survivor = nodes.remove(0);
+    assert!(survivor.stop().success());
+}

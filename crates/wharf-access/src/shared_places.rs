@@ -1,0 +1,36 @@
+//! Session places counted across the nodes of a cluster.
+//!
+//! Each listener's caps are counted by its own process first ([`crate::Admission::admit`], at
+//! accept, cheap and synchronous). With shared places (a cluster's database), a session also
+//! takes a place counted over every node before it starts ([`crate::Admission::admit_shared`],
+//! async, on the session's own task): the per-address cap of a listener is then the cap for
+//! the whole cluster. The place is held until the session ends; a node that dies loses its
+//! places when its heartbeat stops.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+/// A place taken across the cluster; given back when dropped.
+pub type SharedPlace = Box<dyn Send + Sync>;
+
+/// Why no shared place was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SharedPlaceRefused {
+    /// The address holds `cap` sessions of this listener across the cluster already.
+    #[error("the address holds {0} sessions of this listener across the cluster")]
+    PerAddress(usize),
+}
+
+/// What answers a request for a shared place.
+pub type PlaceRequest =
+    Pin<Box<dyn Future<Output = Result<SharedPlace, SharedPlaceRefused>> + Send>>;
+
+/// Places counted across the nodes of a cluster.
+pub trait SharedPlaces: Send + Sync + std::fmt::Debug {
+    /// Takes a place for a session of `listener` from `address`, allowing at most `cap`
+    /// sessions of that listener from that address across the cluster. When the count cannot
+    /// be had (the shared store is away), gives a place that counts nothing: the node's own
+    /// caps still hold, and logins are paused meanwhile anyway.
+    fn take(&self, listener: &'static str, address: IpAddr, cap: usize) -> PlaceRequest;
+}

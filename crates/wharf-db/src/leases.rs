@@ -1,0 +1,200 @@
+//! Session places counted across the cluster: a lease per session, in the database.
+//!
+//! Each node has a name of its own for the process's life (`wharf_nodes`), beats its heart
+//! every [`HEARTBEAT`], and takes a lease per session (`wharf_leases`). A place is given when
+//! the leases of live nodes (a heartbeat within [`NODE_TIMEOUT`]) for the listener and address
+//! number fewer than the cap, counted and taken in one transaction holding an advisory lock on
+//! the listener and address, so that two nodes cannot both take the last place. A lease is
+//! removed when its session ends; a node that dies stops beating, its leases stop counting
+//! after [`NODE_TIMEOUT`], and the next heartbeat of any node removes it with its leases.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use wharf_access::{PlaceRequest, SharedPlace, SharedPlaceRefused, SharedPlaces};
+
+use crate::Database;
+use crate::error::DbError;
+
+/// How often a node beats its heart.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long after its last heartbeat a node's leases stop counting.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// This node's leases.
+#[derive(Debug, Clone)]
+pub struct SessionLeases {
+    database: Database,
+    node: Arc<str>,
+    next: Arc<AtomicI64>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SessionLeases {
+    /// Registers this node (a name of its own, unique per process) and returns its leases;
+    /// run [`SessionLeases::beat`] for as long as the node serves.
+    pub async fn register(database: &Database) -> Result<SessionLeases, DbError> {
+        let node = format!("{}-{}-{:016x}", host_name(), std::process::id(), rand_u64());
+        database
+            .client()
+            .await?
+            .execute("INSERT INTO wharf_nodes (node) VALUES ($1)", &[&node])
+            .await?;
+        Ok(SessionLeases {
+            database: database.clone(),
+            node: node.into(),
+            next: Arc::new(AtomicI64::new(1)),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// This node's name in `wharf_nodes`.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Removes this node and its leases (at shutdown, once its sessions are over).
+    pub async fn unregister(&self) -> Result<(), DbError> {
+        let node: &str = &self.node;
+        let client = self.database.client().await?;
+        client.execute("DELETE FROM wharf_nodes WHERE node = $1", &[&node]).await?;
+        Ok(())
+    }
+
+    /// Beats the node's heart every [`HEARTBEAT`] until aborted, and removes the nodes whose
+    /// heart stopped (with their leases). A beat that fails is logged and tried again.
+    pub async fn beat(self) {
+        let mut ticks = tokio::time::interval(HEARTBEAT);
+        loop {
+            ticks.tick().await;
+            if let Err(err) = self.beat_once().await {
+                tracing::debug!(error = %err, "heartbeat to the database failed");
+            }
+        }
+    }
+
+    async fn beat_once(&self) -> Result<(), DbError> {
+        let client = self.database.client().await?;
+        let node: &str = &self.node;
+        // Re-registered if another node removed it meanwhile (a long outage): its sessions
+        // of before are forgotten by the cluster then, and count on this node only.
+        client
+            .execute(
+                "INSERT INTO wharf_nodes (node) VALUES ($1) \
+                 ON CONFLICT (node) DO UPDATE SET heartbeat = now()",
+                &[&node],
+            )
+            .await?;
+        let timeout = NODE_TIMEOUT.as_secs_f64();
+        client
+            .execute(
+                "DELETE FROM wharf_nodes WHERE heartbeat < now() - make_interval(secs => $1)",
+                &[&timeout],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn take_lease(
+        self,
+        listener: &'static str,
+        address: IpAddr,
+        cap: usize,
+    ) -> Result<Lease, DbError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut client = self.database.client().await?;
+        let transaction = client.transaction().await?;
+        let key = format!("{listener}/{address}");
+        transaction
+            .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
+            .await?;
+        let timeout = NODE_TIMEOUT.as_secs_f64();
+        let row = transaction
+            .query_one(
+                "SELECT count(*) FROM wharf_leases l JOIN wharf_nodes n ON n.node = l.node \
+                 WHERE l.listener = $1 AND l.address = $2 \
+                 AND n.heartbeat > now() - make_interval(secs => $3)",
+                &[&listener, &address, &timeout],
+            )
+            .await?;
+        let held: i64 = row.get(0);
+        if usize::try_from(held).unwrap_or(usize::MAX) >= cap {
+            return Ok(Lease { leases: None, id });
+        }
+        let node: &str = &self.node;
+        transaction
+            .execute(
+                "INSERT INTO wharf_leases (node, id, listener, address) VALUES ($1, $2, $3, $4)",
+                &[&node, &id, &listener, &address],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(Lease { leases: Some(self), id })
+    }
+}
+
+impl SharedPlaces for SessionLeases {
+    fn take(&self, listener: &'static str, address: IpAddr, cap: usize) -> PlaceRequest {
+        let leases = self.clone();
+        Box::pin(async move {
+            match leases.take_lease(listener, address, cap).await {
+                Ok(Lease { leases: None, .. }) => Err(SharedPlaceRefused::PerAddress(cap)),
+                Ok(lease) => Ok(Box::new(lease) as SharedPlace),
+                Err(err) => {
+                    // The node's own caps still hold; see `SharedPlaces::take`.
+                    tracing::warn!(error = %err, "session place not counted across the cluster");
+                    Ok(Box::new(()) as SharedPlace)
+                }
+            }
+        })
+    }
+}
+
+/// A session's lease; removed when dropped. `leases` is `None` for a refused place.
+struct Lease {
+    leases: Option<SessionLeases>,
+    id: i64,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(leases) = self.leases.take() else { return };
+        let id = self.id;
+        let runtime = leases.runtime.clone();
+        drop(runtime.spawn(async move {
+            let node: &str = &leases.node;
+            let removed = match leases.database.client().await {
+                Ok(client) => client
+                    .execute("DELETE FROM wharf_leases WHERE node = $1 AND id = $2", &[&node, &id])
+                    .await
+                    .map(drop)
+                    .map_err(DbError::from),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = removed {
+                // It stops counting when this node's heart does, at the latest.
+                tracing::warn!(error = %err, "a session's lease could not be removed");
+            }
+        }));
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "node".to_owned())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
