@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, closes_unanswered, connect_from, serve, users_file, wharf, write};
+use common::{Running, closes_unanswered, connect_from, finish, serve, users_file, wharf, write};
 use wharf_testkit::{Postgres, TEST_PASSWORD, run_bounded};
 
 /// The most a node may take to apply a change made in the database (issue 16's bar).
@@ -149,9 +149,28 @@ fn users_follow_the_database_on_every_node() {
     let (_, reply) = Control::login(nodes[1].listener("FTP"), "alice");
     assert!(reply.starts_with("230"), "other addresses are not banned: {reply}");
 
-    // The database goes away: open sessions go on, new logins get a temporary refusal.
+    // The database goes away under load: a download in progress and an open session go on,
+    // new logins get a temporary refusal.
     let (mut open_session, reply) = Control::login(nodes[0].listener("FTP"), "alice");
     assert!(reply.starts_with("230"), "{reply}");
+    let content = wharf_testkit::pattern(4 * 1024 * 1024);
+    std::fs::write(dir.join("share/big.bin"), &content).expect("a file to download");
+    let copy = dir.join("big.copy");
+    let download = std::process::Command::new(
+        wharf_testkit::require_tool("curl").expect("curl (CI installs it)"),
+    )
+    .args(["-sS", "--max-time", "120", "--limit-rate", "512K", "-o"])
+    .arg(&copy)
+    .arg(format!("ftp://alice:{TEST_PASSWORD}@{}/big.bin", nodes[1].listener("FTP")))
+    .stdin(std::process::Stdio::null())
+    .spawn()
+    .expect("curl");
+    // The positive signal that it is under way: bytes have arrived.
+    let started = Instant::now();
+    while std::fs::metadata(&copy).map_or(0, |meta| meta.len()) < 64 * 1024 {
+        assert!(started.elapsed() < NOTICE, "the download did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     database.stop();
     for node in &nodes {
         node.wait_for_log("the database cannot be reached", NOTICE);
@@ -161,13 +180,16 @@ fn users_follow_the_database_on_every_node() {
     let reply = open_session.command("PWD");
     assert!(reply.starts_with("257"), "the open session goes on: {reply}");
 
-    // It comes back: each node takes logins again by itself.
+    // It comes back: each node takes logins again by itself, and the download that ran
+    // through the outage is whole.
     database.start_again();
     for node in &nodes {
         node.wait_for_log("the database is reachable again; logins resume", NOTICE);
         let (_, reply) = Control::login(node.listener("FTP"), "bob");
         assert!(reply.starts_with("230"), "{reply}");
     }
+    assert_eq!(finish(download, Duration::from_secs(120)), 0, "the download through the outage");
+    assert!(std::fs::read(&copy).expect("copy") == content, "the download is whole");
     for node in nodes {
         assert!(node.stop().success(), "a node did not stop cleanly");
     }

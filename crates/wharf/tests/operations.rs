@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Running, WHARF, serve, wharf, write};
+use common::{Running, WHARF, finish, serve, wharf, write};
 use wharf_testkit::{Seaweed, TEST_PASSWORD, pattern, require_tool, run_bounded};
 
 /// How long the server may take to log that it acted on a signal.
@@ -111,22 +111,6 @@ fn run(mut command: Command) -> i32 {
 /// Starts curl in the background.
 fn spawn(mut command: Command) -> Child {
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("curl")
-}
-
-/// Waits (bounded) for `child` to exit; returns its exit code.
-fn finish(mut child: Child, limit: Duration) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("client did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Waits (bounded) until an upload's temporary file shows in `dir`: the transfer is running.

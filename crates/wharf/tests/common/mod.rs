@@ -220,3 +220,20 @@ pub fn users_file(dir: &Path, name: &str, users: &[&str]) -> PathBuf {
         .collect();
     write(dir, name, &format!("users:\n{entries}"))
 }
+
+/// Waits (bounded) for `child` to exit; returns its exit code. Past `limit` it is killed and
+/// the test fails.
+pub fn finish(mut child: std::process::Child, limit: Duration) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("client did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
