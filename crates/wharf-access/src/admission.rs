@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use crate::defender::Verdict;
 use crate::gateway::Gateway;
 use crate::limits::{LimitExceeded, SessionLimiter, SessionLimits, SessionPermit};
-use crate::shared_places::SharedPlace;
+use crate::shared_places::{SharedCaps, SharedPlace, SharedPlaceRefused};
 use crate::user::canonical_ip;
 
 /// Descriptors the process may spend on sessions: its open-file limit less what it needs for
@@ -213,8 +213,8 @@ impl Admission {
     }
 
     /// Takes the session's place across the cluster, when the gateway counts places there
-    /// (`None` when it does not): the listener's per-address cap then holds for the whole
-    /// cluster. Async (a round trip to the shared store): call it on the session's own task,
+    /// (`None` when it does not): the listener's caps, in total and per address, then hold
+    /// for the whole cluster. Async (a round trip to the shared store): call it on the session's own task,
     /// after [`Admission::admit`], and hold what it gives until the session ends.
     pub async fn admit_shared(&self, peer: IpAddr) -> Result<Option<SharedPlace>, Refusal> {
         let Some(places) = &self.gateway.shared_places else { return Ok(None) };
@@ -223,12 +223,17 @@ impl Admission {
             // no one logs in meanwhile; the node's own caps hold.
             return Ok(None);
         }
-        let cap = self.limiter.limits().max_sessions_per_address;
-        match places.take(self.listener, canonical_ip(peer), cap).await {
+        let limits = self.limiter.limits();
+        let caps =
+            SharedCaps { total: limits.max_sessions, per_address: limits.max_sessions_per_address };
+        match places.take(self.listener, canonical_ip(peer), caps).await {
             Ok(place) => Ok(Some(place)),
             Err(refused) => {
                 tracing::info!(listener = self.listener, %peer, reason = %refused, "connection refused");
-                Err(Refusal::PerAddress)
+                Err(match refused {
+                    SharedPlaceRefused::Total(_) => Refusal::Total,
+                    SharedPlaceRefused::PerAddress(_) => Refusal::PerAddress,
+                })
             }
         }
     }

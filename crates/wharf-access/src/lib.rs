@@ -43,7 +43,7 @@ pub use protocol::{Protocol, ProtocolFamily};
 pub use proxy_protocol::{Announced, ProxyConfig, ProxyError, ProxyProtocol};
 pub use quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
 pub use session::{Listing, ResourceLimits, Session};
-pub use shared_places::{PlaceRequest, SharedPlace, SharedPlaceRefused, SharedPlaces};
+pub use shared_places::{PlaceRequest, SharedCaps, SharedPlace, SharedPlaceRefused, SharedPlaces};
 pub use size::ByteSize;
 pub use throttle::RateLimiter;
 pub use transfer::{Download, DownloadStream, Upload};

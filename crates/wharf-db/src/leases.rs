@@ -2,9 +2,10 @@
 //!
 //! Each node has a name of its own for the process's life (`wharf_nodes`), beats its heart
 //! every [`HEARTBEAT`], and takes a lease per session (`wharf_leases`). A place is given when
-//! the leases of live nodes (a heartbeat within [`NODE_TIMEOUT`]) for the listener and address
-//! number fewer than the cap, counted and taken in one transaction holding an advisory lock on
-//! the listener and address, so that two nodes cannot both take the last place. A lease is
+//! the leases of live nodes (a heartbeat within [`NODE_TIMEOUT`]) for the listener number
+//! fewer than its total cap, and those from the address fewer than its per-address cap,
+//! counted and taken in one transaction holding an advisory lock on the listener, so that two
+//! nodes cannot both take the last place. A lease is
 //! removed when its session ends; a node that dies stops beating, its leases stop counting
 //! after [`NODE_TIMEOUT`], and the next heartbeat of any node removes it with its leases.
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use wharf_access::{PlaceRequest, SharedPlace, SharedPlaceRefused, SharedPlaces};
+use wharf_access::{PlaceRequest, SharedCaps, SharedPlace, SharedPlaceRefused, SharedPlaces};
 
 use crate::Database;
 use crate::error::DbError;
@@ -102,27 +103,32 @@ impl SessionLeases {
         self,
         listener: &'static str,
         address: IpAddr,
-        cap: usize,
-    ) -> Result<Lease, DbError> {
+        caps: SharedCaps,
+    ) -> Result<Result<Lease, SharedPlaceRefused>, DbError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut client = self.database.client().await?;
         let transaction = client.transaction().await?;
-        let key = format!("{listener}/{address}");
+        // One lock per listener: the total and the per-address count are both decided under
+        // it, so two nodes cannot both take a last place (session starts of one listener
+        // queue here for a round trip each).
         transaction
-            .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
+            .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&listener])
             .await?;
         let timeout = NODE_TIMEOUT.as_secs_f64();
         let row = transaction
             .query_one(
-                "SELECT count(*) FROM wharf_leases l JOIN wharf_nodes n ON n.node = l.node \
-                 WHERE l.listener = $1 AND l.address = $2 \
-                 AND n.heartbeat > now() - make_interval(secs => $3)",
+                "SELECT count(*), count(*) FILTER (WHERE l.address = $2) \
+                 FROM wharf_leases l JOIN wharf_nodes n ON n.node = l.node \
+                 WHERE l.listener = $1 AND n.heartbeat > now() - make_interval(secs => $3)",
                 &[&listener, &address, &timeout],
             )
             .await?;
-        let held: i64 = row.get(0);
-        if usize::try_from(held).unwrap_or(usize::MAX) >= cap {
-            return Ok(Lease { leases: None, id });
+        let count = |index: usize| usize::try_from(row.get::<_, i64>(index)).unwrap_or(usize::MAX);
+        if count(0) >= caps.total {
+            return Ok(Err(SharedPlaceRefused::Total(caps.total)));
+        }
+        if count(1) >= caps.per_address {
+            return Ok(Err(SharedPlaceRefused::PerAddress(caps.per_address)));
         }
         let node: &str = &self.node;
         transaction
@@ -132,17 +138,16 @@ impl SessionLeases {
             )
             .await?;
         transaction.commit().await?;
-        Ok(Lease { leases: Some(self), id })
+        Ok(Ok(Lease { leases: Some(self), id }))
     }
 }
 
 impl SharedPlaces for SessionLeases {
-    fn take(&self, listener: &'static str, address: IpAddr, cap: usize) -> PlaceRequest {
+    fn take(&self, listener: &'static str, address: IpAddr, caps: SharedCaps) -> PlaceRequest {
         let leases = self.clone();
         Box::pin(async move {
-            match leases.take_lease(listener, address, cap).await {
-                Ok(Lease { leases: None, .. }) => Err(SharedPlaceRefused::PerAddress(cap)),
-                Ok(lease) => Ok(Box::new(lease) as SharedPlace),
+            match leases.take_lease(listener, address, caps).await {
+                Ok(taken) => taken.map(|lease| Box::new(lease) as SharedPlace),
                 Err(err) => {
                     // The node's own caps still hold; see `SharedPlaces::take`.
                     tracing::warn!(error = %err, "session place not counted across the cluster");
@@ -153,7 +158,7 @@ impl SharedPlaces for SessionLeases {
     }
 }
 
-/// A session's lease; removed when dropped. `leases` is `None` for a refused place.
+/// A session's lease; removed when dropped.
 struct Lease {
     leases: Option<SessionLeases>,
     id: i64,

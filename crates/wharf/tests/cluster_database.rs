@@ -264,7 +264,7 @@ fn the_database_is_reached_over_tls_against_the_configured_authority() {
 }
 
 #[test]
-fn a_per_address_cap_holds_across_nodes_and_a_dead_nodes_places_come_back() {
+fn session_caps_hold_across_nodes_and_a_dead_nodes_places_come_back() {
     let Some(database) = Postgres::start() else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
@@ -278,7 +278,7 @@ fn a_per_address_cap_holds_across_nodes_and_a_dead_nodes_places_come_back() {
                 &format!(
                     "data_dir: {base}/capped-{index}\nstorage: {{ root: {base}/share }}\n\
                      database: {{ url: \"{}\", pool_size: 2 }}\n\
-                     ftp: {{ listen: [\"127.0.0.1:0\"], limits: {{ max_sessions_per_address: 2 }} }}\n",
+                     ftp:\n  listen: [\"127.0.0.1:0\"]\n  limits: {{ max_sessions: 3, max_sessions_per_address: 2 }}\n",
                     database.url()
                 ),
             );
@@ -286,7 +286,7 @@ fn a_per_address_cap_holds_across_nodes_and_a_dead_nodes_places_come_back() {
         })
         .collect();
     let client = Ipv4Addr::new(127, 0, 0, 7);
-    let greeting = |node: &Running| {
+    let greeting_from = |client: Ipv4Addr, node: &Running| {
         let stream = connect_from(client, node.listener("FTP"));
         stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
         let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -294,6 +294,7 @@ fn a_per_address_cap_holds_across_nodes_and_a_dead_nodes_places_come_back() {
         reader.read_line(&mut line).expect("greeting or refusal");
         (stream, line)
     };
+    let greeting = |node: &Running| greeting_from(client, node);
     // Waits (bounded) until `node` greets `client`: the positive signal that a place came
     // back. Each attempt that is refused is answered at once, so the loop does not spin.
     let greeted_in_time = |node: &Running, limit: Duration| {
@@ -326,8 +327,19 @@ fn a_per_address_cap_holds_across_nodes_and_a_dead_nodes_places_come_back() {
     drop(first);
     let _third = greeted_in_time(&nodes[1], NOTICE);
 
-    // Node 1 dies holding both places: they come back once its heart has stopped for
-    // wharf_db::NODE_TIMEOUT.
+    // The total cap (3) holds across the cluster too: a second address gets the last place,
+    // then nothing on either node.
+    let other = Ipv4Addr::new(127, 0, 0, 8);
+    let (_other_first, line) = greeting_from(other, &nodes[0]);
+    assert!(line.starts_with("220"), "{line}");
+    for node in &nodes {
+        let (_, line) = greeting_from(other, node);
+        assert!(line.starts_with("421") && line.contains("too many sessions; try again"), "{line}");
+    }
+
+    // Node 1 dies holding both of the first address's places: they come back once its heart
+    // has stopped for wharf_db::NODE_TIMEOUT (three places in all again, with the other
+    // address's).
     nodes[1].process.0.kill().expect("kill");
     let _ = nodes[1].process.0.wait();
     let limit = wharf_db::NODE_TIMEOUT + NOTICE;
