@@ -38,7 +38,7 @@ impl SessionLeases {
     /// Registers this node (a name of its own, unique per process) and returns its leases;
     /// run [`SessionLeases::beat`] for as long as the node serves.
     pub async fn register(database: &Database) -> Result<SessionLeases, DbError> {
-        let node = format!("{}-{}-{:016x}", host_name(), std::process::id(), rand_u64());
+        let node = format!("{}-{}-{:016x}", host_name(), std::process::id(), rand::random::<u64>());
         database
             .client()
             .await?
@@ -191,15 +191,4 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "node".to_owned())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
 }

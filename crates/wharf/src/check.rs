@@ -13,7 +13,7 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
     let config = &loaded.config;
     // With a database the users are there; `wharf users` lists them (check stays offline).
     let users = match &config.database {
-        Some(_) => wharf_access::UserDb::from_configs(Vec::new())?,
+        Some(_) => UserDb::default(),
         None => config.access.load_users(&config.data_dir)?,
     };
     check_protocol_sections(loaded, &users)?;

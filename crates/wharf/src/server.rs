@@ -286,12 +286,7 @@ impl Server {
         }
         let count = users.as_ref().map_or(self.gateway.authenticator.users().len(), UserDb::len);
         if let Some(users) = users {
-            crate::shared_state::install_users(
-                &self.gateway,
-                &self.loaded.config,
-                self.open_files,
-                users,
-            );
+            install_users(&self.gateway, &self.loaded.config, self.open_files, users);
         }
         self.gateway.defender().reconfigure(config.defender.clone());
         tracing::info!(users = count, "configuration reloaded");
@@ -387,4 +382,20 @@ fn open_buckets(
         buckets.push((place, bucket));
     }
     Ok((buckets, sweepers))
+}
+
+/// Makes `users` the ones logins are checked against, and sizes the descriptor budget for
+/// them (mounts count in every session's worst case); the listeners and caps stay those the
+/// server started with.
+pub(crate) fn install_users(
+    gateway: &Gateway,
+    config: &crate::config::WharfConfig,
+    open_files: Option<u64>,
+    users: UserDb,
+) {
+    if open_files.is_some() {
+        let plan = DescriptorPlan::of(config, &users);
+        gateway.descriptors.set_capacity(plan.capacity(open_files));
+    }
+    gateway.authenticator.replace_users(users);
 }

@@ -22,7 +22,6 @@ use wharf_access::{Ban, Gateway, UserDb};
 use wharf_db::{Database, DatabaseConfig, Reachability};
 
 use crate::config::WharfConfig;
-use crate::descriptors::DescriptorPlan;
 
 /// Connects to the database of `config` (applying its migrations) and reads the users.
 pub async fn open(config: &DatabaseConfig) -> anyhow::Result<(Database, UserDb)> {
@@ -34,22 +33,6 @@ pub async fn open(config: &DatabaseConfig) -> anyhow::Result<(Database, UserDb)>
         "users from the shared database"
     );
     Ok((database, users))
-}
-
-/// Makes `users` the ones logins are checked against, and sizes the descriptor budget for
-/// them (mounts count in every session's worst case); the listeners and caps stay those the
-/// server started with.
-pub fn install_users(
-    gateway: &Gateway,
-    config: &WharfConfig,
-    open_files: Option<u64>,
-    users: UserDb,
-) {
-    if open_files.is_some() {
-        let plan = DescriptorPlan::of(config, &users);
-        gateway.descriptors.set_capacity(plan.capacity(open_files));
-    }
-    gateway.authenticator.replace_users(users);
 }
 
 /// Follows the database until aborted (at shutdown): see the module's documentation.
@@ -137,7 +120,7 @@ async fn reload(
     match database.load_users().await {
         Ok(users) => {
             let count = users.len();
-            install_users(gateway, config, open_files, users);
+            crate::server::install_users(gateway, config, open_files, users);
             tracing::info!(users = count, "users reloaded from the database");
         }
         Err(err) => {

@@ -23,7 +23,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub struct Haproxy {
     child: Option<Child>,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    /// Holds the configuration and the log; removed on drop.
+    dir: tempfile::TempDir,
 }
 
 impl Haproxy {
@@ -56,7 +57,7 @@ impl Haproxy {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {haproxy:?}: {e}"));
-        let mut proxy = Haproxy { child: Some(child), log, _dir: dir };
+        let mut proxy = Haproxy { child: Some(child), log, dir };
         proxy.wait_ready(ready);
         Some(proxy)
     }
@@ -89,7 +90,7 @@ impl Haproxy {
         let text = String::from_utf8_lossy(&text);
         let lines: Vec<&str> = text.lines().collect();
         let config =
-            std::fs::read_to_string(self._dir.path().join("haproxy.cfg")).unwrap_or_default();
+            std::fs::read_to_string(self.dir.path().join("haproxy.cfg")).unwrap_or_default();
         format!(
             "{}\n--- haproxy.cfg ---\n{config}",
             lines[lines.len().saturating_sub(40)..].join("\n")
