@@ -424,6 +424,45 @@ mod tests {
         assert!(matches!(err, ProxyError::TimedOut(_)), "{err}");
     }
 
+    #[tokio::test]
+    async fn headers_read_at_once_are_bounded_and_the_one_over_is_closed() {
+        let proxy = ProxyProtocol::new(&ProxyConfig {
+            trusted: vec!["127.0.0.0/8".parse().expect("net")],
+            header_timeout: Duration::from_secs(30),
+            max_pending: 1,
+        });
+        let (served, mut serving) = tokio::sync::mpsc::unbounded_channel();
+        let serve = |served: tokio::sync::mpsc::UnboundedSender<SocketAddr>| {
+            move |_stream: TcpStream, client: SocketAddr| {
+                let _ = served.send(client);
+            }
+        };
+        // The first balancer connection holds the one place while it has sent nothing.
+        let (first, mut first_client) = connection_sending(Vec::new()).await;
+        let peer = first.peer_addr().expect("peer");
+        proxy.accept("test", first, peer, serve(served.clone()));
+        // The second finds no place: closed at once, never served.
+        let (second, mut second_client) = connection_sending(Vec::new()).await;
+        let peer = second.peer_addr().expect("peer");
+        proxy.accept("test", second, peer, serve(served.clone()));
+        let mut buf = [0; 1];
+        let ended = tokio::time::timeout(Duration::from_secs(10), second_client.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert!(matches!(ended, Ok(0) | Err(_)), "the connection over the bound is closed");
+        // The first is served once its header arrives, with the client it names.
+        first_client
+            .write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 21\r\n")
+            .await
+            .expect("header");
+        let client = tokio::time::timeout(Duration::from_secs(10), serving.recv())
+            .await
+            .expect("served in time")
+            .expect("served");
+        assert_eq!(client, SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 51234));
+        assert!(serving.try_recv().is_err(), "the second was never served");
+    }
+
     #[test]
     fn only_configured_networks_are_balancers() {
         let proxy = trusting_loopback();

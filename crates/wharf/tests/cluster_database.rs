@@ -206,12 +206,7 @@ fn the_database_is_reached_over_tls_against_the_configured_authority() {
         let source = wharf_ftps::CertificateSource::SelfSigned { dir: dir.join(name) };
         source.load(&provider).expect("certificate");
     }
-    let server_dir = dir.join("server");
-    database.enable_tls(
-        &server_dir.join("ftps-certificate.pem"),
-        &server_dir.join("ftps-private-key.pem"),
-    );
-    std::fs::create_dir_all(dir.join("share")).expect("share");
+    let url = database.url();
     let config = |ca: &str| {
         write(
             dir,
@@ -221,11 +216,22 @@ fn the_database_is_reached_over_tls_against_the_configured_authority() {
                  database: {{ url: \"{url}\", tls: {{ ca_file: {base}/{ca}/ftps-certificate.pem }} }}\n\
                  ftp: {{ listen: [\"127.0.0.1:0\"] }}\n",
                 base = dir.display(),
-                url = database.url(),
             ),
         )
     };
+    let server_dir = dir.join("server");
+    std::fs::create_dir_all(dir.join("share")).expect("share");
     let trusted = config("server");
+    // TLS configured, a server that offers none is refused, never spoken to in the clear.
+    let mut in_the_clear = wharf(dir);
+    in_the_clear.arg("users").arg("--config").arg(&trusted);
+    let out = run_bounded(&mut in_the_clear, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("TLS"), "{stderr}");
+    database.enable_tls(
+        &server_dir.join("ftps-certificate.pem"),
+        &server_dir.join("ftps-private-key.pem"),
+    );
     let users = users_file(dir, "users.yaml", &["alice"]);
     let mut import = wharf(dir);
     import.arg("users").arg("--config").arg(&trusted).arg("import").arg(&users);
