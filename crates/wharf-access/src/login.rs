@@ -20,6 +20,7 @@ use crate::permissions::Permissions;
 use crate::protocol::{Protocol, ProtocolFamily};
 use crate::quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
 use crate::session::{ResourceLimits, Session};
+use crate::shared_quota::{LedgerVersion, SharedLedgers};
 use crate::throttle::RateLimiter;
 use crate::user::{SshAuthMethod, TlsRequirement, User, UserDb};
 use crate::verifier::PasswordChecker;
@@ -145,6 +146,8 @@ pub struct Authenticator {
     /// Whether new logins are refused with [`LoginError::Paused`] (the users' source, a shared
     /// database, cannot be reached). Sessions already open go on.
     paused: AtomicBool,
+    /// Where quota ledgers are kept when the nodes of a cluster share them.
+    shared_ledgers: Option<Arc<dyn SharedLedgers>>,
 }
 
 /// What the sessions of one user share: the quota ledger and the rate limiters.
@@ -179,7 +182,15 @@ impl Authenticator {
             runtimes: Mutex::new(HashMap::new()),
             ledgers: Mutex::new(HashMap::new()),
             paused: AtomicBool::new(false),
+            shared_ledgers: None,
         }
+    }
+
+    /// This authenticator with its users' quota ledgers kept in `ledgers`, shared with the
+    /// other nodes of a cluster (see `shared_quota.rs`).
+    pub fn with_shared_ledgers(mut self, ledgers: Arc<dyn SharedLedgers>) -> Self {
+        self.shared_ledgers = Some(ledgers);
+        self
     }
 
     /// Refuses new logins with [`LoginError::Paused`] (`true`) or takes them again (`false`):
@@ -254,8 +265,12 @@ impl Authenticator {
                 runtime
                     .quota
                     .get_or_try_init(|| async {
+                        let since = match &self.shared_ledgers {
+                            Some(shared) => shared.version(&user.name).await?,
+                            None => LedgerVersion::default(),
+                        };
                         let usage = home.usage(&VPath::root()).await?;
-                        Ok::<_, wharf_vfs::Error>(self.ledger_for(user, usage.bytes, usage.files))
+                        self.ledger_for(user, (usage.bytes, usage.files), since).await
                     })
                     .await
                     .map_err(LoginError::Unavailable)?
@@ -270,20 +285,28 @@ impl Authenticator {
         })
     }
 
-    /// The quota ledger of `user`, with the limits and usage just measured.
-    fn ledger_for(&self, user: &User, used_bytes: u64, used_files: u64) -> QuotaAccount {
-        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
-        match ledgers.get(&user.name) {
-            Some(ledger) => {
-                ledger.remeasured(user.quota, used_bytes, used_files);
-                ledger.clone()
-            }
-            None => {
-                let ledger = QuotaAccount::new(user.quota, used_bytes, used_files);
-                ledgers.insert(user.name.clone(), ledger.clone());
-                ledger
-            }
+    /// The quota ledger of `user`, with the limits and usage (bytes, files) just measured, the
+    /// measurement begun when a shared ledger stood at `since`.
+    async fn ledger_for(
+        &self,
+        user: &User,
+        used: (u64, u64),
+        since: LedgerVersion,
+    ) -> wharf_vfs::Result<QuotaAccount> {
+        let known = self.ledgers.lock().unwrap_or_else(|p| p.into_inner()).get(&user.name).cloned();
+        if let Some(ledger) = known {
+            ledger.remeasured(user.quota, used, since).await?;
+            return Ok(ledger);
         }
+        let ledger = match &self.shared_ledgers {
+            Some(shared) => {
+                QuotaAccount::shared(shared.clone(), &user.name, user.quota, used, since).await?
+            }
+            None => QuotaAccount::new(user.quota, used.0, used.1),
+        };
+        // Two first logins measuring at once (a reload between them) keep the first ledger.
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(ledgers.entry(user.name.clone()).or_insert(ledger).clone())
     }
 
     /// A fresh session number for a connection, before any login.

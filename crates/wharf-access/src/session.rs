@@ -98,9 +98,13 @@ impl Session {
         self.inner.limits.quota.as_ref().filter(|_| in_home)
     }
 
-    /// The quota of the user's home, if any: (bytes used, files used).
-    pub fn quota_used(&self) -> Option<(u64, u64)> {
-        self.inner.limits.quota.as_ref().map(QuotaAccount::used)
+    /// The quota of the user's home, if any: (bytes used, files used), across the cluster
+    /// when the quota is shared.
+    pub async fn quota_used(&self) -> Result<Option<(u64, u64)>> {
+        match &self.inner.limits.quota {
+            Some(quota) => quota.used().await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Who is acting, for front-ends' own log lines.
@@ -319,7 +323,7 @@ impl Session {
             // Quotas count regular files: an upload over a link adds one.
             let existing_file = existing.filter(Metadata::is_file).map(|meta| meta.size);
             let mut charge = match self.quota_at(path) {
-                Some(quota) => Some(quota.open_upload(mode, existing_file)?),
+                Some(quota) => Some(quota.open_upload(mode, existing_file).await?),
                 None => None,
             };
             let file = self.inner.tree.open_write(path, mode).await?;

@@ -234,7 +234,7 @@ impl Upload {
     /// Charges the quota and waits for the bandwidth before `len` bytes ending at `end`.
     async fn admit(&mut self, end: u64, len: u64) -> Result<()> {
         if let Some(quota) = self.quota.as_mut()
-            && let Err(err) = quota.before_write(end)
+            && let Err(err) = quota.before_write(end).await
         {
             self.record.set_outcome(Outcome::of_error(&err));
             return Err(err);

@@ -47,21 +47,25 @@ async fn byte_quota_refuses_the_crossing_write_and_leaves_nothing() {
     std::fs::create_dir_all(fx.root.join("small")).expect("mkdir");
     std::fs::write(fx.root.join("small/existing.bin"), vec![0u8; 20 * 1024]).expect("write");
     let s = fx.login("small", Protocol::Sftp).await;
-    assert_eq!(s.quota_used(), Some((20 * 1024, 1)), "usage measured at login");
+    assert_eq!(
+        s.quota_used().await.expect("usage"),
+        Some((20 * 1024, 1)),
+        "usage measured at login"
+    );
 
     upload(&s, "/a.bin", 60 * 1024).await.expect("fits");
     assert_eq!(upload(&s, "/b.bin", 60 * 1024).await, Err(ErrorKind::QuotaExceeded));
     assert_eq!(names(&fx.root.join("small")), vec!["a.bin", "existing.bin"], "no trace of b.bin");
-    assert_eq!(s.quota_used(), Some((80 * 1024, 2)));
+    assert_eq!(s.quota_used().await.expect("usage"), Some((80 * 1024, 2)));
 
     // Shared folders are nobody's quota.
     upload(&s, "/shared/big.bin", 500 * 1024).await.expect("outside the home");
 
     // Deleting frees room; replacing counts only the difference.
     s.remove_file(&p("/existing.bin")).await.expect("delete");
-    assert_eq!(s.quota_used(), Some((60 * 1024, 1)));
+    assert_eq!(s.quota_used().await.expect("usage"), Some((60 * 1024, 1)));
     upload(&s, "/a.bin", 90 * 1024).await.expect("replacing 60 KiB with 90 KiB fits in 100 KiB");
-    assert_eq!(s.quota_used(), Some((90 * 1024, 1)));
+    assert_eq!(s.quota_used().await.expect("usage"), Some((90 * 1024, 1)));
 }
 
 #[tokio::test]
@@ -74,7 +78,7 @@ async fn file_count_quota_and_sessions_share_one_ledger() {
     upload(&first, "/3", 10).await.expect("3");
     assert_eq!(upload(&second, "/4", 10).await, Err(ErrorKind::QuotaExceeded), "4th file");
     upload(&second, "/3", 20).await.expect("overwriting adds no file");
-    assert_eq!(first.quota_used(), Some((40, 3)));
+    assert_eq!(first.quota_used().await.expect("usage"), Some((40, 3)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +136,7 @@ async fn uploads_opened_together_cannot_add_more_files_than_the_quota() {
         up.commit().await.expect("publish");
     }
     assert_eq!(names(&fx.root.join("small")), vec!["new-0", "new-1", "new-2"]);
-    assert_eq!(sessions[0].quota_used(), Some((30, 3)));
+    assert_eq!(sessions[0].quota_used().await.expect("usage"), Some((30, 3)));
 }
 
 #[tokio::test]
@@ -145,7 +149,7 @@ async fn two_uploads_to_one_new_name_count_one_file() {
     second.write(Bytes::from_static(b"second")).await.expect("write");
     first.commit().await.expect("publish");
     second.commit().await.expect("replaces the first");
-    assert_eq!(a.quota_used(), Some((6, 1)));
+    assert_eq!(a.quota_used().await.expect("usage"), Some((6, 1)));
     // Two places were reserved; one file exists: two more new files fit.
     upload(&a, "/x", 1).await.expect("x");
     upload(&a, "/y", 1).await.expect("y");
@@ -158,18 +162,22 @@ async fn renames_over_a_file_free_it_and_renames_across_mounts_move_nothing() {
     let s = fx.login("small", Protocol::Sftp).await;
     upload(&s, "/a", 1000).await.expect("a");
     upload(&s, "/b", 300).await.expect("b");
-    assert_eq!(s.quota_used(), Some((1300, 2)));
+    assert_eq!(s.quota_used().await.expect("usage"), Some((1300, 2)));
     s.rename(&p("/a"), &p("/b")).await.expect("rename over");
-    assert_eq!(s.quota_used(), Some((1000, 1)), "the replaced 300-byte file is freed");
+    assert_eq!(
+        s.quota_used().await.expect("usage"),
+        Some((1000, 1)),
+        "the replaced 300-byte file is freed"
+    );
     s.rename(&p("/b"), &p("/c")).await.expect("plain rename");
-    assert_eq!(s.quota_used(), Some((1000, 1)));
+    assert_eq!(s.quota_used().await.expect("usage"), Some((1000, 1)));
     let err = s.rename(&p("/c"), &p("/shared/c")).await.expect_err("out of the home");
     assert_eq!(err.kind(), ErrorKind::Unsupported);
-    assert_eq!(s.quota_used(), Some((1000, 1)));
+    assert_eq!(s.quota_used().await.expect("usage"), Some((1000, 1)));
     upload(&s, "/shared/d", 10).await.expect("outside the home");
     let err = s.rename(&p("/shared/d"), &p("/d")).await.expect_err("into the home");
     assert_eq!(err.kind(), ErrorKind::Unsupported);
-    assert_eq!(s.quota_used(), Some((1000, 1)));
+    assert_eq!(s.quota_used().await.expect("usage"), Some((1000, 1)));
 }
 
 #[tokio::test]
@@ -186,7 +194,7 @@ async fn deleting_the_file_an_upload_replaces_cannot_smuggle_bytes_past_the_quot
     let err = over.commit().await.expect_err("publishing now would need 90 KiB more");
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded);
     assert_eq!(names(&fx.root.join("small")), vec!["other"]);
-    assert_eq!(a.quota_used(), Some((90 * 1024, 1)));
+    assert_eq!(a.quota_used().await.expect("usage"), Some((90 * 1024, 1)));
 }
 
 #[tokio::test]
@@ -198,9 +206,9 @@ async fn sessions_from_before_and_after_a_reload_share_one_ledger() {
     let held = before.open_write(&p("/3"), WriteMode::Replace).await.expect("the last place");
     fx.auth.replace_users(fx.auth.users().as_ref().clone());
     let after = fx.login("small", Protocol::Sftp).await;
-    assert_eq!(after.quota_used(), Some((20, 2)), "measured again");
+    assert_eq!(after.quota_used().await.expect("usage"), Some((20, 2)), "measured again");
     let err = after.open_write(&p("/4"), WriteMode::Replace).await.err().expect("refused");
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "the place held before the reload counts");
     held.commit().await.expect("publish");
-    assert_eq!(after.quota_used(), Some((20, 3)));
+    assert_eq!(after.quota_used().await.expect("usage"), Some((20, 3)));
 }

@@ -24,6 +24,9 @@ pub enum DbError {
     /// The users together are not valid (a name twice, a bad hash, ...).
     #[error(transparent)]
     Users(#[from] wharf_access::user::UserError),
+    /// A quota reservation or reading for a user whose home was never measured.
+    #[error("no quota usage is recorded for user `{0}`")]
+    QuotaNotMeasured(String),
     /// A users file to import could not be read.
     #[error("users file: {0}")]
     UsersFile(String),

@@ -52,6 +52,11 @@ impl SessionLeases {
         })
     }
 
+    /// The database the node is registered in.
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
+    }
+
     /// This node's name in `wharf_nodes`.
     pub fn node(&self) -> &str {
         &self.node

@@ -10,6 +10,8 @@
 //!   row per address, so that a ban decided on one node holds on all.
 //! - Session places ([`SessionLeases`]): a lease per session, counted over the nodes whose
 //!   heart still beats, so that a listener's per-address cap holds for the whole cluster.
+//! - Quota ledgers ([`ClusterQuotas`]): each user's usage and each node's reservations, so
+//!   that a quota holds for the whole cluster.
 //! - [`ChangeWatcher`]: a connection of its own that `LISTEN`s for changes (triggers notify
 //!   every change to the users and the bans), tells the node at once, and says whether the
 //!   database can be reached; it reconnects by itself.
@@ -22,6 +24,7 @@ mod config;
 mod error;
 mod leases;
 mod migrations;
+mod quotas;
 mod users;
 mod watcher;
 
@@ -29,6 +32,7 @@ pub use config::{DatabaseConfig, DatabaseTls};
 pub use error::DbError;
 pub use leases::{HEARTBEAT, NODE_TIMEOUT, SessionLeases};
 pub use migrations::SCHEMA_VERSION;
+pub use quotas::ClusterQuotas;
 pub use users::{ImportReport, StoredUser};
 pub use watcher::{BANS_CHANNEL, ChangeWatcher, Reachability, USERS_CHANNEL};
 

@@ -69,6 +69,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wharf_leases_by_address ON wharf_leases (listener, address);
     "#,
+    // 4: quota ledgers shared by the nodes: what each user's home uses, and what each node's
+    // uploads in progress hold reserved (removed with the node, counted while it beats).
+    r#"
+    CREATE TABLE wharf_quota_usage (
+        user_name text PRIMARY KEY,
+        used_bytes bigint NOT NULL,
+        used_files bigint NOT NULL,
+        version bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE wharf_quota_holds (
+        node text NOT NULL REFERENCES wharf_nodes ON DELETE CASCADE,
+        user_name text NOT NULL,
+        bytes bigint NOT NULL,
+        files bigint NOT NULL,
+        PRIMARY KEY (node, user_name)
+    );
+    CREATE INDEX wharf_quota_holds_by_user ON wharf_quota_holds (user_name);
+    "#,
 ];
 
 /// The schema version this binary knows.

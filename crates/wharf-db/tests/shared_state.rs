@@ -112,3 +112,70 @@ async fn the_watcher_sees_changes_and_outages() {
 fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_ledgers_are_shared_between_nodes() {
+    use std::sync::Arc;
+    use wharf_access::{
+        ByteSize, Error, LedgerVersion, QuotaAccount, QuotaConfig, SharedLedgers, WriteMode,
+    };
+    use wharf_db::{ClusterQuotas, SessionLeases};
+
+    const MIB: u64 = 1024 * 1024;
+    let Some(server) = Postgres::start() else { return };
+    let database = Database::connect(&config(&server)).await.expect("connect");
+    let node = |database: Database| async move {
+        let leases = SessionLeases::register(&database).await.expect("register");
+        ClusterQuotas::new(&leases)
+    };
+    let (a, b) = (node(database.clone()).await, node(database.clone()).await);
+    let limits = QuotaConfig { bytes: Some(ByteSize(20 * MIB)), files: Some(3) };
+    let on_a =
+        QuotaAccount::shared(Arc::new(a.clone()), "carol", limits, (0, 0), LedgerVersion(None))
+            .await
+            .expect("first measurement");
+    let since = b.version("carol").await.expect("version");
+    assert_eq!(since, LedgerVersion(Some(0)));
+    let on_b = QuotaAccount::shared(Arc::new(b.clone()), "carol", limits, (0, 0), since)
+        .await
+        .expect("second measurement");
+    let holds = || {
+        server
+            .psql("SELECT coalesce(sum(bytes), 0), coalesce(sum(files), 0) FROM wharf_quota_holds")
+    };
+
+    // Three places: the third goes to one node, and the next is refused on the other.
+    let mut first = on_a.open_upload(WriteMode::Replace, None).await.expect("open on A");
+    let mut second = on_b.open_upload(WriteMode::Replace, None).await.expect("open on B");
+    let third = on_b.open_upload(WriteMode::Replace, None).await.expect("the last place");
+    let refused = on_a.open_upload(WriteMode::Replace, None).await.expect_err("no place");
+    assert!(matches!(refused, Error::QuotaExceeded));
+    drop(third);
+    b.flush().await.expect("B's settlement");
+
+    // A reserves ahead of its writes; B gets exactly what is left, and no byte more.
+    first.before_write(MIB).await.expect("1 MiB");
+    assert_eq!(holds().trim(), format!("{}|2", 2 * MIB), "twice what A needs, and two places");
+    second.before_write(18 * MIB).await.expect("what A does not hold");
+    let refused = second.before_write(18 * MIB + 1).await.expect_err("over the limit");
+    assert!(matches!(refused, Error::QuotaExceeded));
+    first.before_write(2 * MIB).await.expect("within what A holds, without asking");
+    assert!(matches!(first.before_write(2 * MIB + 1).await, Err(Error::QuotaExceeded)));
+
+    // Published: the usage is what was written, and nothing stays held once settled.
+    for (mut charge, size) in [(first, 2 * MIB), (second, 18 * MIB)] {
+        let check = charge.publish_check().expect("a whole-file upload");
+        check(None, size).await.expect("covered");
+        charge.committed(None, size);
+    }
+    a.flush().await.expect("A's settlements");
+    assert_eq!(on_b.used().await.expect("usage"), (20 * MIB, 2));
+    assert_eq!(holds().trim(), "0|0");
+
+    // A measurement begun before a settlement reached the ledger is not recorded over it.
+    let since = a.version("carol").await.expect("version");
+    on_b.removed(Some(MIB));
+    b.flush().await.expect("B's settlement");
+    on_a.remeasured(limits, (20 * MIB, 2), since).await.expect("stale measurement");
+    assert_eq!(on_a.used().await.expect("usage"), (19 * MIB, 1), "the settlement stands");
+}

@@ -30,6 +30,6 @@ pub use object::{Addressing, ObjectStorage, ObjectStoreConfig, ObjectStoreCreden
 pub use path::{PathError, VPath};
 pub use share::Share;
 pub use storage::{
-    Capabilities, Committed, DirLister, PublishCheck, ReadFile, ReadStream, ReadStreamSender,
-    Storage, TRANSFER_CHUNK, UploadMemory, WriteFile, WriteMode,
+    Capabilities, CheckAnswer, Committed, DirLister, PublishCheck, ReadFile, ReadStream,
+    ReadStreamSender, Storage, TRANSFER_CHUNK, UploadMemory, WriteFile, WriteMode,
 };

@@ -202,8 +202,13 @@ pub struct Committed {
 /// size of the regular file the name holds now (`None`: none) and the size of the file about
 /// to take its place, and may refuse with an error, which keeps the old file and discards the
 /// upload. Quotas use it to settle on what is really there rather than on what was there
-/// when the upload opened.
-pub type PublishCheck = Box<dyn FnOnce(Option<u64>, u64) -> Result<()> + Send>;
+/// when the upload opened. Its answer is a future because a cluster's quota asks the shared
+/// database (only when the upload holds less than it needs); the local backend waits for it
+/// on the blocking thread that holds the name.
+pub type PublishCheck = Box<dyn FnOnce(Option<u64>, u64) -> CheckAnswer + Send>;
+
+/// The answer of a [`PublishCheck`].
+pub type CheckAnswer = futures_util::future::BoxFuture<'static, Result<()>>;
 
 /// An open file being written.
 ///

@@ -337,7 +337,7 @@ async fn publishing_reports_what_it_replaced_and_a_check_can_refuse() {
     let record = seen.clone();
     let check: wharf_vfs::PublishCheck = Box::new(move |replaced, size| {
         *record.lock().expect("lock") = Some((replaced, size));
-        Err(wharf_vfs::Error::QuotaExceeded)
+        Box::pin(std::future::ready(Err(wharf_vfs::Error::QuotaExceeded)))
     });
     let err = third.publish(Some(check)).await.expect_err("refused by the check");
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded);

@@ -46,9 +46,48 @@ pub struct Server {
     /// buckets, and the following of the shared database, started once everything else did;
     /// aborted at shutdown.
     sweepers: Vec<tokio::task::JoinHandle<()>>,
-    /// This node's session leases in the shared database, removed at shutdown, and the
-    /// heartbeat that keeps them counted, which beats until the sessions are over.
-    leases: Option<(wharf_db::SessionLeases, tokio::task::JoinHandle<()>)>,
+    /// This node's part in a cluster's shared database; left at shutdown.
+    cluster: Option<ClusterMember>,
+}
+
+/// A node's part in a cluster: its session leases, removed at shutdown, and the heartbeat
+/// that keeps them counted, which beats until the sessions are over; its side of the quota
+/// ledgers, and the task that writes their settlements.
+struct ClusterMember {
+    leases: wharf_db::SessionLeases,
+    quotas: wharf_db::ClusterQuotas,
+    heartbeat: tokio::task::JoinHandle<()>,
+    settlements: tokio::task::JoinHandle<()>,
+}
+
+impl ClusterMember {
+    /// Registers this node in `database` and starts its heartbeat and settlement writer.
+    async fn join(database: &wharf_db::Database) -> anyhow::Result<ClusterMember> {
+        let leases = wharf_db::SessionLeases::register(database)
+            .await
+            .context("registering this node in the shared database")?;
+        let quotas = wharf_db::ClusterQuotas::new(&leases);
+        Ok(ClusterMember {
+            heartbeat: tokio::spawn(leases.clone().beat()),
+            settlements: tokio::spawn(quotas.clone().write()),
+            leases,
+            quotas,
+        })
+    }
+
+    /// Leaves the cluster once the sessions are over: the last settlements written, the
+    /// node's places given back at once (a node that dies instead loses them when its heart
+    /// has stopped long enough).
+    async fn leave(self) {
+        self.settlements.abort();
+        if let Err(err) = self.quotas.flush().await {
+            tracing::warn!(error = %err, "quota settlements not written to the shared database");
+        }
+        self.heartbeat.abort();
+        if let Err(err) = self.leases.unregister().await {
+            tracing::warn!(error = %err, "could not remove this node from the shared database");
+        }
+    }
 }
 
 /// Whether listeners should ignore their configured ports (see [`EPHEMERAL_PORTS_ENV`]).
@@ -105,7 +144,14 @@ impl Server {
             }
             None => (None, config.access.load_users(&config.data_dir)?),
         };
-        let authenticator = Authenticator::new(share, users, config.access.login_settings());
+        let cluster = match &database {
+            Some(database) => Some(ClusterMember::join(database).await?),
+            None => None,
+        };
+        let mut authenticator = Authenticator::new(share, users, config.access.login_settings());
+        if let Some(cluster) = &cluster {
+            authenticator = authenticator.with_shared_ledgers(Arc::new(cluster.quotas.clone()));
+        }
         authenticator.defender().reconfigure(config.defender.clone());
         match Defender::load_saved(&loaded.bans_file()) {
             Ok(bans) => authenticator.defender().restore(&bans),
@@ -115,16 +161,9 @@ impl Server {
         }
         let proxy = ProxyProtocol::new(&config.proxy_protocol);
         let mut gateway = Gateway::new(authenticator).with_memory(memory).with_proxy(proxy);
-        let leases = match &database {
-            Some(database) => {
-                let leases = wharf_db::SessionLeases::register(database)
-                    .await
-                    .context("registering this node in the shared database")?;
-                gateway = gateway.with_shared_places(Arc::new(leases.clone()));
-                Some(leases)
-            }
-            None => None,
-        };
+        if let Some(cluster) = &cluster {
+            gateway = gateway.with_shared_places(Arc::new(cluster.leases.clone()));
+        }
         let gateway = Arc::new(gateway);
         if open_files.is_some() {
             let plan = DescriptorPlan::of(config, &gateway.authenticator.users());
@@ -145,7 +184,7 @@ impl Server {
             ftps_tls: None,
             open_files,
             sweepers: Vec::new(),
-            leases: leases.map(|leases| (leases.clone(), tokio::spawn(leases.beat()))),
+            cluster,
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -311,13 +350,8 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
-        // The sessions are over: the node's places go back to the cluster at once (a node
-        // that dies instead loses them when its heart has stopped long enough).
-        if let Some((leases, heartbeat)) = &self.leases {
-            heartbeat.abort();
-            if let Err(err) = leases.unregister().await {
-                tracing::warn!(error = %err, "could not remove this node from the shared database");
-            }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
         }
         clean
     }

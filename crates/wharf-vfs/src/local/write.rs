@@ -430,6 +430,8 @@ impl WriteFile for LocalWriter {
         let exclusive = self.mode == WriteMode::CreateNew;
         let (fsync, created, written, size) =
             (self.fsync_on_commit, self.created, self.written, self.end);
+        // The quota's check may need the runtime (a cluster's database).
+        let runtime = tokio::runtime::Handle::current();
         let published = blocking(move || {
             let file = slot.open()?;
             if !last.is_empty() {
@@ -450,6 +452,7 @@ impl WriteFile for LocalWriter {
                 file.sync_all()?;
             }
             let target = Target { parent: &parent, name: &name, exclusive };
+            let check = check.map(|check| (check, runtime));
             let replaced = publish_temp(&file, size, &temp, target, check)?;
             let unsynced = if fsync { sync_dir(&parent).err() } else { None };
             Ok(Committed { written, size, replaced, unsynced })
@@ -493,7 +496,7 @@ fn publish_temp(
     size: u64,
     temp: &str,
     target: Target<'_>,
-    check: Option<PublishCheck>,
+    check: Option<(PublishCheck, tokio::runtime::Handle)>,
 ) -> Result<Option<u64>> {
     let Target { parent, name, exclusive } = target;
     let _held = names::lock(&[names::stripe(name)]);
@@ -511,8 +514,9 @@ fn publish_temp(
     }
     let old_file = old.filter(|meta| meta.is_file());
     let replaced = old_file.as_ref().map(|meta| meta.len());
-    if let Some(check) = check {
-        check(replaced, size)?;
+    if let Some((check, runtime)) = check {
+        // On the blocking pool, outside the runtime's workers: waiting here is allowed.
+        runtime.block_on(check(replaced, size))?;
     }
     if let Some(old) = &old_file {
         file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o777))?;

@@ -322,7 +322,7 @@ impl WriteFile for ObjectWriter {
         place?;
         let replaced = replaced?.map(|meta| meta.size);
         if let Some(check) = check {
-            check(replaced, self.end)?;
+            check(replaced, self.end).await?;
         }
         self.send_part().await?;
         if let Err(err) = self.upload.close().await {
