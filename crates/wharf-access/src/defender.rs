@@ -255,6 +255,11 @@ impl Record {
 /// the other nodes of a cluster. Called outside the defender's lock; must not block.
 pub type BanHook = Box<dyn Fn(&Ban) + Send + Sync>;
 
+/// Told of the points each scored offense adds to an address's score, and (negative) of the
+/// points a forgiveness takes back, e.g. so that the nodes of a cluster add up one score per
+/// address. Called outside the defender's lock; must not block.
+pub type OffenseHook = Box<dyn Fn(IpAddr, i64) + Send + Sync>;
+
 /// Scores addresses and bans them; shared by every protocol.
 pub struct Defender {
     config: RwLock<DefenderConfig>,
@@ -263,6 +268,8 @@ pub struct Defender {
     names: RandomState,
     /// See [`Defender::on_ban`].
     on_ban: std::sync::OnceLock<BanHook>,
+    /// See [`Defender::on_offense`].
+    on_offense: std::sync::OnceLock<OffenseHook>,
 }
 
 impl std::fmt::Debug for Defender {
@@ -284,6 +291,7 @@ impl Defender {
             records: Mutex::new(HashMap::new()),
             names: RandomState::new(),
             on_ban: std::sync::OnceLock::new(),
+            on_offense: std::sync::OnceLock::new(),
         }
     }
 
@@ -291,6 +299,18 @@ impl Defender {
     /// second hook is refused and returned).
     pub fn on_ban(&self, hook: BanHook) -> Result<(), BanHook> {
         self.on_ban.set(hook)
+    }
+
+    /// Calls `hook` with the points of every offense scored from now on that did not ban the
+    /// address here, and with the points forgiven (once per process: a second hook is refused
+    /// and returned).
+    pub fn on_offense(&self, hook: OffenseHook) -> Result<(), OffenseHook> {
+        self.on_offense.set(hook)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> DefenderConfig {
+        self.config()
     }
 
     /// A defender that scores nothing and bans nobody (until reconfigured).
@@ -365,6 +385,10 @@ impl Defender {
             let (_, points) = record.failed_logins.swap_remove(at);
             // The points are part of the score, which never goes below zero.
             record.score = record.score.saturating_sub(points);
+            drop(records);
+            if let Some(hook) = self.on_offense.get() {
+                hook(addr, -i64::from(points));
+            }
         }
     }
 
@@ -398,6 +422,10 @@ impl Defender {
             }
         }
         if record.score < config.threshold {
+            drop(records);
+            if let Some(hook) = self.on_offense.get() {
+                hook(addr, i64::from(points));
+            }
             return false;
         }
         let until = now + config.ban_time;

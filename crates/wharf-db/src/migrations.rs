@@ -87,6 +87,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wharf_quota_holds_by_user ON wharf_quota_holds (user_name);
     "#,
+    // 5: the defender's scores added up over the nodes, one row per address and observation
+    // window (rows of windows that are over are removed as scores are written).
+    r#"
+    CREATE TABLE wharf_scores (
+        address inet PRIMARY KEY,
+        score integer NOT NULL,
+        window_start timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX wharf_scores_by_window ON wharf_scores (window_start);
+    "#,
 ];
 
 /// The schema version this binary knows.

@@ -12,8 +12,11 @@
 //! A ban the node's defender decides holds here at once and is written to the database by a
 //! task of its own, through a bounded queue (a slow or absent database never holds up the
 //! one who reported the offense); every node applies the bans it is told of, and all of them
-//! when it (re)connects.
+//! when it (re)connects. The points of every offense the defender scores go the same way and
+//! are added up in the database over the nodes: an address whose offenses on all nodes reach
+//! the threshold within one observation window is banned there, and so on every node.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -44,7 +47,7 @@ pub async fn follow(
 ) {
     let (events, mut seen) = mpsc::unbounded_channel();
     let watcher = tokio::spawn(database.watcher().run(events));
-    let sharing = share_bans(&database, &gateway);
+    let sharing = share_defender(&database, &gateway);
     while let Some(event) = seen.recv().await {
         match event {
             Reachability::Reachable => {
@@ -74,26 +77,63 @@ pub async fn follow(
     sharing.abort();
 }
 
-/// Bans waiting to be written to the database, at most.
-const BAN_QUEUE: usize = 1024;
+/// Bans and scored points waiting to be written to the database, at most.
+const DEFENDER_QUEUE: usize = 1024;
 
-/// Hooks the defender so that the bans it decides are written to the database, by the task
-/// returned.
-fn share_bans(database: &Database, gateway: &Gateway) -> tokio::task::JoinHandle<()> {
-    let (queue, mut queued) = mpsc::channel::<Ban>(BAN_QUEUE);
+/// What the defender tells the other nodes.
+enum Shared {
+    /// A ban it decided.
+    Ban(Ban),
+    /// Points an offense scored (negative: forgiven) against an address.
+    Points(IpAddr, i64),
+}
+
+/// Hooks the defender so that the bans it decides and the points it scores are written to
+/// the database, in order, by the task returned.
+fn share_defender(database: &Database, gateway: &Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    let (queue, mut queued) = mpsc::channel::<Shared>(DEFENDER_QUEUE);
+    let bans = queue.clone();
     let hook: wharf_access::defender::BanHook = Box::new(move |ban| {
-        if queue.try_send(ban.clone()).is_err() {
+        if bans.try_send(Shared::Ban(ban.clone())).is_err() {
             tracing::warn!(address = %ban.address, "ban not shared with the other nodes: too many waiting");
         }
     });
     if gateway.defender().on_ban(hook).is_err() {
         tracing::warn!("the defender's bans are shared already; not a second time");
     }
-    let database = database.clone();
+    let hook: wharf_access::defender::OffenseHook = Box::new(move |address, points| {
+        if queue.try_send(Shared::Points(address, points)).is_err() {
+            tracing::warn!(%address, "offense not added to the cluster's score: too many waiting");
+        }
+    });
+    if gateway.defender().on_offense(hook).is_err() {
+        tracing::warn!("the defender's scores are shared already; not a second time");
+    }
+    let (database, gateway) = (database.clone(), gateway.clone());
     tokio::spawn(async move {
-        while let Some(ban) = queued.recv().await {
-            if let Err(err) = database.record_ban(&ban).await {
-                tracing::warn!(address = %ban.address, error = %err, "ban not shared with the other nodes");
+        while let Some(shared) = queued.recv().await {
+            match shared {
+                Shared::Ban(ban) => {
+                    if let Err(err) = database.record_ban(&ban).await {
+                        tracing::warn!(address = %ban.address, error = %err, "ban not shared with the other nodes");
+                    }
+                }
+                Shared::Points(address, points) => {
+                    let rules = gateway.defender().settings();
+                    match database.add_to_score(address, points, &rules).await {
+                        Ok(Some(ban)) => tracing::warn!(
+                            target: "wharf::defender",
+                            %address,
+                            score = ban.score,
+                            ban_secs = rules.ban_time.as_secs(),
+                            "address banned on every node: its offenses across the cluster"
+                        ),
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::warn!(%address, error = %err, "offense not added to the cluster's score")
+                        }
+                    }
+                }
             }
         }
     })

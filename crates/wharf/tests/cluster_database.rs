@@ -21,7 +21,18 @@ const PROPAGATION: Duration = Duration::from_secs(1);
 /// a quiet connection every 5 s and retries every second).
 const NOTICE: Duration = Duration::from_secs(20);
 
+/// A node's configuration: one failed login bans (threshold 2, 2 points a failure).
 fn node_config(dir: &Path, index: usize, database: &Postgres) -> std::path::PathBuf {
+    scored_node_config(dir, index, database, 2)
+}
+
+/// A node's configuration where an address is banned at `threshold` (2 points a failed login).
+fn scored_node_config(
+    dir: &Path,
+    index: usize,
+    database: &Postgres,
+    threshold: u32,
+) -> std::path::PathBuf {
     let base = dir.display();
     write(
         dir,
@@ -29,7 +40,7 @@ fn node_config(dir: &Path, index: usize, database: &Postgres) -> std::path::Path
         &format!(
             "data_dir: {base}/node-{index}\nshutdown_grace: 2s\nstorage: {{ root: {base}/share }}\n\
              access: {{ login_failure_delay: 10ms }}\n\
-             defender: {{ threshold: 2, scores: {{ login_failed: 2 }} }}\n\
+             defender: {{ threshold: {threshold}, scores: {{ login_failed: 2 }} }}\n\
              database: {{ url: \"{}\", pool_size: 2 }}\n\
              ftp: {{ listen: [\"127.0.0.1:0\"] }}\n",
             database.url()
@@ -443,6 +454,55 @@ fn a_files_quota_holds_across_nodes() {
     }
     assert!(home.join("after-delete.bin").exists());
     assert_eq!(std::fs::read_dir(&home).expect("home").count(), 5);
+    for node in nodes {
+        assert!(node.stop().success());
+    }
+}
+
+#[test]
+fn offenses_on_every_node_add_up_to_one_score() {
+    let Some(database) = Postgres::start() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("share")).expect("share");
+    // Two failed logins ban: one on each node is enough, though neither node saw two.
+    let configs: Vec<_> =
+        (0..2).map(|index| scored_node_config(dir, index, &database, 4)).collect();
+    let users = users_file(dir, "users.yaml", &["alice"]);
+    wharf_users(dir, &configs[0], &["import", users.to_str().expect("path")]);
+    let nodes: Vec<Running> = configs.iter().map(|config| serve(dir, config)).collect();
+    for node in &nodes {
+        node.wait_for_log("bans reloaded from the database", NOTICE);
+    }
+    let guesser = Ipv4Addr::new(127, 0, 0, 11);
+    let fail_on = |node: &Running| {
+        let mut control = Control::connect_from(guesser, node.listener("FTP"));
+        assert!(control.command("USER alice").starts_with("331"));
+        let reply = control.command("PASS wrong");
+        assert!(reply.starts_with("530"), "{reply}");
+    };
+    fail_on(&nodes[0]);
+    // The first failure is scored in the database before the second is made (its write is
+    // the positive signal), so that the second is the one that crosses the threshold.
+    let scored = Instant::now();
+    while database.psql("SELECT score FROM wharf_scores WHERE address = '127.0.0.11'").trim() != "2"
+    {
+        assert!(scored.elapsed() < NOTICE, "the first failure never reached the database");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fail_on(&nodes[1]);
+    let failed_at = Instant::now();
+    nodes[1].wait_for_log("address banned on every node: its offenses across the cluster", NOTICE);
+    for node in &nodes {
+        node.wait_for_log("bans reloaded from the database", NOTICE);
+    }
+    let took = failed_at.elapsed();
+    assert!(took <= PROPAGATION, "both nodes had the ban after {took:?}");
+    for node in &nodes {
+        let mut stream = connect_from(guesser, node.listener("FTP"));
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        assert!(closes_unanswered(&mut stream), "the address is refused on every node");
+    }
     for node in nodes {
         assert!(node.stop().success());
     }
