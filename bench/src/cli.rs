@@ -12,8 +12,8 @@ pub struct Options {
     /// Protocols to measure, comma-separated: ftp, ftps, sftp, tftp (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Protocol>,
-    /// Scenarios to run, comma-separated: transfer, small, parallel, memory, clients, object
-    /// (default: all).
+    /// Scenarios to run, comma-separated: transfer, small, parallel, memory, clients, object,
+    /// cluster (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Scenario>,
     /// Measurements per figure; the table shows their median, min and max.
@@ -88,6 +88,9 @@ pub enum Scenario {
     Clients,
     /// The share in a bucket of SeaweedFS, FTP and SFTP next to rclone on the same bucket.
     Object,
+    /// Two nodes behind HAProxy sharing their state in PostgreSQL, next to one node alone:
+    /// parallel downloads and the time of one short session, FTP and SFTP.
+    Cluster,
 }
 
 /// How much data each scenario moves.

@@ -177,6 +177,10 @@ fn run(options: &Options) -> anyhow::Result<()> {
         eprintln!("scenario 6: object storage (the share in a SeaweedFS bucket; rclone direct)");
         rows.extend(scenarios::object::run(&bench, &setup, &protocols));
     }
+    if options.runs_scenario(Scenario::Cluster) {
+        eprintln!("scenario 7: a cluster (two nodes, HAProxy, PostgreSQL) next to one node");
+        rows.extend(scenarios::cluster::run(&bench, &setup, &protocols));
+    }
 
     println!("{}", report::table(&rows));
     println!("{}", report::KeyTypes::BENCH.line());

@@ -62,6 +62,16 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.is_file())
 }
 
+/// Whether PostgreSQL's server programs are here, looked for as the tests' harness
+/// (`wharf_testkit::Postgres`) looks: `initdb` on PATH, or in one of Debian's
+/// `/usr/lib/postgresql/<version>/bin`.
+pub fn postgresql_installed() -> bool {
+    on_path("initdb").is_some()
+        || std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|entries| {
+            entries.filter_map(Result::ok).any(|entry| entry.path().join("bin/initdb").is_file())
+        })
+}
+
 /// Fails with the `apt-get install` line when a package for `protocols` is missing.
 pub fn check(protocols: &[Protocol]) -> anyhow::Result<()> {
     let mut missing: Vec<&str> = COMMON

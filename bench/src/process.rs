@@ -69,6 +69,24 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A process the bench had started through a harness that stops it on drop (the tests'
+/// HAProxy and PostgreSQL), registered so that an interrupt stops it too. Dropping this only
+/// removes it from the register; stopping it stays the harness's job.
+#[derive(Debug)]
+pub struct Registered(u32);
+
+/// Registers `pid` (the root of a process tree) to be stopped on interrupt.
+pub fn register(pid: u32) -> Registered {
+    live().insert(pid);
+    Registered(pid)
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        live().remove(&self.0);
+    }
+}
+
 /// Stops every process the bench started that is still running (used on interrupt).
 pub fn stop_all_live() {
     let roots: Vec<u32> = live().iter().copied().collect();

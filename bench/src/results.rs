@@ -19,6 +19,9 @@ pub enum Unit {
     /// MiB of resident memory at a peak.
     #[serde(rename = "MiB")]
     Mebibytes,
+    /// Milliseconds a client waits for something (a session, a login).
+    #[serde(rename = "ms")]
+    Milliseconds,
 }
 
 impl Unit {
@@ -29,12 +32,13 @@ impl Unit {
             Unit::FilesPerSecond => "files/s",
             Unit::KibPerSession => "KiB/session",
             Unit::Mebibytes => "MiB",
+            Unit::Milliseconds => "ms",
         }
     }
 
-    /// Whether a larger figure is better (speeds), or a smaller one (memory).
+    /// Whether a larger figure is better (speeds), or a smaller one (memory, waiting).
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Unit::KibPerSession | Unit::Mebibytes)
+        !matches!(self, Unit::KibPerSession | Unit::Mebibytes | Unit::Milliseconds)
     }
 }
 

@@ -191,7 +191,7 @@ fn raised_limits() -> Mapping {
 }
 
 /// The section as the front-ends define it at the time of writing (see the module comment).
-fn known_section(section: &str) -> Option<Value> {
+pub fn known_section(section: &str) -> Option<Value> {
     let limits = format!(
         "limits: {{ max_sessions: {SESSION_LIMIT}, max_sessions_per_address: {SESSION_LIMIT} }}"
     );

@@ -43,6 +43,8 @@ pub struct Listener {
 pub struct WharfServer {
     process: ChildGuard,
     log: PathBuf,
+    /// What it printed at start.
+    pub banner: String,
     /// Its listeners.
     pub listeners: Vec<Listener>,
 }
@@ -51,6 +53,11 @@ impl WharfServer {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// Where it serves `protocol`, as its banner says.
+    pub fn listener(&self, protocol: Protocol) -> Option<SocketAddr> {
+        listener_for(&self.listeners, protocol)
     }
 
     /// When Wharf is no longer running: that, with the end of its log (a failed Wharf-side
@@ -212,28 +219,8 @@ pub fn start_with_storage(
         }
     }
 
-    let config_path = dir.join("wharf.yaml");
-    write_config(&config_path, &config)?;
-    let log_path = dir.join("wharf.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut process = ChildGuard::spawn(
-        Command::new(&setup.binary)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("WHARF_EPHEMERAL_PORTS", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log),
-        "wharf serve",
-    )?;
-    let banner = read_banner(&mut process)
-        .with_context(|| format!("wharf did not start; see {}/wharf.log", dir.display()))?;
-    let listeners = parse_listeners(&banner);
-    if let Some(outside) = listeners.iter().find(|l| !l.addr.ip().is_loopback()) {
-        bail!("wharf listens on {} outside loopback; refusing to benchmark", outside.addr);
-    }
+    let server = launch(setup, dir, &config, Ports::Ephemeral)?;
+    let listeners = server.listeners.clone();
 
     for protocol in protocols {
         let missing_section =
@@ -267,11 +254,71 @@ pub fn start_with_storage(
                     }
                     _ => None,
                 },
-                server_pid: process.pid(),
+                server_pid: server.pid(),
             }),
         };
     }
-    Ok((Some(WharfServer { process, log: log_path, listeners }), endpoints))
+    Ok((Some(server), endpoints))
+}
+
+/// Which ports a Wharf started by the bench binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// Every listener on a port the kernel picks (`WHARF_EPHEMERAL_PORTS=1`), the FTP
+    /// passive ports too, whatever the configuration says.
+    Ephemeral,
+    /// The ports of the configuration, e.g. a passive range of its own for each node of a
+    /// cluster (listeners on port 0 still get a free port).
+    Configured,
+}
+
+/// Starts Wharf on `config` as given, once `wharf check` accepts it (the bench's generated
+/// sections are not tried): for setups the bench composes whole, such as the nodes of a
+/// cluster. Its configuration and log are `dir/wharf.yaml` and `dir/wharf.log`.
+pub fn serve_config(
+    setup: &WharfSetup,
+    dir: &Path,
+    config: &Mapping,
+    ports: Ports,
+) -> anyhow::Result<WharfServer> {
+    if let Err(complaint) = check(&setup.binary, &dir.join("probe.yaml"), config)? {
+        bail!("wharf rejects the configuration: {complaint}");
+    }
+    launch(setup, dir, config, ports)
+}
+
+/// Writes `config` to `dir/wharf.yaml`, starts `wharf serve` on it and waits for its banner.
+fn launch(
+    setup: &WharfSetup,
+    dir: &Path,
+    config: &Mapping,
+    ports: Ports,
+) -> anyhow::Result<WharfServer> {
+    let config_path = dir.join("wharf.yaml");
+    write_config(&config_path, config)?;
+    let log_path = dir.join("wharf.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut command = Command::new(&setup.binary);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("WHARF_EPHEMERAL_PORTS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    if ports == Ports::Ephemeral {
+        command.env("WHARF_EPHEMERAL_PORTS", "1");
+    }
+    let mut process = ChildGuard::spawn(&mut command, "wharf serve")?;
+    let banner = read_banner(&mut process)
+        .with_context(|| format!("wharf did not start; see {}/wharf.log", dir.display()))?;
+    let listeners = parse_listeners(&banner);
+    if let Some(outside) = listeners.iter().find(|l| !l.addr.ip().is_loopback()) {
+        bail!("wharf listens on {} outside loopback; refusing to benchmark", outside.addr);
+    }
+    Ok(WharfServer { process, log: log_path, banner, listeners })
 }
 
 /// Where Wharf keeps its Ed25519 public host key: `ssh_host_ed25519_key.pub` in the SFTP

@@ -1,6 +1,7 @@
 //! The scenarios, and how one figure is measured on Wharf and its peers.
 
 pub mod clients;
+pub mod cluster;
 pub mod idle;
 pub mod object;
 pub mod parallel;
@@ -203,15 +204,28 @@ pub fn with_cpu_of<T, const N: usize>(
     roots: [u32; N],
     client: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, [f64; N])> {
-    let meters = roots.map(ServerCpu::start);
-    let mut started = Vec::with_capacity(N);
-    for meter in meters {
-        started.push(meter?);
+    let (result, each) = with_cpu_of_each(&roots, client)?;
+    let mut seconds = [0.0; N];
+    for (slot, value) in seconds.iter_mut().zip(each) {
+        *slot = value;
+    }
+    Ok((result, seconds))
+}
+
+/// [`with_cpu_of`] for a number of roots known at run time: the CPU seconds of each, in the
+/// order given.
+pub fn with_cpu_of_each<T>(
+    roots: &[u32],
+    client: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Vec<f64>)> {
+    let mut started = Vec::with_capacity(roots.len());
+    for root in roots {
+        started.push(ServerCpu::start(*root)?);
     }
     let result = client()?;
-    let mut seconds = [0.0; N];
-    for (slot, meter) in seconds.iter_mut().zip(started) {
-        *slot = meter.finish()?;
+    let mut seconds = Vec::with_capacity(started.len());
+    for meter in started {
+        seconds.push(meter.finish()?);
     }
     Ok((result, seconds))
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use super::{Bench, measure_row, megabytes_per_second, with_server_cpu};
+use super::{Bench, measure_row, megabytes_per_second, with_cpu_of_each};
 use crate::cli::Protocol;
 use crate::clients::{Transfer, curl_to_stdout, limit_for, sftp, sftp_quote, tftp_hpa};
 use crate::dataset::{check, fingerprint_stream, verify};
@@ -23,6 +23,20 @@ fn download_all(
     endpoint: &Endpoint,
     tag: &str,
 ) -> anyhow::Result<Sample> {
+    download_all_metered(bench, protocol, endpoint, tag, &[endpoint.server_pid])
+        .map(|(sample, _)| sample)
+}
+
+/// The parallel downloads of this scenario from `endpoint`, with the CPU seconds of each
+/// process tree of `roots` (the servers behind the endpoint) meanwhile: the sample's CPU
+/// figure is their sum, and each one's comes second, in the order given.
+pub fn download_all_metered(
+    bench: &Bench<'_>,
+    protocol: Protocol,
+    endpoint: &Endpoint,
+    tag: &str,
+    roots: &[u32],
+) -> anyhow::Result<(Sample, Vec<f64>)> {
     let source = &bench.scratch.parallel;
     let count = bench.sizes.parallel_count;
     let total_bytes = source.print.size * count as u64;
@@ -70,7 +84,8 @@ fn download_all(
         }
         Ok((outcomes, started.elapsed().as_secs_f64()))
     };
-    let ((outcomes, seconds), cpu) = with_server_cpu(endpoint, clients)?;
+    let ((outcomes, seconds), each_cpu) = with_cpu_of_each(roots, clients)?;
+    let cpu = each_cpu.iter().sum();
     let mut checked = Ok(());
     for (index, (local, outcome)) in locals.iter().zip(outcomes).enumerate() {
         if checked.is_ok() {
@@ -85,7 +100,9 @@ fn download_all(
         discard(local);
     }
     checked?;
-    Ok(Sample { value: megabytes_per_second(total_bytes, seconds), server_cpu: Some(cpu) })
+    let sample =
+        Sample { value: megabytes_per_second(total_bytes, seconds), server_cpu: Some(cpu) };
+    Ok((sample, each_cpu))
 }
 
 /// The rows of scenario 3 for the selected protocols.
