@@ -233,6 +233,9 @@ impl Admission {
                 Err(match refused {
                     SharedPlaceRefused::Total(_) => Refusal::Total,
                     SharedPlaceRefused::PerAddress(_) => Refusal::PerAddress,
+                    // Not asked here (see `user_sessions.rs`); a store that answers so anyway
+                    // is refusing a place.
+                    SharedPlaceRefused::PerUser(_) => Refusal::Total,
                 })
             }
         }

@@ -54,8 +54,10 @@ impl Gateway {
         self
     }
 
-    /// This gateway with its sessions' places also counted across a cluster.
+    /// This gateway with its sessions' places also counted across a cluster: each listener's
+    /// caps, and each user's `max_sessions`.
     pub fn with_shared_places(mut self, places: std::sync::Arc<dyn SharedPlaces>) -> Self {
+        self.authenticator.count_user_sessions_in(places.clone());
         self.shared_places = Some(places);
         self
     }

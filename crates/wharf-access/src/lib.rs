@@ -27,6 +27,7 @@ pub mod size;
 pub mod throttle;
 pub mod transfer;
 pub mod user;
+mod user_sessions;
 mod verifier;
 
 pub use admission::{Admission, AdmissionPermit, DescriptorBudget, DescriptorPermit, Refusal};

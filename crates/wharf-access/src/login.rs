@@ -20,9 +20,11 @@ use crate::permissions::Permissions;
 use crate::protocol::{Protocol, ProtocolFamily};
 use crate::quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
 use crate::session::{ResourceLimits, Session};
+use crate::shared_places::SharedPlaces;
 use crate::shared_quota::{LedgerVersion, SharedLedgers};
 use crate::throttle::RateLimiter;
 use crate::user::{SshAuthMethod, TlsRequirement, User, UserDb};
+use crate::user_sessions::{UserCapReached, UserPlace, UserSessions};
 use crate::verifier::PasswordChecker;
 
 /// What the client offers as proof.
@@ -84,6 +86,10 @@ pub enum LoginError {
     /// another node (a disabled user, a new password) may not be known here. Temporary.
     #[error("logins are paused: the user database cannot be reached; try again later")]
     Paused,
+    /// The credentials were right but the user has this many sessions open already (its
+    /// `max_sessions`; across the cluster in a cluster). Temporary.
+    #[error("the user has {0} sessions open already")]
+    TooManySessions(usize),
 }
 
 /// Why a login was denied, for the log only.
@@ -148,6 +154,10 @@ pub struct Authenticator {
     paused: AtomicBool,
     /// Where quota ledgers are kept when the nodes of a cluster share them.
     shared_ledgers: Option<Arc<dyn SharedLedgers>>,
+    /// Each user's open sessions, against its `max_sessions`.
+    user_sessions: Arc<UserSessions>,
+    /// Where users' sessions are also counted when the nodes of a cluster share them.
+    shared_places: Option<Arc<dyn SharedPlaces>>,
 }
 
 /// What the sessions of one user share: the quota ledger and the rate limiters.
@@ -183,7 +193,15 @@ impl Authenticator {
             ledgers: Mutex::new(HashMap::new()),
             paused: AtomicBool::new(false),
             shared_ledgers: None,
+            user_sessions: Arc::default(),
+            shared_places: None,
         }
+    }
+
+    /// Counts each user's sessions (its `max_sessions`) in `places` too, across a cluster.
+    /// Set through [`crate::Gateway::with_shared_places`], with the listeners' places.
+    pub(crate) fn count_user_sessions_in(&mut self, places: Arc<dyn SharedPlaces>) {
+        self.shared_places = Some(places);
     }
 
     /// This authenticator with its users' quota ledgers kept in `ledgers`, shared with the
@@ -351,7 +369,12 @@ impl Authenticator {
         };
         let result = match checked {
             Ok(()) => match user {
-                Some(user) => self.open_session(actor.clone(), user, &request.credential).await,
+                Some(user) => match self.user_place(&user).await {
+                    Ok(place) => {
+                        self.open_session(actor.clone(), user, &request.credential, place).await
+                    }
+                    Err(UserCapReached(cap)) => Err(LoginError::TooManySessions(cap)),
+                },
                 None => Err(LoginError::Denied),
             },
             Err(Refusal::Deny(reason)) => {
@@ -399,8 +422,21 @@ impl Authenticator {
                 Outcome::Denied,
                 Some("logins paused: user database unreachable"),
             ),
+            Err(LoginError::TooManySessions(_)) => Self::audit(
+                &actor,
+                started,
+                Outcome::Denied,
+                Some("the user's session cap is reached"),
+            ),
         }
         result
+    }
+
+    /// A place among `user`'s sessions, if the user has a cap (`None`: not counted).
+    async fn user_place(&self, user: &User) -> Result<Option<UserPlace>, UserCapReached> {
+        let Some(cap) = user.max_sessions else { return Ok(None) };
+        let place = self.user_sessions.take(&user.name, cap, self.shared_places.as_ref()).await?;
+        Ok(Some(place))
     }
 
     fn audit(actor: &Actor, started: Instant, outcome: Outcome, detail: Option<&str>) {
@@ -510,6 +546,7 @@ impl Authenticator {
         actor: Actor,
         user: Arc<User>,
         credential: &Credential,
+        place: Option<UserPlace>,
     ) -> Result<Session, LoginError> {
         let mut mounts = Vec::with_capacity(user.mounts.len());
         for (at, target) in &user.mounts {
@@ -524,7 +561,7 @@ impl Authenticator {
             _ => Permissions::all(),
         };
         let resources = self.resources(&user, &tree).await?;
-        Ok(Session::new(actor, user, tree, mask, resources, self.defender.clone()))
+        Ok(Session::new(actor, user, tree, mask, resources, self.defender.clone(), place))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::quota::QuotaAccount;
 use crate::throttle::RateLimiter;
 use crate::transfer::{Download, Upload};
 use crate::user::User;
+use crate::user_sessions::UserPlace;
 
 /// The resources a session draws on, shared with the user's other sessions: the quota of
 /// the home and the bandwidth limits.
@@ -47,6 +48,8 @@ struct SessionInner {
     limits: ResourceLimits,
     defender: Arc<Defender>,
     started: Instant,
+    /// The session's place among its user's sessions (`max_sessions`), given back with it.
+    _place: Option<UserPlace>,
 }
 
 impl Drop for SessionInner {
@@ -79,11 +82,12 @@ impl Session {
         mask: Permissions,
         limits: ResourceLimits,
         defender: Arc<Defender>,
+        place: Option<UserPlace>,
     ) -> Session {
         let started = Instant::now();
-        Session {
-            inner: Arc::new(SessionInner { actor, user, tree, mask, limits, defender, started }),
-        }
+        let inner =
+            SessionInner { actor, user, tree, mask, limits, defender, started, _place: place };
+        Session { inner: Arc::new(inner) }
     }
 
     /// Counts `offense` (a hostile path, a malformed request) against the client's address,

@@ -23,6 +23,9 @@ pub enum SharedPlaceRefused {
     /// The address holds this many sessions of this listener across the cluster already.
     #[error("the address holds {0} sessions of this listener across the cluster")]
     PerAddress(usize),
+    /// The user holds this many sessions across the cluster already (its `max_sessions`).
+    #[error("the user holds {0} sessions across the cluster")]
+    PerUser(usize),
 }
 
 /// The caps a shared place is taken under, for one listener.
@@ -45,4 +48,9 @@ pub trait SharedPlaces: Send + Sync + std::fmt::Debug {
     /// that counts nothing: the node's own caps still hold, and logins are paused meanwhile
     /// anyway.
     fn take(&self, listener: &'static str, address: IpAddr, caps: SharedCaps) -> PlaceRequest;
+
+    /// Takes a place for a session of `user`, who may hold `cap` sessions across the
+    /// cluster (on every listener and protocol). Without the shared store, as
+    /// [`SharedPlaces::take`]: a place that counts nothing.
+    fn take_for_user(&self, user: &str, cap: usize) -> PlaceRequest;
 }

@@ -107,6 +107,10 @@ pub struct UserConfig {
     /// Transfer rates, per second, shared by the user's sessions: `{ download: 10MiB }`.
     #[serde(default)]
     pub bandwidth: BandwidthConfig,
+    /// Sessions the user may have open at once, on every protocol together (and in a
+    /// cluster, on every node together). Unlimited when absent.
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
 }
 
 /// Why a user definition was refused.
@@ -178,6 +182,8 @@ pub struct User {
     pub quota: QuotaConfig,
     /// Transfer rates.
     pub bandwidth: BandwidthConfig,
+    /// Sessions open at once, at most.
+    pub max_sessions: Option<usize>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -255,6 +261,7 @@ impl User {
             passwordless: config.passwordless,
             quota: config.quota,
             bandwidth: config.bandwidth,
+            max_sessions: config.max_sessions,
         })
     }
 

@@ -22,6 +22,10 @@ users:
   - name: fast
     password: "$HASH"
     home: slow
+  - name: capped
+    password: "$HASH"
+    home: slow
+    max_sessions: 2
 "#;
 
 fn names(dir: &std::path::Path) -> Vec<String> {
@@ -211,4 +215,34 @@ async fn sessions_from_before_and_after_a_reload_share_one_ledger() {
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "the place held before the reload counts");
     held.commit().await.expect("publish");
     assert_eq!(after.quota_used().await.expect("usage"), Some((20, 3)));
+}
+
+#[tokio::test]
+async fn a_user_holds_at_most_max_sessions_on_every_protocol_together() {
+    use wharf_access::{Credential, LoginError, LoginRequest, Password};
+    let fx = share(USERS);
+    std::fs::create_dir_all(fx.root.join("slow")).expect("mkdir");
+    let attempt = |protocol| {
+        fx.auth.login(LoginRequest {
+            protocol,
+            peer: common::peer(),
+            user: "capped".to_owned(),
+            credential: Credential::Password(Password::new(common::PASSWORD)),
+        })
+    };
+    let ftp = attempt(Protocol::Ftp).await.expect("first session");
+    let sftp = attempt(Protocol::Sftp).await.expect("second session, another protocol");
+    let refused = attempt(Protocol::Ftps).await.expect_err("a third is one too many");
+    assert!(matches!(refused, LoginError::TooManySessions(2)), "{refused:?}");
+    // Other users are not counted against it.
+    fx.login("fast", Protocol::Ftp).await;
+    let clone = sftp.clone();
+    drop(sftp);
+    assert!(
+        matches!(attempt(Protocol::Ftp).await, Err(LoginError::TooManySessions(2))),
+        "a clone of a session is the same session"
+    );
+    drop(clone);
+    let _third = attempt(Protocol::Ftp).await.expect("the ended session's place came back");
+    drop(ftp);
 }

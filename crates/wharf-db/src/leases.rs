@@ -1,4 +1,5 @@
-//! Session places counted across the cluster: a lease per session, in the database.
+//! Session places counted across the cluster: a lease per session, in the database (per
+//! listener, and per user for users with a `max_sessions`).
 //!
 //! Each node has a name of its own for the process's life (`wharf_nodes`), beats its heart
 //! every [`HEARTBEAT`], and takes a lease per session (`wharf_leases`). A place is given when
@@ -143,23 +144,76 @@ impl SessionLeases {
             )
             .await?;
         transaction.commit().await?;
-        Ok(Ok(Lease { leases: Some(self), id }))
+        Ok(Ok(Lease { leases: Some(self), id, kind: LeaseKind::Listener }))
+    }
+
+    async fn take_user_lease(
+        self,
+        user: String,
+        cap: usize,
+    ) -> Result<Result<Lease, SharedPlaceRefused>, DbError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut client = self.database.client().await?;
+        let transaction = client.transaction().await?;
+        // One lock per user, as per listener for `take_lease`.
+        transaction
+            .execute("SELECT pg_advisory_xact_lock(hashtextextended('user:' || $1, 0))", &[&user])
+            .await?;
+        let timeout = NODE_TIMEOUT.as_secs_f64();
+        let row = transaction
+            .query_one(
+                "SELECT count(*) FROM wharf_user_leases l JOIN wharf_nodes n ON n.node = l.node \
+                 WHERE l.user_name = $1 AND n.heartbeat > now() - make_interval(secs => $2)",
+                &[&user, &timeout],
+            )
+            .await?;
+        if usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX) >= cap {
+            return Ok(Err(SharedPlaceRefused::PerUser(cap)));
+        }
+        let node: &str = &self.node;
+        transaction
+            .execute(
+                "INSERT INTO wharf_user_leases (node, id, user_name) VALUES ($1, $2, $3)",
+                &[&node, &id, &user],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(Ok(Lease { leases: Some(self), id, kind: LeaseKind::User }))
+    }
+}
+
+/// What a lease holds a place of.
+#[derive(Debug, Clone, Copy)]
+enum LeaseKind {
+    /// A listener's session (`wharf_leases`).
+    Listener,
+    /// A user's session (`wharf_user_leases`).
+    User,
+}
+
+/// A lease's outcome as a place: a lease that could not be had because the database is away
+/// is a place that counts nothing (see `SharedPlaces::take`).
+fn as_place(
+    taken: Result<Result<Lease, SharedPlaceRefused>, DbError>,
+) -> Result<SharedPlace, SharedPlaceRefused> {
+    match taken {
+        Ok(taken) => taken.map(|lease| Box::new(lease) as SharedPlace),
+        Err(err) => {
+            tracing::warn!(error = %err, "session place not counted across the cluster");
+            Ok(Box::new(()) as SharedPlace)
+        }
     }
 }
 
 impl SharedPlaces for SessionLeases {
     fn take(&self, listener: &'static str, address: IpAddr, caps: SharedCaps) -> PlaceRequest {
         let leases = self.clone();
-        Box::pin(async move {
-            match leases.take_lease(listener, address, caps).await {
-                Ok(taken) => taken.map(|lease| Box::new(lease) as SharedPlace),
-                Err(err) => {
-                    // The node's own caps still hold; see `SharedPlaces::take`.
-                    tracing::warn!(error = %err, "session place not counted across the cluster");
-                    Ok(Box::new(()) as SharedPlace)
-                }
-            }
-        })
+        Box::pin(async move { as_place(leases.take_lease(listener, address, caps).await) })
+    }
+
+    fn take_for_user(&self, user: &str, cap: usize) -> PlaceRequest {
+        let (leases, user) = (self.clone(), user.to_owned());
+        Box::pin(async move { as_place(leases.take_user_lease(user, cap).await) })
     }
 }
 
@@ -167,21 +221,24 @@ impl SharedPlaces for SessionLeases {
 struct Lease {
     leases: Option<SessionLeases>,
     id: i64,
+    kind: LeaseKind,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(leases) = self.leases.take() else { return };
         let id = self.id;
+        let delete = match self.kind {
+            LeaseKind::Listener => "DELETE FROM wharf_leases WHERE node = $1 AND id = $2",
+            LeaseKind::User => "DELETE FROM wharf_user_leases WHERE node = $1 AND id = $2",
+        };
         let runtime = leases.runtime.clone();
         drop(runtime.spawn(async move {
             let node: &str = &leases.node;
             let removed = match leases.database.client().await {
-                Ok(client) => client
-                    .execute("DELETE FROM wharf_leases WHERE node = $1 AND id = $2", &[&node, &id])
-                    .await
-                    .map(drop)
-                    .map_err(DbError::from),
+                Ok(client) => {
+                    client.execute(delete, &[&node, &id]).await.map(drop).map_err(DbError::from)
+                }
                 Err(err) => Err(err),
             };
             if let Err(err) = removed {

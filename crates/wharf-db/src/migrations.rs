@@ -97,6 +97,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wharf_scores_by_window ON wharf_scores (window_start);
     "#,
+    // 6: sessions counted per user across the cluster (users with a `max_sessions`), as
+    // leases of the nodes like those of migration 3.
+    r#"
+    CREATE TABLE wharf_user_leases (
+        node text NOT NULL REFERENCES wharf_nodes ON DELETE CASCADE,
+        id bigint NOT NULL,
+        user_name text NOT NULL,
+        started timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (node, id)
+    );
+    CREATE INDEX wharf_user_leases_by_user ON wharf_user_leases (user_name);
+    "#,
 ];
 
 /// The schema version this binary knows.

@@ -149,6 +149,10 @@ impl Authentication {
                 tracing::warn!(peer = %self.peer, "login refused: the user database cannot be reached");
                 Auth::reject()
             }
+            Err(LoginError::TooManySessions(cap)) => {
+                tracing::info!(peer = %self.peer, cap, "login refused: the user's session cap is reached");
+                Auth::reject()
+            }
             // Denied, or a second factor asked out of turn: the client learns nothing more.
             Err(_) => Auth::reject(),
         }

@@ -507,3 +507,53 @@ fn offenses_on_every_node_add_up_to_one_score() {
         assert!(node.stop().success());
     }
 }
+
+#[test]
+fn a_users_session_cap_holds_across_nodes() {
+    let Some(database) = Postgres::start() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("share/dave")).expect("home");
+    let configs: Vec<_> = (0..2).map(|index| node_config(dir, index, &database)).collect();
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let users = write(
+        dir,
+        "dave.yaml",
+        &format!(
+            "users:\n  - {{ name: dave, password: \"{hash}\", home: /dave, max_sessions: 2 }}\n  \
+             - {{ name: erin, password: \"{hash}\", home: /dave }}\n"
+        ),
+    );
+    wharf_users(dir, &configs[0], &["import", users.to_str().expect("path")]);
+    let nodes: Vec<Running> = configs.iter().map(|config| serve(dir, config)).collect();
+
+    // One session on each node: the user's two places; a third is refused on either.
+    let (first, reply) = Control::login(nodes[0].listener("FTP"), "dave");
+    assert!(reply.starts_with("230"), "{reply}");
+    let (_second, reply) = Control::login(nodes[1].listener("FTP"), "dave");
+    assert!(reply.starts_with("230"), "{reply}");
+    for node in &nodes {
+        let (_, reply) = Control::login(node.listener("FTP"), "dave");
+        assert!(reply.starts_with("421") && reply.contains("Too many sessions"), "{reply}");
+    }
+    let (_, reply) = Control::login(nodes[0].listener("FTP"), "erin");
+    assert!(reply.starts_with("230"), "another user is not counted: {reply}");
+
+    // A session that ends gives its place back on the other node too (its lease is removed
+    // as it ends; waited for, bounded).
+    drop(first);
+    let ended = Instant::now();
+    loop {
+        let (_, reply) = Control::login(nodes[1].listener("FTP"), "dave");
+        if reply.starts_with("230") {
+            break;
+        }
+        assert!(reply.starts_with("421"), "{reply}");
+        assert!(ended.elapsed() < NOTICE, "the place did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for node in nodes {
+        assert!(node.stop().success());
+    }
+}

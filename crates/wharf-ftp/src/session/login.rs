@@ -70,6 +70,10 @@ impl FtpSession {
                 421,
                 "Logins are paused: the user database cannot be reached. Try again later.",
             )),
+            Err(LoginError::TooManySessions(_)) => Answer::ReplyAndClose(Reply::new(
+                421,
+                "Too many sessions for this user. Try again later.",
+            )),
             Err(LoginError::Unavailable(err)) => {
                 tracing::error!(peer = %self.peer, error = %err, "user storage unavailable");
                 Reply::new(530, "Login failed: the account's storage is unavailable.").into()

@@ -309,6 +309,11 @@ async fn open(
             message: "temporarily unavailable",
             reason: "logins are paused: the user database cannot be reached".to_owned(),
         },
+        LoginError::TooManySessions(cap) => Refusal {
+            code: ErrorCode::NotDefined,
+            message: "too many transfers for this identity",
+            reason: format!("`{identity}` has {cap} sessions open already"),
+        },
         other => Refusal {
             code: ErrorCode::AccessViolation,
             message: "access violation",
