@@ -112,39 +112,32 @@ impl SessionLeases {
         caps: SharedCaps,
     ) -> Result<Result<Lease, SharedPlaceRefused>, DbError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut client = self.database.client().await?;
-        let transaction = client.transaction().await?;
-        // One lock per listener: the total and the per-address count are both decided under
-        // it, so two nodes cannot both take a last place (session starts of one listener
-        // queue here for a round trip each).
-        transaction
-            .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&listener])
-            .await?;
-        let timeout = NODE_TIMEOUT.as_secs_f64();
-        let row = transaction
-            .query_one(
-                "SELECT count(*), count(*) FILTER (WHERE l.address = $2) \
-                 FROM wharf_leases l JOIN wharf_nodes n ON n.node = l.node \
-                 WHERE l.listener = $1 AND n.heartbeat > now() - make_interval(secs => $3)",
-                &[&listener, &address, &timeout],
-            )
-            .await?;
-        let count = |index: usize| usize::try_from(row.get::<_, i64>(index)).unwrap_or(usize::MAX);
-        if count(0) >= caps.total {
-            return Ok(Err(SharedPlaceRefused::Total(caps.total)));
-        }
-        if count(1) >= caps.per_address {
-            return Ok(Err(SharedPlaceRefused::PerAddress(caps.per_address)));
-        }
+        let client = self.database.client().await?;
+        // One lock per listener, taken by the function (migration 7) for one round trip: the
+        // total and the per-address count are both decided under it, so two nodes cannot
+        // both take a last place.
         let node: &str = &self.node;
-        transaction
-            .execute(
-                "INSERT INTO wharf_leases (node, id, listener, address) VALUES ($1, $2, $3, $4)",
-                &[&node, &id, &listener, &address],
+        let timeout = NODE_TIMEOUT.as_secs_f64();
+        let outcome: i32 = client
+            .query_one(
+                "SELECT wharf_take_lease($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &node,
+                    &id,
+                    &listener,
+                    &address,
+                    &cap_value(caps.total),
+                    &cap_value(caps.per_address),
+                    &timeout,
+                ],
             )
-            .await?;
-        transaction.commit().await?;
-        Ok(Ok(Lease { leases: Some(self), id, kind: LeaseKind::Listener }))
+            .await?
+            .get(0);
+        Ok(match outcome {
+            0 => Ok(Lease { leases: Some(self), id, kind: LeaseKind::Listener }),
+            1 => Err(SharedPlaceRefused::Total(caps.total)),
+            _ => Err(SharedPlaceRefused::PerAddress(caps.per_address)),
+        })
     }
 
     async fn take_user_lease(
@@ -153,33 +146,27 @@ impl SessionLeases {
         cap: usize,
     ) -> Result<Result<Lease, SharedPlaceRefused>, DbError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut client = self.database.client().await?;
-        let transaction = client.transaction().await?;
+        let client = self.database.client().await?;
         // One lock per user, as per listener for `take_lease`.
-        transaction
-            .execute("SELECT pg_advisory_xact_lock(hashtextextended('user:' || $1, 0))", &[&user])
-            .await?;
-        let timeout = NODE_TIMEOUT.as_secs_f64();
-        let row = transaction
-            .query_one(
-                "SELECT count(*) FROM wharf_user_leases l JOIN wharf_nodes n ON n.node = l.node \
-                 WHERE l.user_name = $1 AND n.heartbeat > now() - make_interval(secs => $2)",
-                &[&user, &timeout],
-            )
-            .await?;
-        if usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX) >= cap {
-            return Ok(Err(SharedPlaceRefused::PerUser(cap)));
-        }
         let node: &str = &self.node;
-        transaction
-            .execute(
-                "INSERT INTO wharf_user_leases (node, id, user_name) VALUES ($1, $2, $3)",
-                &[&node, &id, &user],
+        let timeout = NODE_TIMEOUT.as_secs_f64();
+        let outcome: i32 = client
+            .query_one(
+                "SELECT wharf_take_user_lease($1, $2, $3, $4, $5)",
+                &[&node, &id, &user, &cap_value(cap), &timeout],
             )
-            .await?;
-        transaction.commit().await?;
-        Ok(Ok(Lease { leases: Some(self), id, kind: LeaseKind::User }))
+            .await?
+            .get(0);
+        Ok(match outcome {
+            0 => Ok(Lease { leases: Some(self), id, kind: LeaseKind::User }),
+            _ => Err(SharedPlaceRefused::PerUser(cap)),
+        })
     }
+}
+
+/// A cap as the database's integer.
+fn cap_value(cap: usize) -> i64 {
+    i64::try_from(cap).unwrap_or(i64::MAX)
 }
 
 /// What a lease holds a place of.

@@ -109,6 +109,48 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wharf_user_leases_by_user ON wharf_user_leases (user_name);
     "#,
+    // 7: a lease taken in one round trip: the lock, the count and the insert in one call, so
+    // the lock is held for the server's work only (each statement of a volatile function
+    // sees what was committed before it, the count included what the lock waited for).
+    // Returns 0 when the lease is taken, 1 when the total cap, 2 when the per-address cap
+    // (a user's cap, for user leases) refuses it.
+    r#"
+    CREATE FUNCTION wharf_take_lease(
+        p_node text, p_id bigint, p_listener text, p_address inet,
+        p_total bigint, p_per_address bigint, p_timeout double precision
+    ) RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        total bigint;
+        from_address bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_listener, 0));
+        SELECT count(*), count(*) FILTER (WHERE l.address = p_address)
+            INTO total, from_address
+            FROM wharf_leases l JOIN wharf_nodes n ON n.node = l.node
+            WHERE l.listener = p_listener
+              AND n.heartbeat > now() - make_interval(secs => p_timeout);
+        IF total >= p_total THEN RETURN 1; END IF;
+        IF from_address >= p_per_address THEN RETURN 2; END IF;
+        INSERT INTO wharf_leases (node, id, listener, address)
+            VALUES (p_node, p_id, p_listener, p_address);
+        RETURN 0;
+    END $$;
+    CREATE FUNCTION wharf_take_user_lease(
+        p_node text, p_id bigint, p_user text, p_cap bigint, p_timeout double precision
+    ) RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+    DECLARE
+        open_sessions bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('user:' || p_user, 0));
+        SELECT count(*) INTO open_sessions
+            FROM wharf_user_leases l JOIN wharf_nodes n ON n.node = l.node
+            WHERE l.user_name = p_user
+              AND n.heartbeat > now() - make_interval(secs => p_timeout);
+        IF open_sessions >= p_cap THEN RETURN 2; END IF;
+        INSERT INTO wharf_user_leases (node, id, user_name) VALUES (p_node, p_id, p_user);
+        RETURN 0;
+    END $$;
+    "#,
 ];
 
 /// The schema version this binary knows.

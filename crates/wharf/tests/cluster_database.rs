@@ -557,3 +557,47 @@ fn a_users_session_cap_holds_across_nodes() {
         assert!(node.stop().success());
     }
 }
+
+#[test]
+fn a_node_that_shuts_down_leaves_nothing_counted_behind() {
+    let Some(database) = Postgres::start() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("share/dave")).expect("home");
+    let configs: Vec<_> = (0..2).map(|index| node_config(dir, index, &database)).collect();
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let users = write(
+        dir,
+        "dave.yaml",
+        &format!(
+            "users:\n  - {{ name: dave, password: \"{hash}\", home: /dave, max_sessions: 1, \
+             quota: {{ files: 10 }} }}\n"
+        ),
+    );
+    wharf_users(dir, &configs[0], &["import", users.to_str().expect("path")]);
+    let mut nodes: Vec<Running> = configs.iter().map(|config| serve(dir, config)).collect();
+    let counted = || {
+        database.psql(
+            "SELECT (SELECT count(*) FROM wharf_nodes), (SELECT count(*) FROM wharf_leases), \
+             (SELECT count(*) FROM wharf_user_leases), \
+             (SELECT coalesce(sum(files), 0) FROM wharf_quota_holds)",
+        )
+    };
+    // A session on node 0 holds a listener place and the user's only place.
+    let (_session, reply) = Control::login(nodes[0].listener("FTP"), "dave");
+    assert!(reply.starts_with("230"), "{reply}");
+    assert_eq!(counted().trim(), "2|1|1|0");
+
+    // Node 0 is told to stop while the session is open: it closes it after its grace, leaves
+    // the cluster, and nothing of it counts any more (without waiting for its heart to stop).
+    let leaving = nodes.remove(0);
+    leaving.signal(rustix::process::Signal::TERM);
+    assert!(leaving.wait_exit(NOTICE).success());
+    assert_eq!(counted().trim(), "1|0|0|0");
+    let (_, reply) = Control::login(nodes[0].listener("FTP"), "dave");
+    assert!(reply.starts_with("230"), "the user's place is free at once: {reply}");
+    for node in nodes {
+        assert!(node.stop().success());
+    }
+}
