@@ -6,7 +6,8 @@
 //! `outcome` (`ok`, `aborted`, `denied`, or an error kind such as `not_found`). Reads of
 //! metadata (stat, list, ...) are at `DEBUG`, everything else at `INFO`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_vfs::{ErrorKind, VPath};
@@ -116,6 +117,19 @@ impl Outcome {
     }
 }
 
+/// Receives every audit event and every ban as it happens, besides `tracing`: the event
+/// hooks. `tracing` subscribers are process-wide, a sink belongs to one server, so two servers
+/// in one process (tests) do not see each other's events.
+///
+/// Called on the task (or the lock-free path) that did the work: an implementation must
+/// return at once, never block or wait.
+pub trait AuditSink: Send + Sync + std::fmt::Debug {
+    /// An audit event has been emitted.
+    fn event(&self, event: &AuditEvent<'_>);
+    /// The defender banned `address` for `ban_time`; `reason` says what for.
+    fn banned(&self, address: IpAddr, ban_time: Duration, reason: &str);
+}
+
 /// Who is acting: the parts of an audit event that are the same for a whole session.
 #[derive(Debug, Clone)]
 pub struct Actor {
@@ -127,6 +141,8 @@ pub struct Actor {
     pub protocol: Protocol,
     /// Client address.
     pub peer: SocketAddr,
+    /// Where the session's events also go (the event hooks), if anywhere.
+    pub sink: Option<Arc<dyn AuditSink>>,
 }
 
 /// One audit event.
@@ -151,8 +167,11 @@ pub struct AuditEvent<'a> {
 }
 
 impl AuditEvent<'_> {
-    /// Sends the event to the `tracing` subscribers.
+    /// Sends the event to the `tracing` subscribers and to the actor's sink.
     pub fn emit(&self) {
+        if let Some(sink) = &self.actor.sink {
+            sink.event(self);
+        }
         let path = self.path.map(VPath::as_str);
         let to = self.to.map(VPath::as_str);
         let duration_ms = u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX);

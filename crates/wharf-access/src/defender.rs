@@ -270,6 +270,8 @@ pub struct Defender {
     on_ban: std::sync::OnceLock<BanHook>,
     /// See [`Defender::on_offense`].
     on_offense: std::sync::OnceLock<OffenseHook>,
+    /// See [`Defender::report_bans_to`].
+    ban_sink: std::sync::OnceLock<std::sync::Arc<dyn crate::audit::AuditSink>>,
 }
 
 impl std::fmt::Debug for Defender {
@@ -292,6 +294,22 @@ impl Defender {
             names: RandomState::new(),
             on_ban: std::sync::OnceLock::new(),
             on_offense: std::sync::OnceLock::new(),
+            ban_sink: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Tells `sink` of every ban decided from now on, by this defender or announced to it
+    /// ([`Defender::announce_ban`]); once per process, a second sink is ignored.
+    pub fn report_bans_to(&self, sink: std::sync::Arc<dyn crate::audit::AuditSink>) {
+        let _ = self.ban_sink.set(sink);
+    }
+
+    /// Tells the ban sink (if any) that `address` is banned for `ban_time`, for `reason`:
+    /// called for this defender's own bans, and by whoever decides a ban for it (the shared
+    /// scores of a cluster).
+    pub fn announce_ban(&self, address: IpAddr, ban_time: Duration, reason: &str) {
+        if let Some(sink) = self.ban_sink.get() {
+            sink.banned(address, ban_time, reason);
         }
     }
 
@@ -440,6 +458,7 @@ impl Defender {
             ban_secs = config.ban_time.as_secs(),
             "address banned on every protocol"
         );
+        self.announce_ban(addr, config.ban_time, offense.as_str());
         if let Some(hook) = self.on_ban.get() {
             let until_unix =
                 to_wall_clock(until).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -31,7 +31,7 @@ mod user_sessions;
 mod verifier;
 
 pub use admission::{Admission, AdmissionPermit, DescriptorBudget, DescriptorPermit, Refusal};
-pub use audit::{AUDIT_TARGET, Actor, Operation, Outcome};
+pub use audit::{AUDIT_TARGET, Actor, AuditEvent, AuditSink, Operation, Outcome};
 pub use budget::{MemoryBudget, MemoryConfig, MemoryConfigError, Reservation, SessionBudget};
 pub use config::{AccessConfig, UsersLoadError};
 pub use defender::{Ban, Defender, DefenderConfig, Offense, Verdict};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use wharf_vfs::{Mount, Share, Tree, VPath};
 
-use crate::audit::{Actor, AuditEvent, Operation, Outcome};
+use crate::audit::{Actor, AuditEvent, AuditSink, Operation, Outcome};
 use crate::defender::Defender;
 use crate::password::{Password, StoredHash};
 use crate::permissions::Permissions;
@@ -158,6 +158,8 @@ pub struct Authenticator {
     user_sessions: Arc<UserSessions>,
     /// Where users' sessions are also counted when the nodes of a cluster share them.
     shared_places: Option<Arc<dyn SharedPlaces>>,
+    /// Where every session's audit events also go (the event hooks).
+    audit_sink: Option<Arc<dyn AuditSink>>,
 }
 
 /// What the sessions of one user share: the quota ledger and the rate limiters.
@@ -195,6 +197,26 @@ impl Authenticator {
             shared_ledgers: None,
             user_sessions: Arc::default(),
             shared_places: None,
+            audit_sink: None,
+        }
+    }
+
+    /// This authenticator with every session's audit events, and the defender's bans, also
+    /// given to `sink` (the event hooks).
+    pub fn with_audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.defender.report_bans_to(sink.clone());
+        self.audit_sink = Some(sink);
+        self
+    }
+
+    /// Who a session of `user` (as given) from `peer` over `protocol` is in audit events.
+    pub fn actor(&self, user: String, protocol: Protocol, peer: SocketAddr) -> Actor {
+        Actor {
+            session: self.next_session_id(),
+            user,
+            protocol,
+            peer,
+            sink: self.audit_sink.clone(),
         }
     }
 
@@ -353,12 +375,7 @@ impl Authenticator {
     /// Checks a login and opens the user's session.
     pub async fn login(&self, request: LoginRequest) -> Result<Session, LoginError> {
         let started = Instant::now();
-        let actor = Actor {
-            session: self.next_session_id(),
-            user: request.user.clone(),
-            protocol: request.protocol,
-            peer: request.peer,
-        };
+        let actor = self.actor(request.user.clone(), request.protocol, request.peer);
         let user = self.users().get(&request.user).cloned();
         let checked = if self.logins_paused() {
             Err(Refusal::Paused)

@@ -49,6 +49,10 @@ pub struct WharfConfig {
     /// The Prometheus endpoint; off when absent.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Event hooks (wharf-hooks): uploads, deletes, logins, bans told to HTTP endpoints and
+    /// commands; off when absent. Read at start only.
+    #[serde(default)]
+    pub hooks: Option<wharf_hooks::HooksConfig>,
     /// FTP (wharf-ftp); off when absent.
     #[serde(default)]
     pub ftp: Option<wharf_ftp::FtpConfig>,
@@ -276,6 +280,13 @@ impl LoadedConfig {
             key,
             reason,
         })?;
+        if let Some(hooks) = &config.hooks {
+            hooks.validate().map_err(|err| ConfigError::Invalid {
+                origin: source.clone(),
+                key: "hooks",
+                reason: err.to_string(),
+            })?;
+        }
         config.data_dir = base.join(&config.data_dir);
         config.storage.root = config.data_dir.join(&config.storage.root);
         let credential_files =
@@ -296,6 +307,15 @@ impl LoadedConfig {
         }
         if let Some(tls) = config.database.as_mut().and_then(|db| db.tls.as_mut()) {
             tls.ca_file = config.data_dir.join(&tls.ca_file);
+        }
+        if let Some(hooks) = config.hooks.as_mut() {
+            hooks.spool_dir = config.data_dir.join(&hooks.spool_dir);
+            let secrets = hooks.rules.iter_mut().filter_map(|rule| rule.http.as_mut());
+            for http in secrets {
+                if let Some(secret) = http.secret_file.as_mut() {
+                    *secret = config.data_dir.join(&*secret);
+                }
+            }
         }
         Ok(LoadedConfig { config, source })
     }

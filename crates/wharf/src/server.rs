@@ -48,6 +48,8 @@ pub struct Server {
     sweepers: Vec<tokio::task::JoinHandle<()>>,
     /// This node's part in a cluster's shared database; left at shutdown.
     cluster: Option<ClusterMember>,
+    /// The event hooks, closed at shutdown once the sessions are over.
+    hooks: Option<wharf_hooks::Hooks>,
 }
 
 /// A node's part in a cluster: its session leases, removed at shutdown, and the heartbeat
@@ -152,6 +154,17 @@ impl Server {
         if let Some(cluster) = &cluster {
             authenticator = authenticator.with_shared_ledgers(Arc::new(cluster.quotas.clone()));
         }
+        let hooks = match &config.hooks {
+            Some(hooks) => Some(
+                wharf_hooks::Hooks::start(hooks, &config.data_dir)
+                    .context("starting the event hooks")?,
+            ),
+            None => None,
+        };
+        if let Some(hooks) = &hooks {
+            authenticator = authenticator.with_audit_sink(hooks.sink());
+            metrics.watch_hooks(hooks.counters());
+        }
         authenticator.defender().reconfigure(config.defender.clone());
         match Defender::load_saved(&loaded.bans_file()) {
             Ok(bans) => authenticator.defender().restore(&bans),
@@ -185,6 +198,7 @@ impl Server {
             open_files,
             sweepers: Vec::new(),
             cluster,
+            hooks,
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -328,6 +342,9 @@ impl Server {
             install_users(&self.gateway, &self.loaded.config, self.open_files, users);
         }
         self.gateway.defender().reconfigure(config.defender.clone());
+        if config.hooks != self.loaded.config.hooks {
+            tracing::warn!("the `hooks` section changed; it takes effect at the next start");
+        }
         tracing::info!(users = count, "configuration reloaded");
         Ok(())
     }
@@ -349,6 +366,10 @@ impl Server {
         let clean = self.gateway.shutdown.shut_down(grace).await;
         for task in self.tasks {
             let _ = task.await;
+        }
+        // After the sessions, so their last events are in the spool for the next start.
+        if let Some(hooks) = self.hooks {
+            hooks.close().await;
         }
         if let Some(cluster) = self.cluster {
             cluster.leave().await;

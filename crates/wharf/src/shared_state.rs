@@ -121,13 +121,20 @@ fn share_defender(database: &Database, gateway: &Arc<Gateway>) -> tokio::task::J
                 Shared::Points(address, points) => {
                     let rules = gateway.defender().settings();
                     match database.add_to_score(address, points, &rules).await {
-                        Ok(Some(ban)) => tracing::warn!(
-                            target: "wharf::defender",
-                            %address,
-                            score = ban.score,
-                            ban_secs = rules.ban_time.as_secs(),
-                            "address banned on every node: its offenses across the cluster"
-                        ),
+                        Ok(Some(ban)) => {
+                            tracing::warn!(
+                                target: "wharf::defender",
+                                %address,
+                                score = ban.score,
+                                ban_secs = rules.ban_time.as_secs(),
+                                "address banned on every node: its offenses across the cluster"
+                            );
+                            gateway.defender().announce_ban(
+                                address,
+                                rules.ban_time,
+                                "offenses across the cluster",
+                            );
+                        }
                         Ok(None) => {}
                         Err(err) => {
                             tracing::warn!(%address, error = %err, "offense not added to the cluster's score")

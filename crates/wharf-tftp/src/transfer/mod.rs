@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use wharf_access::audit::AuditEvent;
 use wharf_access::{
-    Actor, Credential, Download, Gateway, LoginError, LoginRequest, Operation, Outcome,
-    Permissions, Protocol, Upload,
+    Credential, Download, Gateway, LoginError, LoginRequest, Operation, Outcome, Permissions,
+    Protocol, Upload,
 };
 use wharf_vfs::{Error, WriteMode};
 
@@ -389,12 +389,7 @@ fn window_bytes(negotiation: &Negotiation) -> usize {
 
 /// A client no rule admits never reaches a login, but still shows in the audit log.
 fn audit_unmatched(gateway: &Gateway, peer: SocketAddr) {
-    let actor = Actor {
-        session: gateway.authenticator.next_session_id(),
-        user: "-".to_owned(),
-        protocol: Protocol::Tftp,
-        peer,
-    };
+    let actor = gateway.authenticator.actor("-".to_owned(), Protocol::Tftp, peer);
     AuditEvent {
         actor: &actor,
         op: Operation::Login,

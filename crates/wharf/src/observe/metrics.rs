@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use wharf_hooks::HookCounters;
 
 use super::record::AuditRecord;
 
@@ -13,6 +15,8 @@ type Series = (&'static str, Vec<(&'static str, String)>);
 #[derive(Debug, Default)]
 pub struct Metrics {
     values: Mutex<BTreeMap<Series, i64>>,
+    /// The event hooks' counters, read at scrape time (see [`Metrics::watch_hooks`]).
+    hooks: OnceLock<HookCounters>,
 }
 
 /// Help text and type of each metric, in output order.
@@ -24,6 +28,22 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("wharf_errors_total", "counter", "Operations that failed, by error kind."),
     ("wharf_bans_total", "counter", "Addresses banned by the defender since start."),
     ("wharf_bans_active", "gauge", "Addresses banned right now."),
+];
+
+/// Help text and type of the event hooks' metrics, by rule.
+const HOOK_FAMILIES: &[(&str, &str, &str)] = &[
+    ("wharf_hook_events_delivered_total", "counter", "Hook events delivered, by rule."),
+    (
+        "wharf_hook_attempts_failed_total",
+        "counter",
+        "Hook deliveries that failed and wait to be tried again, by rule.",
+    ),
+    (
+        "wharf_hook_events_dropped_total",
+        "counter",
+        "Hook events dropped (spool full or failing), by rule.",
+    ),
+    ("wharf_hook_events_spooled", "gauge", "Hook events waiting in the spool, by rule."),
 ];
 
 impl Metrics {
@@ -78,6 +98,25 @@ impl Metrics {
         self.add("wharf_bans_total", Vec::new(), 1);
     }
 
+    /// Renders the event hooks' counters too, read from `counters` at each scrape.
+    pub fn watch_hooks(&self, counters: HookCounters) {
+        let _ = self.hooks.set(counters);
+    }
+
+    fn render_hooks(&self, out: &mut String) {
+        let Some(counters) = self.hooks.get() else { return };
+        let rules = counters.snapshot();
+        for (index, (family, kind, help)) in HOOK_FAMILIES.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {family} {help}");
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            for rule in &rules {
+                let value =
+                    [rule.delivered, rule.failed_attempts, rule.dropped, rule.spooled][index];
+                let _ = writeln!(out, "{family}{{rule=\"{}\"}} {value}", escape(&rule.rule));
+            }
+        }
+    }
+
     /// Renders every metric; `active_bans` is read from the defender at scrape time.
     pub fn render(&self, active_bans: usize) -> String {
         let values = self.values.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,6 +143,7 @@ impl Metrics {
                 let _ = writeln!(out, "{family} 0");
             }
         }
+        self.render_hooks(&mut out);
         out
     }
 }
