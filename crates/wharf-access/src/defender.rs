@@ -495,6 +495,42 @@ impl Defender {
         bans
     }
 
+    /// Lifts the ban of `address` and forgets its score; whether it was banned.
+    pub fn lift(&self, address: IpAddr) -> bool {
+        let now = Instant::now();
+        let address = canonical_ip(address);
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let banned =
+            records.get(&address).is_some_and(|r| r.banned_until.is_some_and(|until| until > now));
+        records.remove(&address);
+        banned
+    }
+
+    /// Bans `address` for `ban_time` by an operator's decision (scored at the threshold),
+    /// told to the ban hook and the ban sink like the defender's own bans. A longer ban held
+    /// already is kept.
+    pub fn ban_by_hand(&self, address: IpAddr, ban_time: Duration) -> Ban {
+        let now = Instant::now();
+        let address = canonical_ip(address);
+        let threshold = self.config().threshold;
+        let ban = {
+            let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+            let record = records.entry(address).or_insert_with(|| Record::new(now));
+            let until = (now + ban_time).max(record.banned_until.unwrap_or(now));
+            record.banned_until = Some(until);
+            record.score = record.score.max(threshold);
+            let until_unix =
+                to_wall_clock(until).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            Ban { address, until_unix, score: record.score }
+        };
+        tracing::warn!(target: "wharf::defender", %address, ban_secs = ban_time.as_secs(), "address banned by an operator");
+        if let Some(hook) = self.on_ban.get() {
+            hook(&ban);
+        }
+        self.announce_ban(address, ban_time, "operator");
+        ban
+    }
+
     /// Restores bans saved by [`Defender::save`] (or shared by other nodes) that have not
     /// ended yet; a ban held already that ends later is kept.
     pub fn restore(&self, bans: &[Ban]) {
@@ -552,6 +588,25 @@ mod tests {
             deny: vec!["203.0.113.0/24".parse().expect("net")],
             ..DefenderConfig::default()
         })
+    }
+
+    #[test]
+    fn an_operator_bans_and_lifts_by_hand() {
+        let d = defender(6, Duration::from_secs(60));
+        let a = ip("10.0.0.9");
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = shared.clone();
+        assert!(
+            d.on_ban(Box::new(move |ban| seen.lock().expect("lock").push(ban.address))).is_ok()
+        );
+        let ban = d.ban_by_hand(a, Duration::from_secs(600));
+        assert_eq!((ban.address, ban.score), (a, 6));
+        assert!(!d.verdict(a).is_allowed());
+        assert_eq!(*shared.lock().expect("lock"), vec![a], "shared like the defender's own bans");
+        assert!(d.lift(a), "it was banned");
+        assert!(d.verdict(a).is_allowed());
+        assert!(!d.report(a, Offense::LoginFailed), "its score was forgotten too");
+        assert!(!d.lift(ip("10.0.0.10")), "nothing to lift");
     }
 
     #[test]

@@ -46,6 +46,26 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
             let _ = writeln!(out, "  warning: {warning}");
         }
     }
+    if let Some(admin) = &config.admin {
+        let tokens = crate::admin::tokens::TokensFile::load(&admin.tokens_file)
+            .context("admin.tokens_file")?;
+        let _ = writeln!(
+            out,
+            "  admin API:      http://{} ({} tokens in {})",
+            admin.listen,
+            tokens.tokens.len(),
+            admin.tokens_file.display()
+        );
+    }
+    if let Some(hooks) = &config.hooks {
+        let rules: Vec<&str> = hooks.rules.iter().map(|r| r.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  event hooks:    {} (spool {})",
+            if rules.is_empty() { "no rule".to_owned() } else { rules.join(", ") },
+            hooks.spool_dir.display()
+        );
+    }
     if let Some(database) = &config.database {
         let at = database.check().context("database")?;
         let _ = writeln!(

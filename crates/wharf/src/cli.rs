@@ -50,6 +50,32 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<UsersAction>,
     },
+    /// The admin API's tokens (the configuration's `admin.tokens_file`).
+    Token {
+        /// The configuration file.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// What `wharf token` does.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Make a token, print it once, keep only its hash (a running server takes it at its
+    /// next reload).
+    Create {
+        /// Who or what will hold it (named in the audit log).
+        #[arg(long)]
+        name: String,
+        /// What it may do.
+        #[arg(long, value_enum, default_value = "read")]
+        scope: crate::admin::tokens::Scope,
+    },
+    /// List the tokens (names, scopes, dates; never the tokens).
+    List,
 }
 
 /// What `wharf users` does.

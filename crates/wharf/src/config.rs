@@ -49,6 +49,9 @@ pub struct WharfConfig {
     /// The Prometheus endpoint; off when absent.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// The admin API (`crate::admin`); off when absent.
+    #[serde(default)]
+    pub admin: Option<crate::admin::AdminConfig>,
     /// Event hooks (wharf-hooks): uploads, deletes, logins, bans told to HTTP endpoints and
     /// commands; off when absent. Read at start only.
     #[serde(default)]
@@ -307,6 +310,9 @@ impl LoadedConfig {
         }
         if let Some(tls) = config.database.as_mut().and_then(|db| db.tls.as_mut()) {
             tls.ca_file = config.data_dir.join(&tls.ca_file);
+        }
+        if let Some(admin) = config.admin.as_mut() {
+            admin.tokens_file = config.data_dir.join(&admin.tokens_file);
         }
         if let Some(hooks) = config.hooks.as_mut() {
             hooks.spool_dir = config.data_dir.join(&hooks.spool_dir);

@@ -131,7 +131,16 @@ impl DescriptorPlan {
                 name: "metrics",
                 max_sessions: metrics.limits.max_sessions,
                 max_per_address: metrics.limits.max_sessions_per_address,
-                per_session: crate::observe::http::DESCRIPTORS_PER_CONNECTION,
+                per_session: crate::http_listener::DESCRIPTORS_PER_CONNECTION,
+            });
+        }
+        if let Some(admin) = &config.admin {
+            sockets += 1;
+            listeners.push(ListenerBudget {
+                name: "admin",
+                max_sessions: admin.limits.max_sessions,
+                max_per_address: admin.limits.max_sessions_per_address,
+                per_session: crate::http_listener::DESCRIPTORS_PER_CONNECTION,
             });
         }
         if let Some(section) = config.tftp.as_ref().filter(|tftp| !tftp.listen.is_empty()) {

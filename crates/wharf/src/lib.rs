@@ -1,6 +1,7 @@
 //! The `wharf` binary as a library: configuration, start-up and shutdown of every protocol,
 //! so end-to-end tests can run the real server in-process.
 
+pub mod admin;
 pub mod allocator;
 pub mod check;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod descriptors;
 pub mod frontends;
 pub mod hash_password;
+pub mod http_listener;
 pub mod logging;
 pub mod observe;
 pub mod provision;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use wharf::cli::{Cli, Command, UsersAction};
+use wharf::cli::{Cli, Command, TokenAction, UsersAction};
 use wharf::observe::Observers;
 use wharf::observe::log_file::LogFile;
 use wharf::observe::metrics::Metrics;
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password::run().map(|hash| println!("{hash}")),
         Command::Bans { config } => print_bans(config.as_deref()),
         Command::Users { config, action } => manage_users(config.as_deref(), action),
+        Command::Token { config, action } => manage_tokens(config.as_deref(), action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +81,38 @@ fn manage_users(
         }
     })?;
     println!("{}", summary.trim_end());
+    Ok(())
+}
+
+fn manage_tokens(config: Option<&std::path::Path>, action: TokenAction) -> anyhow::Result<()> {
+    use wharf::admin::tokens::TokensFile;
+    let loaded = LoadedConfig::load(config)?;
+    let admin = loaded
+        .config
+        .admin
+        .as_ref()
+        .context("the configuration has no `admin` section (the API is off)")?;
+    let file = &admin.tokens_file;
+    match action {
+        TokenAction::Create { name, scope } => {
+            let token = TokensFile::create(file, &name, scope)?;
+            println!("{token}");
+            eprintln!(
+                "Token {name:?} ({scope:?}) added to {}; it is shown only now. A running server \
+                 takes it at its next reload (SIGHUP or POST /api/v1/reload).",
+                file.display()
+            );
+        }
+        TokenAction::List => {
+            let tokens = TokensFile::load(file)?;
+            if tokens.tokens.is_empty() {
+                println!("No token ({}).", file.display());
+            }
+            for token in tokens.tokens {
+                println!("{}\t{:?}\t{}", token.name, token.scope, token.created);
+            }
+        }
+    }
     Ok(())
 }
 

@@ -11,7 +11,6 @@ use wharf_vfs::{LocalStorage, ObjectStorage, ObjectStoreCredentials, Share, Stor
 
 use crate::config::{ConfigSource, LoadedConfig};
 use crate::descriptors::DescriptorPlan;
-use crate::observe::http::MetricsEndpoint;
 use crate::observe::metrics::Metrics;
 use crate::provision::{DemoAccount, provision_users};
 
@@ -50,6 +49,8 @@ pub struct Server {
     cluster: Option<ClusterMember>,
     /// The event hooks, closed at shutdown once the sessions are over.
     hooks: Option<wharf_hooks::Hooks>,
+    /// The admin API's tokens (replaced at a reload) and the reloads it asks for.
+    admin: Option<crate::admin::AdminHandles>,
 }
 
 /// A node's part in a cluster: its session leases, removed at shutdown, and the heartbeat
@@ -199,6 +200,7 @@ impl Server {
             sweepers: Vec::new(),
             cluster,
             hooks,
+            admin: None,
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -219,9 +221,10 @@ impl Server {
         if let Some(metrics_config) = server.loaded.config.metrics.clone() {
             let addr = listen_addrs(&[metrics_config.listen])[0];
             let limits = metrics_config.limits.into();
-            let endpoint = MetricsEndpoint::bind(addr, limits, metrics, server.gateway.clone())
-                .await
-                .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+            let endpoint =
+                crate::observe::http::bind(addr, limits, metrics.clone(), server.gateway.clone())
+                    .await
+                    .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
             let bound = endpoint.local_addr()?;
             server.listeners.push(ListenerInfo {
                 protocol: "metrics",
@@ -229,6 +232,36 @@ impl Server {
                 example: format!("curl http://{bound}/metrics"),
             });
             server.tasks.push(tokio::spawn(endpoint.run()));
+        }
+        if let Some(admin_config) = server.loaded.config.admin.clone() {
+            let addr = listen_addrs(&[admin_config.listen])[0];
+            let tokens = crate::admin::tokens::TokensFile::load(&admin_config.tokens_file)?;
+            let tokens = crate::admin::tokens::Tokens::of(&tokens);
+            if tokens.is_empty() {
+                tracing::warn!(file = %admin_config.tokens_file.display(), "the admin API has no token yet; make one with `wharf token create`");
+            }
+            let clustered = server.cluster.is_some();
+            let gateway = server.gateway.clone();
+            let (endpoint, handles) = crate::admin::bind(
+                &admin_config,
+                addr,
+                tokens,
+                metrics.clone(),
+                gateway,
+                clustered,
+            )
+            .await
+            .with_context(|| format!("binding the admin API on {addr}"))?;
+            let bound = endpoint.local_addr()?;
+            server.listeners.push(ListenerInfo {
+                protocol: "admin",
+                addr: bound,
+                example: format!(
+                    "curl -H 'Authorization: Bearer <token>' http://{bound}/api/v1/version"
+                ),
+            });
+            server.tasks.push(tokio::spawn(endpoint.run()));
+            server.admin = Some(handles);
         }
         // Temporary files a crash left in the share are removed from the start on, off the
         // async workers, a bounded number of folder entries at a time.
@@ -341,7 +374,19 @@ impl Server {
         if let Some(users) = users {
             install_users(&self.gateway, &self.loaded.config, self.open_files, users);
         }
+        let tokens = match (&self.admin, &config.admin) {
+            (Some(_), Some(admin)) => Some(
+                crate::admin::tokens::TokensFile::load(&admin.tokens_file)
+                    .context("reloading the admin API's tokens")?,
+            ),
+            _ => None,
+        };
         self.gateway.defender().reconfigure(config.defender.clone());
+        if let (Some(admin), Some(tokens)) = (&self.admin, tokens) {
+            let tokens = crate::admin::tokens::Tokens::of(&tokens);
+            tracing::info!(tokens = tokens.len(), "admin API tokens reloaded");
+            *admin.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+        }
         if config.hooks != self.loaded.config.hooks {
             tracing::warn!("the `hooks` section changed; it takes effect at the next start");
         }
@@ -378,15 +423,26 @@ impl Server {
     }
 
     /// Serves until SIGINT or SIGTERM (reloading on SIGHUP), then shuts down.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
         let mut terminate =
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
         let mut save_bans = tokio::time::interval(std::time::Duration::from_secs(30));
+        let mut api_reloads = self
+            .admin
+            .as_mut()
+            .map(|admin| std::mem::replace(&mut admin.reloads, tokio::sync::mpsc::channel(1).1));
         loop {
             tokio::select! {
+                Some(reply) = async { api_reloads.as_mut()?.recv().await } => {
+                    let outcome = self.reload().map(|()| "configuration reloaded".to_owned());
+                    if let Err(err) = &outcome {
+                        tracing::error!(error = %format!("{err:#}"), "reload failed; keeping the previous configuration");
+                    }
+                    let _ = reply.send(outcome.map_err(|err| format!("{err:#}")));
+                }
                 _ = save_bans.tick() => self.save_bans(),
                 _ = interrupt.recv() => break,
                 _ = terminate.recv() => break,

@@ -1,0 +1,287 @@
+//! The admin API on the real binary, driven by curl: tokens made by `wharf token create`, who
+//! may call what, every call audited, bans made and lifted, reloads, metrics, and the OpenAPI
+//! document — validated, and every route it documents exercised here.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Running, closes_unanswered, connect_from, serve, wharf, write, write_alice};
+use wharf_testkit::{require_tool, run_bounded};
+
+/// How long one curl call may take.
+const CALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// The address the tests ban: FTP connections come from it, API calls from 127.0.0.1 (a
+/// banned address could not reach the API to lift its own ban).
+const BANNED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+struct Api {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+    server: Running,
+    admin: String,
+    reader: String,
+}
+
+/// One answer: status and body.
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|err| panic!("{err}: {}", self.body))
+    }
+
+    fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// `wharf token create` in `dir`; returns the token it printed.
+fn create_token(dir: &Path, config: &Path, name: &str, scope: &str) -> String {
+    let mut command = wharf(dir);
+    command.args(["token", "create", "--name", name, "--scope", scope, "--config"]).arg(config);
+    let output = run_bounded(&mut command, CALL_LIMIT);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(token.starts_with("wharf_") && token.len() == 70, "{token}");
+    token
+}
+
+impl Api {
+    fn start() -> Option<Api> {
+        require_tool("curl")?;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        write_alice(tmp.path());
+        let config = write(
+            tmp.path(),
+            "wharf.yaml",
+            "data_dir: data\n\
+             access: { users_file: users.yaml, login_failure_delay: 10ms }\n\
+             log: { audit_file: logs/audit.jsonl }\n\
+             ftp: { listen: [\"127.0.0.1:0\"] }\n\
+             admin: { listen: \"127.0.0.1:0\" }\n",
+        );
+        let admin = create_token(tmp.path(), &config, "ops", "admin");
+        let reader = create_token(tmp.path(), &config, "dashboard", "read");
+        let tokens =
+            std::fs::read_to_string(tmp.path().join("data/api-tokens.yaml")).expect("file");
+        assert!(!tokens.contains(&admin) && !tokens.contains(&reader), "only hashes are kept");
+        let server = serve(tmp.path(), &config);
+        Some(Api { tmp, config, server, admin, reader })
+    }
+
+    fn base(&self) -> SocketAddr {
+        self.server.listener("admin")
+    }
+
+    /// Calls `method path` with `token` (if any) and `body` (JSON, if any).
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+        let mut command = Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--max-time", "20", "-X", method])
+            .args(["--write-out", "\n%{http_code}"])
+            .arg(format!("http://{}{path}", self.base()));
+        if let Some(token) = token {
+            command.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        if let Some(body) = body {
+            command.args(["-H", "Content-Type: application/json", "--data", body]);
+        }
+        let output = run_bounded(&mut command, CALL_LIMIT);
+        assert!(output.status.success(), "curl: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').expect("a status line");
+        Answer { status: status.trim().parse().expect("a status"), body: body.to_owned() }
+    }
+
+    /// Waits (bounded) for the audit log to hold a line with every one of `needles`.
+    fn audited(&self, needles: &[&str]) -> String {
+        let log = self.tmp.path().join("data/logs/audit.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < deadline, "no audit line with {needles:?}:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Whether an FTP client from [`BANNED`] is greeted (a banned one is closed at accept).
+fn ftp_greets_banned_address(server: &Running) -> bool {
+    use std::io::Read as _;
+    let mut stream = connect_from(BANNED, server.listener("FTP"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut first = [0u8; 3];
+    match stream.read(&mut first) {
+        Ok(3) => &first == b"220",
+        _ => {
+            assert!(closes_unanswered(&mut stream));
+            false
+        }
+    }
+}
+
+#[test]
+fn a_call_without_a_token_is_refused_and_audited_and_a_read_token_cannot_write() {
+    let Some(api) = Api::start() else { return };
+    let refused = api.call("GET", "/api/v1/bans", None, None);
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (401, "unauthorized"),
+        "{}",
+        refused.body
+    );
+    api.audited(&[
+        "\"protocol\":\"admin\"",
+        "\"user\":\"-\"",
+        "\"outcome\":\"denied\"",
+        "GET /api/v1/bans 401",
+    ]);
+    let wrong = api.call("GET", "/api/v1/bans", Some("wharf_not-a-token"), None);
+    assert_eq!(wrong.status, 401);
+
+    let read = api.call("GET", "/api/v1/bans", Some(&api.reader), None);
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json(), serde_json::json!([]));
+    api.audited(&["\"user\":\"dashboard\"", "\"outcome\":\"ok\"", "GET /api/v1/bans 200"]);
+    for (method, path, body) in [
+        ("POST", "/api/v1/bans", Some("{\"address\":\"192.0.2.1\"}")),
+        ("DELETE", "/api/v1/bans/192.0.2.1", None),
+        ("POST", "/api/v1/reload", None),
+    ] {
+        let answer = api.call(method, path, Some(&api.reader), body);
+        assert_eq!((answer.status, answer.code().as_str()), (403, "forbidden"), "{method} {path}");
+    }
+    api.audited(&["\"user\":\"dashboard\"", "\"outcome\":\"denied\"", "POST /api/v1/reload 403"]);
+    let bans = api.call("GET", "/api/v1/bans", Some(&api.admin), None);
+    assert_eq!(bans.json(), serde_json::json!([]), "the read-only token changed nothing");
+}
+
+#[test]
+fn a_ban_made_through_the_api_holds_and_lifting_it_lets_the_address_in() {
+    let Some(api) = Api::start() else { return };
+    assert!(ftp_greets_banned_address(&api.server), "not banned yet");
+    let made = api.call(
+        "POST",
+        "/api/v1/bans",
+        Some(&api.admin),
+        Some(&format!("{{\"address\":\"{BANNED}\",\"duration_secs\":600}}")),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.json()["address"], BANNED.to_string());
+    assert!(!ftp_greets_banned_address(&api.server), "banned on FTP");
+    let listed = api.call("GET", "/api/v1/bans", Some(&api.reader), None).json();
+    assert_eq!(listed[0]["address"], BANNED.to_string(), "{listed}");
+
+    let lifted = api.call("DELETE", &format!("/api/v1/bans/{BANNED}"), Some(&api.admin), None);
+    assert_eq!(lifted.status, 204, "{}", lifted.body);
+    assert!(ftp_greets_banned_address(&api.server), "let in again");
+    let again = api.call("DELETE", &format!("/api/v1/bans/{BANNED}"), Some(&api.admin), None);
+    assert_eq!((again.status, again.code().as_str()), (404, "not_found"));
+    for bad in
+        ["{\"address\":\"nowhere\"}", "{\"address\":\"10.0.0.1\",\"duration_secs\":0}", "not json"]
+    {
+        let answer = api.call("POST", "/api/v1/bans", Some(&api.admin), Some(bad));
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (400, "bad_request"),
+            "{bad}: {}",
+            answer.body
+        );
+    }
+}
+
+#[test]
+fn a_reload_through_the_api_takes_new_tokens_and_a_bad_one_changes_nothing() {
+    let Some(api) = Api::start() else { return };
+    let late = create_token(api.tmp.path(), &api.config, "late", "read");
+    assert_eq!(api.call("GET", "/api/v1/version", Some(&late), None).status, 401, "not yet");
+    let reloaded = api.call("POST", "/api/v1/reload", Some(&api.admin), None);
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let version = api.call("GET", "/api/v1/version", Some(&late), None);
+    assert_eq!(version.json()["version"], env!("CARGO_PKG_VERSION"));
+
+    let users = api.tmp.path().join("data/users.yaml");
+    let good = std::fs::read_to_string(&users).expect("users");
+    std::fs::write(&users, "users: [ { name: broken, password: plaintext } ]\n").expect("write");
+    let refused = api.call("POST", "/api/v1/reload", Some(&api.admin), None);
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (422, "reload_failed"),
+        "{}",
+        refused.body
+    );
+    std::fs::write(&users, good).expect("write");
+    assert_eq!(api.call("GET", "/api/v1/version", Some(&late), None).status, 200, "still served");
+}
+
+#[test]
+fn the_openapi_document_validates_and_every_route_it_documents_answers() {
+    let Some(api) = Api::start() else { return };
+    let document = api.call("GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(document.status, 200);
+    let spec = document.json();
+    let documented: BTreeSet<(String, String)> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = item.as_object().expect("a path item").keys().cloned();
+            methods.map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+
+    // The document is a valid OpenAPI document, by an independent validator.
+    let file = api.tmp.path().join("openapi.json");
+    std::fs::write(&file, &document.body).expect("write");
+    if let Some(validator) = require_tool("openapi-spec-validator") {
+        let output = run_bounded(Command::new(validator).arg(&file), CALL_LIMIT);
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    // Every documented route, called as documented, answers as documented.
+    let ban = "{\"address\":\"192.0.2.9\",\"duration_secs\":60}";
+    let calls: [(&str, &str, &str, Option<&str>, u16); 9] = [
+        ("GET", "/health", "/health", None, 200),
+        ("GET", "/ready", "/ready", None, 200),
+        ("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", None, 200),
+        ("GET", "/metrics", "/metrics", None, 200),
+        ("GET", "/api/v1/version", "/api/v1/version", None, 200),
+        ("POST", "/api/v1/bans", "/api/v1/bans", Some(ban), 201),
+        ("GET", "/api/v1/bans", "/api/v1/bans", None, 200),
+        ("DELETE", "/api/v1/bans/{address}", "/api/v1/bans/192.0.2.9", None, 204),
+        ("POST", "/api/v1/reload", "/api/v1/reload", None, 200),
+    ];
+    let mut exercised = BTreeSet::new();
+    for (method, documented_path, path, body, status) in calls {
+        let answer = api.call(method, path, Some(&api.admin), body);
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
+        let responses = &spec["paths"][documented_path][method.to_lowercase()]["responses"];
+        assert!(
+            responses[status.to_string()].is_object(),
+            "{method} {documented_path}: {status} not documented"
+        );
+        exercised.insert((method.to_owned(), documented_path.to_owned()));
+    }
+    assert_eq!(exercised, documented, "every documented route is exercised, and only those");
+    let metrics = api.call("GET", "/metrics", Some(&api.reader), None);
+    assert!(metrics.body.contains("# TYPE wharf_logins_total counter"), "{}", metrics.body);
+    let unknown = api.call("GET", "/api/v1/nothing", Some(&api.reader), None);
+    assert_eq!((unknown.status, unknown.code().as_str()), (404, "not_found"));
+}
