@@ -1,8 +1,14 @@
 //! curl moving many files over one control connection (`curl -K list`, `curl -T "{a,b,...}"`),
-//! on the real binary, over FTP and explicit FTPS. curl before 8.7 waits a whole second for a
-//! data connection when the reply to `EPSV` is already there the first time it looks, which a
-//! server on the same host used to make happen for most files (`ftp.passive_reply_delay`,
-//! docs/protocols/ftp.md). Each run must take a small part of what one-second waits add up to.
+//! on the real binary, over FTP and explicit FTPS: every file arrives whole, in both
+//! directions, however the client paces its data connections.
+//!
+//! curl before 8.7 waits a whole second for a data connection when the reply to `EPSV` is
+//! already there the first time it looks, which a server on the same host used to make
+//! happen for most files (`ftp.passive_reply_delay`, docs/protocols/ftp.md). That the reply is
+//! held is tested without a clock's help in `crates/wharf-ftp/tests/data_connections.rs`;
+//! how fast curl then goes is the benchmark's to measure, not a test's: on a loaded machine a
+//! client may miss any hold this short, and a time bound here failed runs that were correct.
+//! The runs print how long they took.
 
 mod common;
 
@@ -20,14 +26,8 @@ const UPLOADS: usize = 50;
 /// Bytes in each file.
 const FILE_SIZE: usize = 4096;
 
-/// What each run may take. Before, a third or more of the files waited one second each
-/// (over a minute for the downloads, a quarter of a minute for the uploads); now each file
-/// takes a few milliseconds.
-const DOWNLOAD_LIMIT: Duration = Duration::from_secs(20);
-const UPLOAD_LIMIT: Duration = Duration::from_secs(5);
-
-/// How long curl may run before the test gives up on it (far above the limits: a failure
-/// then reports how long the run took).
+/// How long curl may run before the test gives up on it (far above what one-second waits for
+/// every file would add up to).
 const CURL_BOUND: Duration = Duration::from_secs(300);
 
 /// A server with FTP (and `AUTH TLS` on it) serving alice's `many/` folder of [`DOWNLOADS`]
@@ -63,19 +63,17 @@ fn curl(tls: bool) -> Option<Command> {
     Some(command)
 }
 
-/// Runs `command` and returns how long it took; fails the test if curl failed.
-fn timed(what: &str, mut command: Command) -> Duration {
+/// Runs `command` and prints how long it took; fails the test if curl failed.
+fn timed(what: &str, mut command: Command) {
     let started = Instant::now();
     let output = run_bounded(&mut command, CURL_BOUND);
-    let took = started.elapsed();
-    eprintln!("{what}: {took:?}");
+    eprintln!("{what}: {:?}", started.elapsed());
     assert!(
         output.status.success(),
         "{what} failed ({})\nstderr: {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    took
 }
 
 fn downloads_over_one_connection(tls: bool) {
@@ -92,14 +90,13 @@ fn downloads_over_one_connection(tls: bool) {
     let list = write(tmp.path(), "list.curl", &list);
     command.arg("--create-dirs").arg("--config").arg(&list);
     let what = format!("curl -K of {DOWNLOADS} downloads (tls: {tls})");
-    let took = timed(&what, command);
+    timed(&what, command);
     let share = tmp.path().join("data/share/alice/many");
     for index in 0..DOWNLOADS {
         let name = format!("{index:03}.bin");
         let got = std::fs::read(out.join(&name)).expect("downloaded");
         assert!(got == std::fs::read(share.join(&name)).expect("stored"), "{name}");
     }
-    assert!(took < DOWNLOAD_LIMIT, "{what} took {took:?}, more than {DOWNLOAD_LIMIT:?}");
 }
 
 fn uploads_over_one_connection(tls: bool) {
@@ -118,18 +115,16 @@ fn uploads_over_one_connection(tls: bool) {
     let url = format!("ftp://{}/up/", server.listener("FTP"));
     command.arg("--ftp-create-dirs").arg("-T").arg(format!("{{{}}}", names.join(","))).arg(url);
     let what = format!("curl -T of {UPLOADS} uploads (tls: {tls})");
-    let took = timed(&what, command);
+    timed(&what, command);
     let stored = tmp.path().join("data/share/alice/up");
     for source in &sources {
         let name = source.file_name().expect("name");
         let got = std::fs::read(stored.join(name)).expect("uploaded");
         assert!(got == std::fs::read(source).expect("source"), "{name:?}");
     }
-    assert!(took < UPLOAD_LIMIT, "{what} took {took:?}, more than {UPLOAD_LIMIT:?}");
 }
 
-/// One test, so that its runs do not compete with each other for the CPU: a client that is
-/// not running when its reply arrives is what the hold cannot help.
+/// One test, so that its runs do not compete with each other for the CPU.
 #[test]
 fn curl_moves_many_files_over_one_connection() {
     downloads_over_one_connection(false);
