@@ -56,6 +56,36 @@ impl Database {
         Ok(UserDb::from_configs(configs)?)
     }
 
+    /// Every user's definition as stored (a users-file entry as JSON), by name.
+    pub async fn user_definitions(&self) -> Result<Vec<(String, Value)>, DbError> {
+        let client = self.client().await?;
+        let rows =
+            client.query("SELECT name, definition FROM wharf_users ORDER BY name", &[]).await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    /// Stores `definition` (a users-file entry as JSON, validated first) as user `name`'s;
+    /// whether the user is new. Every node follows (the change is notified).
+    pub async fn put_user(&self, name: &str, definition: &Value) -> Result<bool, DbError> {
+        UserDb::from_configs([user_config(name, definition.clone())?])?;
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "INSERT INTO wharf_users (name, definition) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET definition = EXCLUDED.definition, \
+                 updated_at = now() RETURNING (xmax = 0)",
+                &[&name, definition],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Removes user `name`; whether there was one. Every node follows.
+    pub async fn delete_user(&self, name: &str) -> Result<bool, DbError> {
+        let client = self.client().await?;
+        Ok(client.execute("DELETE FROM wharf_users WHERE name = $1", &[&name]).await? > 0)
+    }
+
     /// Adds or replaces the users of a users file's text (`users: [...]`), in one
     /// transaction: every user is validated first, and one bad user changes nothing. Users
     /// in the database but not in the file are left as they are.

@@ -12,9 +12,11 @@ pub mod hash_password;
 pub mod http_listener;
 pub mod logging;
 pub mod observe;
+pub mod private_file;
 pub mod provision;
 pub mod server;
 pub mod shared_state;
+pub mod user_store;
 pub mod users;
 
 pub use config::{LoadedConfig, WharfConfig};

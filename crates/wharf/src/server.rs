@@ -9,10 +9,12 @@ use wharf_access::{Authenticator, Defender, Gateway, MemoryBudget, ProxyProtocol
 use wharf_vfs::object::MultipartSweeper;
 use wharf_vfs::{LocalStorage, ObjectStorage, ObjectStoreCredentials, Share, StorageConfig, VPath};
 
+use crate::admin::Control;
 use crate::config::{ConfigSource, LoadedConfig};
 use crate::descriptors::DescriptorPlan;
 use crate::observe::metrics::Metrics;
 use crate::provision::{DemoAccount, provision_users};
+use crate::user_store::{Applied, UserChange, UserStore, UserStoreError};
 
 /// Set to `1` to bind every listener of the configuration on port 0 (the kernel picks free
 /// ports, printed in the banner): how tests run the embedded default without fixed ports.
@@ -49,8 +51,10 @@ pub struct Server {
     cluster: Option<ClusterMember>,
     /// The event hooks, closed at shutdown once the sessions are over.
     hooks: Option<wharf_hooks::Hooks>,
-    /// The admin API's tokens (replaced at a reload) and the reloads it asks for.
+    /// The admin API's tokens (replaced at a reload) and what it asks of the signal loop.
     admin: Option<crate::admin::AdminHandles>,
+    /// Where the admin API's user changes go.
+    user_store: Option<UserStore>,
 }
 
 /// A node's part in a cluster: its session leases, removed at shutdown, and the heartbeat
@@ -201,6 +205,7 @@ impl Server {
             cluster,
             hooks,
             admin: None,
+            user_store: None,
         };
         let (ftp, ftps) = (server.loaded.config.ftp.clone(), server.loaded.config.ftps.clone());
         if ftp.is_some() || ftps.is_some() {
@@ -240,7 +245,11 @@ impl Server {
             if tokens.is_empty() {
                 tracing::warn!(file = %admin_config.tokens_file.display(), "the admin API has no token yet; make one with `wharf token create`");
             }
-            let clustered = server.cluster.is_some();
+            let users = match (&database, server.loaded.users_file()) {
+                (Some(database), _) => UserStore::Database(Box::new(database.clone())),
+                (None, Some(file)) => UserStore::File(file.to_owned()),
+                (None, None) => UserStore::Inline,
+            };
             let gateway = server.gateway.clone();
             let (endpoint, handles) = crate::admin::bind(
                 &admin_config,
@@ -248,7 +257,7 @@ impl Server {
                 tokens,
                 metrics.clone(),
                 gateway,
-                clustered,
+                users.clone(),
             )
             .await
             .with_context(|| format!("binding the admin API on {addr}"))?;
@@ -262,6 +271,7 @@ impl Server {
             });
             server.tasks.push(tokio::spawn(endpoint.run()));
             server.admin = Some(handles);
+            server.user_store = Some(users);
         }
         // Temporary files a crash left in the share are removed from the start on, off the
         // async workers, a bounded number of folder entries at a time.
@@ -394,6 +404,37 @@ impl Server {
         Ok(())
     }
 
+    /// Carries out what the admin API asked, between signals.
+    async fn carry_out(&self, request: Control) {
+        match request {
+            Control::Reload(reply) => {
+                let outcome = self.reload().map(|()| "configuration reloaded".to_owned());
+                if let Err(err) = &outcome {
+                    tracing::error!(error = %format!("{err:#}"), "reload failed; keeping the previous configuration");
+                }
+                let _ = reply.send(outcome.map_err(|err| format!("{err:#}")));
+            }
+            Control::Users(change, reply) => {
+                let _ = reply.send(self.change_user(&change).await);
+            }
+        }
+    }
+
+    /// Makes `change` where users are kept; a users file is then reloaded to apply it (the
+    /// database's nodes follow it by themselves).
+    async fn change_user(
+        &self,
+        change: &UserChange,
+    ) -> Result<(Applied, serde_json::Value), UserStoreError> {
+        let store = self.user_store.as_ref().unwrap_or(&UserStore::Inline);
+        let outcome = store.apply(change).await?;
+        tracing::info!(user = change.name(), change = ?outcome.0, "user changed through the admin API");
+        if let UserStore::File(_) = store {
+            self.reload().map_err(|err| UserStoreError::ReloadFailed(format!("{err:#}")))?;
+        }
+        Ok(outcome)
+    }
+
     fn save_bans(&self) {
         if let Err(err) = self.gateway.defender().save(&self.loaded.bans_file()) {
             tracing::warn!(error = %err, "could not save the defender's bans");
@@ -430,18 +471,14 @@ impl Server {
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
         let mut save_bans = tokio::time::interval(std::time::Duration::from_secs(30));
-        let mut api_reloads = self
+        let mut api_requests = self
             .admin
             .as_mut()
-            .map(|admin| std::mem::replace(&mut admin.reloads, tokio::sync::mpsc::channel(1).1));
+            .map(|admin| std::mem::replace(&mut admin.control, tokio::sync::mpsc::channel(1).1));
         loop {
             tokio::select! {
-                Some(reply) = async { api_reloads.as_mut()?.recv().await } => {
-                    let outcome = self.reload().map(|()| "configuration reloaded".to_owned());
-                    if let Err(err) = &outcome {
-                        tracing::error!(error = %format!("{err:#}"), "reload failed; keeping the previous configuration");
-                    }
-                    let _ = reply.send(outcome.map_err(|err| format!("{err:#}")));
+                Some(request) = async { api_requests.as_mut()?.recv().await } => {
+                    self.carry_out(request).await;
                 }
                 _ = save_bans.tick() => self.save_bans(),
                 _ = interrupt.recv() => break,

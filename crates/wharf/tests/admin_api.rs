@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Running, closes_unanswered, connect_from, serve, wharf, write, write_alice};
-use wharf_testkit::{require_tool, run_bounded};
+use wharf_testkit::{TEST_PASSWORD, require_tool, run_bounded};
 
 /// How long one curl call may take.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
@@ -24,8 +24,17 @@ struct Api {
     tmp: tempfile::TempDir,
     config: PathBuf,
     server: Running,
+    client: Client,
     admin: String,
     reader: String,
+}
+
+/// Where the clients go (shareable between the threads of a test, unlike the server).
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    admin: SocketAddr,
+    ftp: SocketAddr,
+    sftp: SocketAddr,
 }
 
 /// One answer: status and body.
@@ -67,6 +76,8 @@ impl Api {
              access: { users_file: users.yaml, login_failure_delay: 10ms }\n\
              log: { audit_file: logs/audit.jsonl }\n\
              ftp: { listen: [\"127.0.0.1:0\"] }\n\
+             ftps: { implicit_listen: [] }\n\
+             sftp: { listen: [\"127.0.0.1:0\"] }\n\
              admin: { listen: \"127.0.0.1:0\" }\n",
         );
         let admin = create_token(tmp.path(), &config, "ops", "admin");
@@ -75,20 +86,28 @@ impl Api {
             std::fs::read_to_string(tmp.path().join("data/api-tokens.yaml")).expect("file");
         assert!(!tokens.contains(&admin) && !tokens.contains(&reader), "only hashes are kept");
         let server = serve(tmp.path(), &config);
-        Some(Api { tmp, config, server, admin, reader })
+        let client = Client {
+            admin: server.listener("admin"),
+            ftp: server.listener("FTP"),
+            sftp: server.listener("SFTP"),
+        };
+        Some(Api { tmp, config, server, client, admin, reader })
     }
 
-    fn base(&self) -> SocketAddr {
-        self.server.listener("admin")
+    /// Calls `method path` with `token` (if any) and `body` (JSON, if any).
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+        self.client.call(method, path, token, body)
     }
+}
 
+impl Client {
     /// Calls `method path` with `token` (if any) and `body` (JSON, if any).
     fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
         let mut command = Command::new("curl");
         command
             .args(["--silent", "--show-error", "--max-time", "20", "-X", method])
             .args(["--write-out", "\n%{http_code}"])
-            .arg(format!("http://{}{path}", self.base()));
+            .arg(format!("http://{}{path}", self.admin));
         if let Some(token) = token {
             command.args(["-H", &format!("Authorization: Bearer {token}")]);
         }
@@ -102,6 +121,25 @@ impl Api {
         Answer { status: status.trim().parse().expect("a status"), body: body.to_owned() }
     }
 
+    /// curl logging in as `user` with `password` and listing `/` over `protocol` (`ftp`,
+    /// `ftps` for explicit FTPS, `sftp`); whether it succeeded.
+    fn lists(&self, protocol: &str, user: &str, password: &str) -> bool {
+        let (scheme, at, extra): (&str, SocketAddr, &[&str]) = match protocol {
+            "ftp" => ("ftp", self.ftp, &[]),
+            "ftps" => ("ftp", self.ftp, &["--ssl-reqd", "--insecure"]),
+            _ => ("sftp", self.sftp, &["--insecure"]),
+        };
+        let mut command = Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--max-time", "20", "--user"])
+            .arg(format!("{user}:{password}"))
+            .args(extra)
+            .arg(format!("{scheme}://{at}/"));
+        run_bounded(&mut command, CALL_LIMIT).status.success()
+    }
+}
+
+impl Api {
     /// Waits (bounded) for the audit log to hold a line with every one of `needles`.
     fn audited(&self, needles: &[&str]) -> String {
         let log = self.tmp.path().join("data/logs/audit.jsonl");
@@ -257,7 +295,8 @@ fn the_openapi_document_validates_and_every_route_it_documents_answers() {
 
     // Every documented route, called as documented, answers as documented.
     let ban = "{\"address\":\"192.0.2.9\",\"duration_secs\":60}";
-    let calls: [(&str, &str, &str, Option<&str>, u16); 9] = [
+    let user = "{\"home\":\"bob\",\"passwordless\":true,\"protocols\":[\"tftp\"]}";
+    let calls: [(&str, &str, &str, Option<&str>, u16); 14] = [
         ("GET", "/health", "/health", None, 200),
         ("GET", "/ready", "/ready", None, 200),
         ("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", None, 200),
@@ -267,6 +306,11 @@ fn the_openapi_document_validates_and_every_route_it_documents_answers() {
         ("GET", "/api/v1/bans", "/api/v1/bans", None, 200),
         ("DELETE", "/api/v1/bans/{address}", "/api/v1/bans/192.0.2.9", None, 204),
         ("POST", "/api/v1/reload", "/api/v1/reload", None, 200),
+        ("PUT", "/api/v1/users/{name}", "/api/v1/users/bob", Some(user), 201),
+        ("GET", "/api/v1/users", "/api/v1/users", None, 200),
+        ("GET", "/api/v1/users/{name}", "/api/v1/users/bob", None, 200),
+        ("PATCH", "/api/v1/users/{name}", "/api/v1/users/bob", Some("{\"disabled\":true}"), 200),
+        ("DELETE", "/api/v1/users/{name}", "/api/v1/users/bob", None, 204),
     ];
     let mut exercised = BTreeSet::new();
     for (method, documented_path, path, body, status) in calls {
@@ -284,4 +328,121 @@ fn the_openapi_document_validates_and_every_route_it_documents_answers() {
     assert!(metrics.body.contains("# TYPE wharf_logins_total counter"), "{}", metrics.body);
     let unknown = api.call("GET", "/api/v1/nothing", Some(&api.reader), None);
     assert_eq!((unknown.status, unknown.code().as_str()), (404, "not_found"));
+}
+
+#[test]
+fn a_user_made_through_the_api_logs_in_on_every_protocol_until_disabled_or_deleted() {
+    let Some(api) = Api::start() else { return };
+    let password = "partner-Pa55word";
+    let body = format!(
+        "{{\"home\":\"partners/acme\",\"protocols\":[\"ftp\",\"sftp\"],\"password_plaintext\":\"{password}\"}}"
+    );
+    let made = api.call("PUT", "/api/v1/users/acme", Some(&api.admin), Some(&body));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let user = made.json();
+    assert_eq!((user["name"].as_str(), user["has_password"].as_bool()), (Some("acme"), Some(true)));
+    assert!(user.get("password").is_none() && user.get("password_plaintext").is_none(), "{user}");
+    let stored =
+        std::fs::read_to_string(api.tmp.path().join("data/users.yaml")).expect("users file");
+    assert!(stored.contains("$argon2id$") && !stored.contains(password), "hashed before stored");
+
+    // The three protocols at once, each its own session of the new user.
+    let client = api.client;
+    let logged_in: Vec<bool> = std::thread::scope(|scope| {
+        let logins: Vec<_> = ["ftp", "ftps", "sftp"]
+            .into_iter()
+            .map(|protocol| scope.spawn(move || client.lists(protocol, "acme", password)))
+            .collect();
+        logins.into_iter().map(|login| login.join().expect("login thread")).collect()
+    });
+    assert_eq!(logged_in, [true, true, true], "FTP, FTPS, SFTP");
+    let listed = api.call("GET", "/api/v1/users/acme", Some(&api.reader), None);
+    assert_eq!(listed.json()["home"], "partners/acme");
+
+    let disabled =
+        api.call("PATCH", "/api/v1/users/acme", Some(&api.admin), Some("{\"disabled\":true}"));
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    assert_eq!(disabled.json()["disabled"], true);
+    assert!(!client.lists("ftp", "acme", password), "a disabled user cannot log in");
+    assert!(!client.lists("sftp", "acme", password), "on any protocol");
+    let enabled =
+        api.call("PATCH", "/api/v1/users/acme", Some(&api.admin), Some("{\"disabled\":null}"));
+    assert_eq!(enabled.status, 200);
+    assert!(client.lists("ftp", "acme", password), "enabled again");
+
+    let bad = api.call(
+        "PATCH",
+        "/api/v1/users/acme",
+        Some(&api.admin),
+        Some("{\"password\":\"plaintext\"}"),
+    );
+    assert_eq!((bad.status, bad.code().as_str()), (400, "bad_request"), "{}", bad.body);
+    assert!(client.lists("ftp", "acme", password), "a refused change changed nothing");
+    assert_eq!(api.call("DELETE", "/api/v1/users/acme", Some(&api.admin), None).status, 204);
+    assert!(!client.lists("ftp", "acme", password), "deleted");
+    let gone = api.call("GET", "/api/v1/users/acme", Some(&api.reader), None);
+    assert_eq!((gone.status, gone.code().as_str()), (404, "not_found"));
+}
+
+#[test]
+fn fifty_api_changes_racing_reloads_and_logins_all_land_in_a_users_file_that_parses() {
+    let Some(api) = Api::start() else { return };
+    const CHANGES: usize = 50;
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (client, admin) = (api.client, api.admin.as_str());
+    let pid = rustix::process::Pid::from_raw(api.server.process.0.id() as i32).expect("pid");
+    let (statuses, reloads, logins) = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..5)
+            .map(|writer| {
+                let hash = &hash;
+                scope.spawn(move || {
+                    (0..CHANGES / 5)
+                        .map(|n| {
+                            let name = format!("u{}", writer * 10 + n);
+                            let body = format!("{{\"home\":\"{name}\",\"password\":\"{hash}\"}}");
+                            let path = format!("/api/v1/users/{name}");
+                            client.call("PUT", &path, Some(admin), Some(&body)).status
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        let signals = scope.spawn(|| {
+            let mut sent = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) && sent < 1000 {
+                rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        });
+        let logins = scope.spawn(|| {
+            let mut ok = 0;
+            for _ in 0..200 {
+                if done.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                ok += usize::from(api.client.lists("ftp", "alice", TEST_PASSWORD));
+            }
+            ok
+        });
+        let statuses: Vec<u16> =
+            writers.into_iter().flat_map(|w| w.join().expect("writer")).collect();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        (statuses, signals.join().expect("signals"), logins.join().expect("logins"))
+    });
+    assert_eq!(statuses, vec![201; CHANGES], "every change was made");
+    assert!(reloads > 0 && logins > 0, "the changes raced {reloads} reloads and {logins} logins");
+
+    let text = std::fs::read_to_string(api.tmp.path().join("data/users.yaml")).expect("users file");
+    let file: wharf_access::UsersFile = serde_yaml::from_str(&text).expect("the users file parses");
+    let names: BTreeSet<String> = file.users.into_iter().map(|u| u.name).collect();
+    let expected: BTreeSet<String> =
+        (0..CHANGES).map(|n| format!("u{n}")).chain(["alice".to_owned()]).collect();
+    assert_eq!(names, expected, "every change is in the file, nothing else");
+    let listed = api.call("GET", "/api/v1/users", Some(&api.reader), None).json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(CHANGES + 1));
+    assert!(api.client.lists("ftp", "u49", TEST_PASSWORD), "the last user logs in");
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable: `unauthorized`, `forbidden`, `not_found`, `bad_request`, `conflict`,
-    /// `reload_failed`, `unavailable`.
+    /// `reload_failed`, `unavailable`, `storage_failed`.
     pub code: String,
     /// For people.
     pub message: String,
@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The server is stopping.
     #[error("the server is stopping")]
     Unavailable,
+    /// Where users are kept could not be used (the users file, the database).
+    #[error("{0}")]
+    Storage(String),
 }
 
 impl ApiError {
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::Conflict(_) => ("conflict", StatusCode::CONFLICT),
             ApiError::ReloadFailed(_) => ("reload_failed", StatusCode::UNPROCESSABLE_ENTITY),
             ApiError::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            ApiError::Storage(_) => ("storage_failed", StatusCode::SERVICE_UNAVAILABLE),
         }
     }
 }

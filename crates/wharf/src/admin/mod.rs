@@ -14,6 +14,7 @@
 pub mod error;
 pub mod routes;
 pub mod tokens;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use crate::config::MetricsLimits;
 use crate::http_listener::{HttpLimits, HttpListener, Peer};
 use crate::observe::http::ObserveState;
 use crate::observe::metrics::Metrics;
+use crate::user_store::{Applied, UserChange, UserStore, UserStoreError};
 use error::ApiError;
 use tokens::{Scope, Tokens};
 
@@ -63,8 +65,17 @@ fn default_tokens_file() -> PathBuf {
     PathBuf::from("api-tokens.yaml")
 }
 
-/// A reload asked for through the API: answered with what the server said, or why not.
-pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+/// What the API asks of the server's signal loop, which carries it out between signals, one
+/// at a time, so a change never races a reload.
+pub enum Control {
+    /// Reload, as SIGHUP does; answered with what the server said, or why not.
+    Reload(oneshot::Sender<Result<String, String>>),
+    /// Change a user; answered with what the change did and the user after it.
+    Users(UserChange, oneshot::Sender<Result<(Applied, serde_json::Value), UserStoreError>>),
+}
+
+/// Password hashes made at once for the API (each argon2id takes ~19 MiB).
+const CONCURRENT_HASHES: usize = 2;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -72,7 +83,11 @@ pub struct ApiState {
     gateway: Arc<Gateway>,
     observe: ObserveState,
     tokens: Arc<RwLock<Tokens>>,
-    reloads: mpsc::Sender<ReloadRequest>,
+    control: mpsc::Sender<Control>,
+    /// Where users are kept.
+    users: UserStore,
+    /// Bounds the password hashes made for the API at once.
+    hashing: Arc<tokio::sync::Semaphore>,
     /// Whether bans are shared by a cluster's database.
     clustered: bool,
 }
@@ -97,8 +112,13 @@ impl FromRef<ApiState> for ObserveState {
         routes::add_ban,
         routes::lift_ban,
         routes::reload,
+        users::list,
+        users::get,
+        users::put,
+        users::patch,
+        users::delete,
     ),
-    components(schemas(error::ErrorBody, routes::Version, routes::BanView, routes::NewBan, routes::Reloaded)),
+    components(schemas(error::ErrorBody, routes::Version, routes::BanView, routes::NewBan, routes::Reloaded, users::UserDefinition)),
     modifiers(&BearerToken),
 )]
 struct ApiDoc;
@@ -200,6 +220,11 @@ fn router(state: ApiState) -> Router {
         .route("/api/v1/bans", get(routes::list_bans).post(routes::add_ban))
         .route("/api/v1/bans/{address}", delete(routes::lift_ban))
         .route("/api/v1/reload", post(routes::reload))
+        .route("/api/v1/users", get(users::list))
+        .route(
+            "/api/v1/users/{name}",
+            get(users::get).put(users::put).patch(users::patch).delete(users::delete),
+        )
         .fallback(|| async { ApiError::NotFound("no such call".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -211,27 +236,31 @@ fn router(state: ApiState) -> Router {
 pub struct AdminHandles {
     /// The tokens the API accepts.
     pub tokens: Arc<RwLock<Tokens>>,
-    /// Reloads asked for through the API, for the server's signal loop to carry out.
-    pub reloads: mpsc::Receiver<ReloadRequest>,
+    /// What the API asks of the server's signal loop.
+    pub control: mpsc::Receiver<Control>,
 }
 
-/// Binds the admin API on `addr` (from `config`) with `tokens`.
+/// Binds the admin API on `addr` (from `config`) with `tokens`, changing the users of
+/// `users`.
 pub async fn bind(
     config: &AdminConfig,
     addr: SocketAddr,
     tokens: Tokens,
     metrics: Arc<Metrics>,
     gateway: Arc<Gateway>,
-    clustered: bool,
+    users: UserStore,
 ) -> std::io::Result<(HttpListener, AdminHandles)> {
     let tokens = Arc::new(RwLock::new(tokens));
-    // One reload at a time is carried out; a few more may wait.
-    let (reload_requests, reloads) = mpsc::channel(4);
+    let clustered = matches!(users, UserStore::Database(_));
+    // One request is carried out at a time; a few more wait, the rest wait to be queued.
+    let (control_requests, control) = mpsc::channel(8);
     let state = ApiState {
         gateway: gateway.clone(),
         observe: ObserveState { gateway: gateway.clone(), metrics },
         tokens: tokens.clone(),
-        reloads: reload_requests,
+        control: control_requests,
+        users,
+        hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HASHES)),
         clustered,
     };
     let limits = HttpLimits {
@@ -242,7 +271,7 @@ pub async fn bind(
     let listener =
         HttpListener::bind("admin", addr, config.limits.into(), limits, router(state), gateway)
             .await?;
-    Ok((listener, AdminHandles { tokens, reloads }))
+    Ok((listener, AdminHandles { tokens, control }))
 }
 
 #[cfg(test)]
@@ -275,6 +304,8 @@ mod tests {
             "/api/v1/bans",
             "/api/v1/bans/{address}",
             "/api/v1/reload",
+            "/api/v1/users",
+            "/api/v1/users/{name}",
         ] {
             assert!(paths.contains_key(path), "{path} missing");
         }

@@ -155,7 +155,7 @@ pub async fn lift_ban(
 ))]
 pub async fn reload(State(state): State<ApiState>) -> Result<Json<Reloaded>, ApiError> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
-    state.reloads.send(reply).await.map_err(|_| ApiError::Unavailable)?;
+    state.control.send(super::Control::Reload(reply)).await.map_err(|_| ApiError::Unavailable)?;
     match outcome.await.map_err(|_| ApiError::Unavailable)? {
         Ok(message) => Ok(Json(Reloaded { message })),
         Err(reason) => Err(ApiError::ReloadFailed(reason)),

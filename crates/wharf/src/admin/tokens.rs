@@ -6,8 +6,6 @@
 //! server reading it never sees half a file.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -128,21 +126,7 @@ impl TokensFile {
     fn save(&self, path: &Path) -> Result<(), TokenError> {
         let io = |source| TokenError::Io { path: path.display().to_string(), source };
         let text = serde_yaml::to_string(self).map_err(|err| io(std::io::Error::other(err)))?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        // Only hashes, but still nobody else's business: mode 0600.
-        let temporary = path.with_extension("yaml.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io)?;
-        file.write_all(text.as_bytes()).map_err(io)?;
-        drop(file);
-        std::fs::rename(&temporary, path).map_err(io)
+        crate::private_file::replace(path, text.as_bytes()).map_err(io)
     }
 }
 

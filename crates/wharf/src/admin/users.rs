@@ -1,0 +1,195 @@
+//! Users through the API: read, create or replace, change some keys (disable), delete. A
+//! user is its users-file entry as JSON; answers leave out the password hash.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, ErrorBody};
+use super::{ApiState, Control};
+use crate::http_listener::Peer;
+use crate::user_store::{Applied, UserChange, UserStoreError};
+
+/// A user: its users-file entry as a JSON object (the keys of `access.users` in
+/// config/wharf.example.yaml); answers leave out `password` and say `has_password`.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = Object)]
+pub struct UserDefinition(pub Value);
+
+/// The key of a request body that carries a password in the clear, hashed by the server
+/// (argon2id) into `password` before anything is stored.
+const PLAINTEXT_KEY: &str = "password_plaintext";
+
+impl From<UserStoreError> for ApiError {
+    fn from(err: UserStoreError) -> Self {
+        match err {
+            UserStoreError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            UserStoreError::Invalid(_) => ApiError::BadRequest(err.to_string()),
+            UserStoreError::Inline => ApiError::Conflict(err.to_string()),
+            UserStoreError::ReloadFailed(reason) => ApiError::ReloadFailed(reason),
+            UserStoreError::Io { .. } | UserStoreError::Database(_) => {
+                ApiError::Storage(err.to_string())
+            }
+        }
+    }
+}
+
+/// What answers show of a user: the definition without its hash, and whether it has one.
+fn view(mut definition: Value) -> Value {
+    if let Value::Object(entry) = &mut definition {
+        let has_password = entry.remove("password").is_some_and(|p| !p.is_null());
+        entry.insert("has_password".to_owned(), Value::Bool(has_password));
+    }
+    definition
+}
+
+/// Hashes a plaintext password of `body` into its `password`. A password crosses the
+/// network in the clear only from the same host (this API speaks plain HTTP: a TLS proxy on
+/// the same host is the way in from elsewhere).
+async fn hash_plaintext(
+    state: &ApiState,
+    peer: Peer,
+    body: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    let Some(plaintext) = body.remove(PLAINTEXT_KEY) else { return Ok(()) };
+    if !peer.0.ip().is_loopback() {
+        return Err(ApiError::BadRequest(format!(
+            "`{PLAINTEXT_KEY}` is taken only from this host (the API does not speak TLS): send \
+             a hash as `password` (wharf hash-password), or come through a TLS proxy on this host"
+        )));
+    }
+    let Value::String(plaintext) = plaintext else {
+        return Err(ApiError::BadRequest(format!("`{PLAINTEXT_KEY}` must be a string")));
+    };
+    if plaintext.is_empty() {
+        return Err(ApiError::BadRequest(format!("`{PLAINTEXT_KEY}` is empty")));
+    }
+    // argon2id costs ~19 MiB and tens of milliseconds: a bounded number at once, off the
+    // async workers.
+    let _permit = state.hashing.acquire().await.map_err(|_| ApiError::Unavailable)?;
+    let hash = tokio::task::spawn_blocking(move || {
+        wharf_access::hash_password(&wharf_access::Password::new(plaintext))
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable)?
+    .map_err(|err| ApiError::BadRequest(format!("the password could not be hashed: {err}")))?;
+    body.insert("password".to_owned(), Value::String(hash));
+    Ok(())
+}
+
+/// Hands `change` to the server's loop and waits for what it did.
+async fn change(state: &ApiState, change: UserChange) -> Result<(Applied, Value), ApiError> {
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    state.control.send(Control::Users(change, reply)).await.map_err(|_| ApiError::Unavailable)?;
+    Ok(outcome.await.map_err(|_| ApiError::Unavailable)??)
+}
+
+fn object(body: Result<Json<Value>, JsonRejection>) -> Result<Map<String, Value>, ApiError> {
+    match body?.0 {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::BadRequest("the body must be a JSON object".to_owned())),
+    }
+}
+
+/// Every user, ordered by name.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("token" = [])), responses(
+    (status = 200, description = "the users (users-file entries, without password hashes)", body = [UserDefinition]),
+    (status = 401, description = "no valid token", body = ErrorBody),
+    (status = 409, description = "the users are inline in the configuration", body = ErrorBody),
+))]
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(state.users.definitions().await?.into_iter().map(view).collect()))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{name}", tag = "users", security(("token" = [])),
+    params(("name" = String, Path, description = "the login name")),
+    responses(
+        (status = 200, description = "the user (its users-file entry, without the password hash)", body = UserDefinition),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let found = state.users.definitions().await?.into_iter().find(|u| u["name"] == name.as_str());
+    found
+        .map(|user| Json(view(user)))
+        .ok_or_else(|| ApiError::NotFound(format!("no user named {name:?}")))
+}
+
+/// Creates or replaces a user: the body is its whole users-file entry as JSON (`password` a
+/// hash, or `password_plaintext` from this host). Applied at once (a reload of the users
+/// file, or on every node through the database).
+#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", security(("token" = [])),
+    params(("name" = String, Path, description = "the login name")),
+    request_body(content = UserDefinition, description = "the users-file entry, e.g. {\"home\": \"partners/acme\", \"password_plaintext\": \"...\"}"),
+    responses(
+        (status = 201, description = "created", body = UserDefinition),
+        (status = 200, description = "replaced", body = UserDefinition),
+        (status = 400, description = "not a valid user", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "a read-only token", body = ErrorBody),
+        (status = 409, description = "the users are inline in the configuration", body = ErrorBody),
+        (status = 422, description = "saved, but the reload applying it failed", body = ErrorBody),
+    ))]
+pub async fn put(
+    State(state): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut definition = object(body)?;
+    hash_plaintext(&state, peer, &mut definition).await?;
+    let (applied, user) = change(&state, UserChange::Put { name, definition }).await?;
+    let status = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view(user))))
+}
+
+/// Changes some keys of a user's entry (`null` removes a key): `{"disabled": true}` disables
+/// it, `{"password_plaintext": "..."}` sets its password.
+#[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "users", security(("token" = [])),
+    params(("name" = String, Path, description = "the login name")),
+    request_body(content = UserDefinition, description = "the keys to change, e.g. {\"disabled\": true}"),
+    responses(
+        (status = 200, description = "changed", body = UserDefinition),
+        (status = 400, description = "not a valid user after the change", body = ErrorBody),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "a read-only token", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 409, description = "the users are inline in the configuration", body = ErrorBody),
+        (status = 422, description = "saved, but the reload applying it failed", body = ErrorBody),
+    ))]
+pub async fn patch(
+    State(state): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let mut changes = object(body)?;
+    hash_plaintext(&state, peer, &mut changes).await?;
+    let (_, user) = change(&state, UserChange::Patch { name, changes }).await?;
+    Ok(Json(view(user)))
+}
+
+/// Removes a user: it cannot log in any more; its open sessions finish.
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", security(("token" = [])),
+    params(("name" = String, Path, description = "the login name")),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "a read-only token", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 409, description = "the users are inline in the configuration", body = ErrorBody),
+        (status = 422, description = "saved, but the reload applying it failed", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    change(&state, UserChange::Delete { name }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
