@@ -601,3 +601,65 @@ fn a_node_that_shuts_down_leaves_nothing_counted_behind() {
         assert!(node.stop().success());
     }
 }
+
+/// `method` of the admin API at `addr` with `token` and `body`; returns the status.
+fn api(addr: SocketAddr, token: &str, method: &str, path: &str, body: &str) -> u16 {
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--max-time", "20", "--output", "/dev/null"])
+        .args(["--write-out", "%{http_code}", "-X", method])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["-H", "Content-Type: application/json", "--data", body])
+        .arg(format!("http://{addr}{path}"));
+    let out = run_bounded(&mut command, Duration::from_secs(30));
+    assert!(out.status.success(), "{method} {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a status")
+}
+
+#[test]
+fn a_user_made_through_one_nodes_api_logs_in_on_every_node() {
+    let Some(database) = Postgres::start() else { return };
+    if wharf_testkit::require_tool("curl").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("share")).expect("share");
+    // The disabled user's refused login must not ban the address the API is called from.
+    let configs: Vec<_> =
+        (0..2).map(|index| scored_node_config(dir, index, &database, 100)).collect();
+    let with_api = std::fs::read_to_string(&configs[0]).expect("config")
+        + "admin: { listen: \"127.0.0.1:0\" }\n";
+    std::fs::write(&configs[0], with_api).expect("config");
+    let mut create = wharf(dir);
+    create
+        .args(["token", "create", "--name", "ops", "--scope", "admin", "--config"])
+        .arg(&configs[0]);
+    let out = run_bounded(&mut create, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    let nodes: Vec<Running> = configs.iter().map(|config| serve(dir, config)).collect();
+    for node in &nodes {
+        node.wait_for_log("users reloaded from the database", NOTICE);
+    }
+    let admin = nodes[0].listener("admin");
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let carol = format!("{{\"home\":\"carol\",\"password\":\"{hash}\"}}");
+    assert_eq!(api(admin, &token, "PUT", "/api/v1/users/carol", &carol), 201);
+    for node in &nodes {
+        node.wait_for_log("users reloaded from the database", NOTICE);
+        let (_, reply) = Control::login(node.listener("FTP"), "carol");
+        assert!(reply.starts_with("230"), "{reply}");
+    }
+
+    assert_eq!(api(admin, &token, "PATCH", "/api/v1/users/carol", "{\"disabled\":true}"), 200);
+    nodes[1].wait_for_log("users reloaded from the database", NOTICE);
+    let (_, reply) = Control::login(nodes[1].listener("FTP"), "carol");
+    assert!(reply.starts_with("530"), "disabled on the other node too: {reply}");
+    assert_eq!(api(admin, &token, "DELETE", "/api/v1/users/carol", ""), 204);
+    let listed = wharf_users(dir, &configs[1], &["list"]);
+    assert!(!listed.contains("carol"), "{listed}");
+    drop(database);
+}
