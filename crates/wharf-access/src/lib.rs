@@ -38,7 +38,7 @@ pub use defender::{Ban, Defender, DefenderConfig, Offense, Verdict};
 pub use gateway::Gateway;
 pub use lifecycle::Shutdown;
 pub use limits::{LimitExceeded, SessionLimiter, SessionLimits, SessionPermit};
-pub use login::{Authenticator, Credential, LoginError, LoginRequest, LoginSettings};
+pub use login::{Authenticator, Credential, LoginError, LoginRequest, LoginSettings, QuotaReading};
 pub use password::{Password, StoredHash, hash_password};
 pub use permissions::{Permissions, Rules};
 pub use protocol::{Protocol, ProtocolFamily};

@@ -304,14 +304,7 @@ impl Authenticator {
             (true, Some(home)) => Some(
                 runtime
                     .quota
-                    .get_or_try_init(|| async {
-                        let since = match &self.shared_ledgers {
-                            Some(shared) => shared.version(&user.name).await?,
-                            None => LedgerVersion::default(),
-                        };
-                        let usage = home.usage(&VPath::root()).await?;
-                        self.ledger_for(user, (usage.bytes, usage.files), since).await
-                    })
+                    .get_or_try_init(|| self.measure_into_ledger(user, home))
                     .await
                     .map_err(LoginError::Unavailable)?
                     .clone(),
@@ -323,6 +316,48 @@ impl Authenticator {
             download: runtime.download.clone(),
             upload: runtime.upload.clone(),
         })
+    }
+
+    /// Measures what `home` holds now and records it in `user`'s ledger (made if need be).
+    async fn measure_into_ledger(
+        &self,
+        user: &User,
+        home: &Arc<dyn wharf_vfs::Storage>,
+    ) -> wharf_vfs::Result<QuotaAccount> {
+        let since = match &self.shared_ledgers {
+            Some(shared) => shared.version(&user.name).await?,
+            None => LedgerVersion::default(),
+        };
+        let usage = home.usage(&VPath::root()).await?;
+        self.ledger_for(user, (usage.bytes, usage.files), since).await
+    }
+
+    /// The quota of user `name`: its limits and what its home uses (uploads in progress not
+    /// counted; across the cluster for a shared ledger). The home is measured if no session
+    /// has measured it since the start or the last reload, and also when `measure_again` (a
+    /// reset, after files changed behind the server's back).
+    pub async fn quota_of(
+        &self,
+        name: &str,
+        measure_again: bool,
+    ) -> wharf_vfs::Result<QuotaReading> {
+        let Some(user) = self.users().get(name).cloned() else {
+            return Ok(QuotaReading::NoSuchUser);
+        };
+        if !user.quota.is_limited() {
+            return Ok(QuotaReading::Unlimited);
+        }
+        let tree = self.tree_of(&user).await?;
+        let home = tree.home().ok_or(wharf_vfs::Error::NotFound)?;
+        let runtime = self.runtime_for(&user);
+        let account =
+            runtime.quota.get_or_try_init(|| self.measure_into_ledger(&user, home)).await?;
+        if measure_again {
+            // The same ledger as the sessions' (`ledger_for` finds it by name).
+            self.measure_into_ledger(&user, home).await?;
+        }
+        let (used_bytes, used_files) = account.used().await?;
+        Ok(QuotaReading::Limited { limits: user.quota, used_bytes, used_files })
     }
 
     /// The quota ledger of `user`, with the limits and usage (bytes, files) just measured, the
@@ -558,6 +593,17 @@ impl Authenticator {
         Ok(())
     }
 
+    /// The tree `user` sees: each of its mounts opened on the share (folders made if
+    /// missing).
+    async fn tree_of(&self, user: &User) -> wharf_vfs::Result<Tree> {
+        let mut mounts = Vec::with_capacity(user.mounts.len());
+        for (at, target) in &user.mounts {
+            let storage = self.share.subtree(target, true).await?;
+            mounts.push(Mount { at: at.clone(), storage });
+        }
+        Tree::new(mounts).map_err(|_| wharf_vfs::Error::NotFound)
+    }
+
     async fn open_session(
         &self,
         actor: Actor,
@@ -565,14 +611,7 @@ impl Authenticator {
         credential: &Credential,
         place: Option<UserPlace>,
     ) -> Result<Session, LoginError> {
-        let mut mounts = Vec::with_capacity(user.mounts.len());
-        for (at, target) in &user.mounts {
-            let storage =
-                self.share.subtree(target, true).await.map_err(LoginError::Unavailable)?;
-            mounts.push(Mount { at: at.clone(), storage });
-        }
-        let tree =
-            Tree::new(mounts).map_err(|_| LoginError::Unavailable(wharf_vfs::Error::NotFound))?;
+        let tree = self.tree_of(&user).await.map_err(LoginError::Unavailable)?;
         let mask = match credential {
             Credential::Anonymous => Permissions::READ,
             _ => Permissions::all(),
@@ -580,6 +619,24 @@ impl Authenticator {
         let resources = self.resources(&user, &tree).await?;
         Ok(Session::new(actor, user, tree, mask, resources, self.defender.clone(), place))
     }
+}
+
+/// What [`Authenticator::quota_of`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaReading {
+    /// No user of that name.
+    NoSuchUser,
+    /// The user has no quota (its usage is not kept).
+    Unlimited,
+    /// The user's limits and what its home uses.
+    Limited {
+        /// The limits.
+        limits: QuotaConfig,
+        /// Bytes used.
+        used_bytes: u64,
+        /// Files used.
+        used_files: u64,
+    },
 }
 
 /// The internal verdict of [`Authenticator::check`].

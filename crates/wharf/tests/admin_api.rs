@@ -296,7 +296,7 @@ fn the_openapi_document_validates_and_every_route_it_documents_answers() {
     // Every documented route, called as documented, answers as documented.
     let ban = "{\"address\":\"192.0.2.9\",\"duration_secs\":60}";
     let user = "{\"home\":\"bob\",\"passwordless\":true,\"protocols\":[\"tftp\"]}";
-    let calls: [(&str, &str, &str, Option<&str>, u16); 14] = [
+    let calls: [(&str, &str, &str, Option<&str>, u16); 16] = [
         ("GET", "/health", "/health", None, 200),
         ("GET", "/ready", "/ready", None, 200),
         ("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", None, 200),
@@ -310,6 +310,8 @@ fn the_openapi_document_validates_and_every_route_it_documents_answers() {
         ("GET", "/api/v1/users", "/api/v1/users", None, 200),
         ("GET", "/api/v1/users/{name}", "/api/v1/users/bob", None, 200),
         ("PATCH", "/api/v1/users/{name}", "/api/v1/users/bob", Some("{\"disabled\":true}"), 200),
+        ("GET", "/api/v1/users/{name}/quota", "/api/v1/users/bob/quota", None, 200),
+        ("POST", "/api/v1/users/{name}/quota/reset", "/api/v1/users/bob/quota/reset", None, 200),
         ("DELETE", "/api/v1/users/{name}", "/api/v1/users/bob", None, 204),
     ];
     let mut exercised = BTreeSet::new();
@@ -445,4 +447,47 @@ fn fifty_api_changes_racing_reloads_and_logins_all_land_in_a_users_file_that_par
     let listed = api.call("GET", "/api/v1/users", Some(&api.reader), None).json();
     assert_eq!(listed.as_array().map(Vec::len), Some(CHANGES + 1));
     assert!(api.client.lists("ftp", "u49", TEST_PASSWORD), "the last user logs in");
+}
+
+#[test]
+fn a_users_quota_usage_is_read_and_measured_again_through_the_api() {
+    let Some(api) = Api::start() else { return };
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let small = format!(
+        "{{\"home\":\"small\",\"password\":\"{hash}\",\"quota\":{{\"bytes\":\"64KiB\",\"files\":10}}}}"
+    );
+    assert_eq!(api.call("PUT", "/api/v1/users/small", Some(&api.admin), Some(&small)).status, 201);
+    let local = write(api.tmp.path(), "client/one.bin", &"x".repeat(1000));
+    let mut upload = Command::new("curl");
+    upload
+        .args(["--silent", "--show-error", "--max-time", "20", "--user"])
+        .arg(format!("small:{TEST_PASSWORD}"))
+        .arg("-T")
+        .arg(&local)
+        .arg(format!("ftp://{}/one.bin", api.client.ftp));
+    assert!(run_bounded(&mut upload, CALL_LIMIT).status.success(), "upload");
+
+    let quota = api.call("GET", "/api/v1/users/small/quota", Some(&api.reader), None).json();
+    assert_eq!(
+        quota,
+        serde_json::json!({"limited": true, "bytes_limit": 65536, "files_limit": 10,
+                           "used_bytes": 1000, "used_files": 1})
+    );
+    // A file put in the home behind the server's back counts once the home is measured again.
+    write(api.tmp.path(), "data/share/small/behind.bin", &"y".repeat(2000));
+    let before = api.call("GET", "/api/v1/users/small/quota", Some(&api.reader), None).json();
+    assert_eq!(before["used_bytes"], 1000, "the ledger has not seen it yet");
+    let refused = api.call("POST", "/api/v1/users/small/quota/reset", Some(&api.reader), None);
+    assert_eq!(refused.status, 403);
+    let reset = api.call("POST", "/api/v1/users/small/quota/reset", Some(&api.admin), None);
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert_eq!(
+        (reset.json()["used_bytes"].as_u64(), reset.json()["used_files"].as_u64()),
+        (Some(3000), Some(2))
+    );
+    let alice = api.call("GET", "/api/v1/users/alice/quota", Some(&api.reader), None).json();
+    assert_eq!(alice["limited"], false, "no quota: usage is not kept");
+    let nobody = api.call("GET", "/api/v1/users/nobody/quota", Some(&api.reader), None);
+    assert_eq!((nobody.status, nobody.code().as_str()), (404, "not_found"));
 }

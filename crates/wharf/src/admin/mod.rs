@@ -117,8 +117,10 @@ impl FromRef<ApiState> for ObserveState {
         users::put,
         users::patch,
         users::delete,
+        users::quota,
+        users::reset_quota,
     ),
-    components(schemas(error::ErrorBody, routes::Version, routes::BanView, routes::NewBan, routes::Reloaded, users::UserDefinition)),
+    components(schemas(error::ErrorBody, routes::Version, routes::BanView, routes::NewBan, routes::Reloaded, users::UserDefinition, users::QuotaView)),
     modifiers(&BearerToken),
 )]
 struct ApiDoc;
@@ -225,6 +227,8 @@ fn router(state: ApiState) -> Router {
             "/api/v1/users/{name}",
             get(users::get).put(users::put).patch(users::patch).delete(users::delete),
         )
+        .route("/api/v1/users/{name}/quota", get(users::quota))
+        .route("/api/v1/users/{name}/quota/reset", post(users::reset_quota))
         .fallback(|| async { ApiError::NotFound("no such call".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -306,6 +310,8 @@ mod tests {
             "/api/v1/reload",
             "/api/v1/users",
             "/api/v1/users/{name}",
+            "/api/v1/users/{name}/quota",
+            "/api/v1/users/{name}/quota/reset",
         ] {
             assert!(paths.contains_key(path), "{path} missing");
         }

@@ -11,6 +11,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{ApiState, Control};
 use crate::http_listener::Peer;
 use crate::user_store::{Applied, UserChange, UserStoreError};
+use wharf_access::QuotaReading;
 
 /// A user: its users-file entry as a JSON object (the keys of `access.users` in
 /// config/wharf.example.yaml); answers leave out `password` and say `has_password`.
@@ -192,4 +193,86 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     change(&state, UserChange::Delete { name }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's quota and what its home uses.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct QuotaView {
+    /// Whether the user has a quota; its usage is kept only then.
+    pub limited: bool,
+    /// The most bytes the home may hold.
+    pub bytes_limit: Option<u64>,
+    /// The most files the home may hold.
+    pub files_limit: Option<u64>,
+    /// Bytes the home holds (uploads in progress not counted).
+    pub used_bytes: Option<u64>,
+    /// Files the home holds.
+    pub used_files: Option<u64>,
+}
+
+async fn read_quota(
+    state: &ApiState,
+    name: &str,
+    measure_again: bool,
+) -> Result<Json<QuotaView>, ApiError> {
+    let reading = state
+        .gateway
+        .authenticator
+        .quota_of(name, measure_again)
+        .await
+        .map_err(|err| ApiError::Storage(format!("measuring {name:?}'s home: {err}")))?;
+    let view = match reading {
+        QuotaReading::NoSuchUser => {
+            return Err(ApiError::NotFound(format!("no user named {name:?}")));
+        }
+        QuotaReading::Unlimited => QuotaView {
+            limited: false,
+            bytes_limit: None,
+            files_limit: None,
+            used_bytes: None,
+            used_files: None,
+        },
+        QuotaReading::Limited { limits, used_bytes, used_files } => QuotaView {
+            limited: true,
+            bytes_limit: limits.bytes.map(|bytes| bytes.0),
+            files_limit: limits.files,
+            used_bytes: Some(used_bytes),
+            used_files: Some(used_files),
+        },
+    };
+    Ok(Json(view))
+}
+
+/// A user's quota and its home's usage (measured first if no session has since the start).
+#[utoipa::path(get, path = "/api/v1/users/{name}/quota", tag = "users", security(("token" = [])),
+    params(("name" = String, Path, description = "the login name")),
+    responses(
+        (status = 200, description = "the quota and the usage", body = QuotaView),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 503, description = "the home could not be measured", body = ErrorBody),
+    ))]
+pub async fn quota(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<QuotaView>, ApiError> {
+    read_quota(&state, &name, false).await
+}
+
+/// Measures a user's home again (after files changed behind the server's back) and answers
+/// the quota and the new usage; uploads in progress keep their reservations.
+#[utoipa::path(post, path = "/api/v1/users/{name}/quota/reset", tag = "users", security(("token" = [])),
+    params(("name" = String, Path, description = "the login name")),
+    responses(
+        (status = 200, description = "measured again", body = QuotaView),
+        (status = 401, description = "no valid token", body = ErrorBody),
+        (status = 403, description = "a read-only token", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 503, description = "the home could not be measured", body = ErrorBody),
+    ))]
+pub async fn reset_quota(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<QuotaView>, ApiError> {
+    read_quota(&state, &name, true).await
 }
