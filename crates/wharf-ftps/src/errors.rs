@@ -70,19 +70,19 @@ pub enum CertificateError {
         detail: String,
     },
     /// The certificate file holds no certificate.
-    #[error("the FTPS certificate chain {path} holds no `BEGIN CERTIFICATE` block")]
+    #[error("the certificate chain {path} holds no `BEGIN CERTIFICATE` block")]
     NoCertificate {
         /// The file.
         path: PathBuf,
     },
     /// The key file holds no private key.
-    #[error("the FTPS private key {path} holds no private key block (PKCS#8, RSA or EC)")]
+    #[error("the private key {path} holds no private key block (PKCS#8, RSA or EC)")]
     NoPrivateKey {
         /// The file.
         path: PathBuf,
     },
     /// The key is of a kind the TLS library cannot sign with.
-    #[error("the FTPS private key {path} cannot be used: {detail}")]
+    #[error("the private key {path} cannot be used: {detail}")]
     UnusableKey {
         /// The file.
         path: PathBuf,
@@ -99,7 +99,7 @@ pub enum CertificateError {
     },
     /// The key is not the key of the certificate.
     #[error(
-        "the FTPS private key {key} does not belong to the certificate in {certificate} \
+        "the private key {key} does not belong to the certificate in {certificate} \
          (their public keys differ)"
     )]
     KeyMismatch {
@@ -110,7 +110,7 @@ pub enum CertificateError {
     },
     /// The key file can be read or written by other users.
     #[error(
-        "the FTPS private key {path} has mode {mode:04o}; other users must not have access to \
+        "the private key {path} has mode {mode:04o}; other users must not have access to \
          it (chmod o-rwx)"
     )]
     KeyPermissions {

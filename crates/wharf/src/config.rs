@@ -313,6 +313,10 @@ impl LoadedConfig {
         }
         if let Some(admin) = config.admin.as_mut() {
             admin.tokens_file = config.data_dir.join(&admin.tokens_file);
+            if let Some(tls) = admin.tls.as_mut() {
+                tls.certificate_chain = config.data_dir.join(&tls.certificate_chain);
+                tls.private_key = config.data_dir.join(&tls.private_key);
+            }
         }
         if let Some(hooks) = config.hooks.as_mut() {
             hooks.spool_dir = config.data_dir.join(&hooks.spool_dir);

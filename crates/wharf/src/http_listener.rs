@@ -27,6 +27,10 @@ pub const DESCRIPTORS_PER_CONNECTION: usize = 1;
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
+/// Whether the connection that carries a request is TLS, put into each request.
+#[derive(Debug, Clone, Copy)]
+pub struct Encrypted(pub bool);
+
 /// How long a connection may take.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -46,6 +50,8 @@ pub struct HttpListener {
     gateway: Arc<Gateway>,
     admission: Admission,
     limits: HttpLimits,
+    /// TLS handshakes first, when the listener speaks HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl HttpListener {
@@ -62,7 +68,14 @@ impl HttpListener {
         let listener = TcpListener::bind(addr).await?;
         let admission = Admission::new(name, gateway.clone(), caps, DESCRIPTORS_PER_CONNECTION)
             .without_logins();
-        Ok(HttpListener { name, listener, router, gateway, admission, limits })
+        Ok(HttpListener { name, listener, router, gateway, admission, limits, tls: None })
+    }
+
+    /// This listener speaking HTTPS: each connection begins with a TLS handshake, which must
+    /// end within [`HttpLimits::header_timeout`].
+    pub fn with_tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// The address bound.
@@ -82,8 +95,17 @@ impl HttpListener {
                         // Refused: dropped, so closed at once.
                         let Ok(permit) = self.admission.admit(peer.ip()) else { continue };
                         let (router, limits) = (self.router.clone(), self.limits);
+                        let tls = self.tls.clone();
                         tokio::spawn(async move {
-                            serve_connection(stream, peer, router, limits).await;
+                            match tls {
+                                None => serve_connection(stream, peer, false, router, limits).await,
+                                Some(tls) => {
+                                    let handshake = tls.accept(stream);
+                                    if let Ok(Ok(stream)) = tokio::time::timeout(limits.header_timeout, handshake).await {
+                                        serve_connection(stream, peer, true, router, limits).await;
+                                    }
+                                }
+                            }
                             drop(permit);
                         });
                     }
@@ -97,15 +119,19 @@ impl HttpListener {
     }
 }
 
-/// Serves the requests of one connection, within `limits`.
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+/// Serves the requests of one connection (`encrypted`: a TLS stream), within `limits`.
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
+    encrypted: bool,
     router: Router,
     limits: HttpLimits,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(Peer(peer));
+        request.extensions_mut().insert(Encrypted(encrypted));
         router.clone().oneshot(request.map(axum::body::Body::new))
     });
     let connection = hyper::server::conn::http1::Builder::new()

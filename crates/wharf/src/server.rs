@@ -266,7 +266,8 @@ impl Server {
                 protocol: "admin",
                 addr: bound,
                 example: format!(
-                    "curl -H 'Authorization: Bearer <token>' http://{bound}/api/v1/version"
+                    "curl -H 'Authorization: Bearer <token>' {}://{bound}/api/v1/version",
+                    if admin_config.tls.is_some() { "https" } else { "http" }
                 ),
             });
             server.tasks.push(tokio::spawn(endpoint.run()));

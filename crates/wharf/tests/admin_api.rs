@@ -491,3 +491,58 @@ fn a_users_quota_usage_is_read_and_measured_again_through_the_api() {
     let nobody = api.call("GET", "/api/v1/users/nobody/quota", Some(&api.reader), None);
     assert_eq!((nobody.status, nobody.code().as_str()), (404, "not_found"));
 }
+
+#[test]
+fn over_tls_the_api_answers_https_only_and_takes_a_password_in_the_clear() {
+    require_tool("curl");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write_alice(tmp.path());
+    // A certificate for 127.0.0.1, and the authority curl checks it against (itself).
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    let certificate = params.self_signed(&key).expect("certificate");
+    let chain = write(tmp.path(), "data/api-cert.pem", &certificate.pem());
+    let key_file = write(tmp.path(), "data/api-key.pem", &key.serialize_pem());
+    // A private key others can read is refused (as FTPS's is).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = write(
+        tmp.path(),
+        "wharf.yaml",
+        "data_dir: data\n\
+         access: { users_file: users.yaml, login_failure_delay: 10ms }\n\
+         ftp: { listen: [\"127.0.0.1:0\"] }\n\
+         admin: { listen: \"127.0.0.1:0\", tls: { certificate_chain: api-cert.pem, private_key: api-key.pem } }\n",
+    );
+    let admin = create_token(tmp.path(), &config, "ops", "admin");
+    let mut check = wharf(tmp.path());
+    let checked = run_bounded(check.arg("check").arg("--config").arg(&config), CALL_LIMIT);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let server = serve(tmp.path(), &config);
+    assert!(server.banner.contains("https://"), "{}", server.banner);
+    let addr = server.listener("admin");
+    let https = |method: &str, path: &str, body: Option<&str>| {
+        let mut command = Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+            .arg(&chain)
+            .args(["-X", method, "--write-out", "\n%{http_code}"])
+            .args(["-H", &format!("Authorization: Bearer {admin}")]);
+        if let Some(body) = body {
+            command.args(["-H", "Content-Type: application/json", "--data", body]);
+        }
+        let output = run_bounded(command.arg(format!("https://{addr}{path}")), CALL_LIMIT);
+        assert!(output.status.success(), "curl: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.rsplit_once('\n').map(|(_, status)| status.trim().to_owned()).expect("status")
+    };
+    assert_eq!(https("GET", "/api/v1/version", None), "200");
+    let body = "{\"home\":\"dora\",\"password_plaintext\":\"over-tls\"}";
+    assert_eq!(https("PUT", "/api/v1/users/dora", Some(body)), "201");
+    let client = Client { admin: addr, ftp: server.listener("FTP"), sftp: addr };
+    assert!(client.lists("ftp", "dora", "over-tls"), "the password set over TLS logs in");
+    // Plain HTTP on the TLS port is not answered as HTTP.
+    let mut plain = Command::new("curl");
+    plain.args(["--silent", "--max-time", "10"]).arg(format!("http://{addr}/health"));
+    assert!(!run_bounded(&mut plain, CALL_LIMIT).status.success(), "no plain HTTP");
+}

@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod routes;
+pub mod tls;
 pub mod tokens;
 pub mod users;
 
@@ -59,6 +60,9 @@ pub struct AdminConfig {
     /// Connections at once, in total and per address.
     #[serde(default)]
     pub limits: MetricsLimits,
+    /// HTTPS with this certificate; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<tls::AdminTlsConfig>,
 }
 
 fn default_tokens_file() -> PathBuf {
@@ -272,9 +276,13 @@ pub async fn bind(
         connection_time: CONNECTION_LIMIT,
         keep_alive: true,
     };
-    let listener =
+    let mut listener =
         HttpListener::bind("admin", addr, config.limits.into(), limits, router(state), gateway)
             .await?;
+    if let Some(tls) = &config.tls {
+        listener = listener
+            .with_tls(tls::acceptor(tls).map_err(|err| std::io::Error::other(format!("{err:#}")))?);
+    }
     Ok((listener, AdminHandles { tokens, control }))
 }
 

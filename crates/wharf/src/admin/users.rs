@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiState, Control};
-use crate::http_listener::Peer;
+use crate::http_listener::{Encrypted, Peer};
 use crate::user_store::{Applied, UserChange, UserStoreError};
 use wharf_access::QuotaReading;
 
@@ -47,18 +47,17 @@ fn view(mut definition: Value) -> Value {
 }
 
 /// Hashes a plaintext password of `body` into its `password`. A password crosses the
-/// network in the clear only from the same host (this API speaks plain HTTP: a TLS proxy on
-/// the same host is the way in from elsewhere).
+/// network only encrypted: over the API's TLS, or not at all (from this host).
 async fn hash_plaintext(
     state: &ApiState,
-    peer: Peer,
+    (peer, encrypted): (Peer, Encrypted),
     body: &mut Map<String, Value>,
 ) -> Result<(), ApiError> {
     let Some(plaintext) = body.remove(PLAINTEXT_KEY) else { return Ok(()) };
-    if !peer.0.ip().is_loopback() {
+    if !encrypted.0 && !peer.0.ip().is_loopback() {
         return Err(ApiError::BadRequest(format!(
-            "`{PLAINTEXT_KEY}` is taken only from this host (the API does not speak TLS): send \
-             a hash as `password` (wharf hash-password), or come through a TLS proxy on this host"
+            "`{PLAINTEXT_KEY}` is taken in the clear only over TLS (`admin.tls`) or from this \
+             host: send a hash as `password` (wharf hash-password) instead"
         )));
     }
     let Value::String(plaintext) = plaintext else {
@@ -140,11 +139,12 @@ pub async fn get(
 pub async fn put(
     State(state): State<ApiState>,
     Extension(peer): Extension<Peer>,
+    Extension(encrypted): Extension<Encrypted>,
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut definition = object(body)?;
-    hash_plaintext(&state, peer, &mut definition).await?;
+    hash_plaintext(&state, (peer, encrypted), &mut definition).await?;
     let (applied, user) = change(&state, UserChange::Put { name, definition }).await?;
     let status = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(view(user))))
@@ -167,11 +167,12 @@ pub async fn put(
 pub async fn patch(
     State(state): State<ApiState>,
     Extension(peer): Extension<Peer>,
+    Extension(encrypted): Extension<Encrypted>,
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let mut changes = object(body)?;
-    hash_plaintext(&state, peer, &mut changes).await?;
+    hash_plaintext(&state, (peer, encrypted), &mut changes).await?;
     let (_, user) = change(&state, UserChange::Patch { name, changes }).await?;
     Ok(Json(view(user)))
 }
