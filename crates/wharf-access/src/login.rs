@@ -350,12 +350,15 @@ impl Authenticator {
         let tree = self.tree_of(&user).await?;
         let home = tree.home().ok_or(wharf_vfs::Error::NotFound)?;
         let runtime = self.runtime_for(&user);
-        let account =
-            runtime.quota.get_or_try_init(|| self.measure_into_ledger(&user, home)).await?;
-        if measure_again {
+        let account = match runtime.quota.get() {
             // The same ledger as the sessions' (`ledger_for` finds it by name).
-            self.measure_into_ledger(&user, home).await?;
-        }
+            Some(account) if measure_again => {
+                self.measure_into_ledger(&user, home).await?;
+                account
+            }
+            Some(account) => account,
+            None => runtime.quota.get_or_try_init(|| self.measure_into_ledger(&user, home)).await?,
+        };
         let (used_bytes, used_files) = account.used().await?;
         Ok(QuotaReading::Limited { limits: user.quota, used_bytes, used_files })
     }

@@ -134,6 +134,9 @@ pub struct Hooks {
 pub struct HookSink {
     rules: Arc<[Rule]>,
     to_spool: mpsc::SyncSender<Message>,
+    /// Whether events are being dropped: logged once when it starts, not once per event (a
+    /// flood of events must not become a flood of log lines; the metrics count each).
+    dropping: std::sync::atomic::AtomicBool,
 }
 
 impl Hooks {
@@ -183,7 +186,15 @@ impl Hooks {
             .map_err(|err| HookError::Io("starting the hooks' spool thread".to_owned(), err))?;
         let deliverers =
             (0..rules.len()).map(|index| tokio::spawn(deliver(rules.clone(), index))).collect();
-        Ok(Hooks { sink: Arc::new(HookSink { rules: rules.clone(), to_spool }), rules, deliverers })
+        Ok(Hooks {
+            sink: Arc::new(HookSink {
+                rules: rules.clone(),
+                to_spool,
+                dropping: std::sync::atomic::AtomicBool::new(false),
+            }),
+            rules,
+            deliverers,
+        })
     }
 
     /// The sink the sessions give their events to.
@@ -244,10 +255,15 @@ impl HookSink {
                     self.rules[index].drop_events(1);
                 }
             }
-            tracing::warn!(
-                event = event.event.as_str(),
-                "hook event dropped: the spool is behind or closed"
-            );
+            if !self.dropping.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    event = event.event.as_str(),
+                    "hook events dropped: the spool is behind or closed (counted in \
+                     wharf_hook_events_dropped_total)"
+                );
+            }
+        } else {
+            self.dropping.store(false, Ordering::Relaxed);
         }
     }
 }

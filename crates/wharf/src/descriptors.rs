@@ -125,21 +125,16 @@ impl DescriptorPlan {
                 per_session: sftp.descriptors_per_connection().saturating_add(mounts),
             });
         }
-        if let Some(metrics) = &config.metrics {
+        let http = [
+            ("metrics", config.metrics.as_ref().map(|metrics| metrics.limits)),
+            ("admin", config.admin.as_ref().map(|admin| admin.limits)),
+        ];
+        for (name, limits) in http.into_iter().filter_map(|(name, l)| Some((name, l?))) {
             sockets += 1;
             listeners.push(ListenerBudget {
-                name: "metrics",
-                max_sessions: metrics.limits.max_sessions,
-                max_per_address: metrics.limits.max_sessions_per_address,
-                per_session: crate::http_listener::DESCRIPTORS_PER_CONNECTION,
-            });
-        }
-        if let Some(admin) = &config.admin {
-            sockets += 1;
-            listeners.push(ListenerBudget {
-                name: "admin",
-                max_sessions: admin.limits.max_sessions,
-                max_per_address: admin.limits.max_sessions_per_address,
+                name,
+                max_sessions: limits.max_sessions,
+                max_per_address: limits.max_sessions_per_address,
                 per_session: crate::http_listener::DESCRIPTORS_PER_CONNECTION,
             });
         }

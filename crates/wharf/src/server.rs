@@ -472,10 +472,7 @@ impl Server {
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
         let mut save_bans = tokio::time::interval(std::time::Duration::from_secs(30));
-        let mut api_requests = self
-            .admin
-            .as_mut()
-            .map(|admin| std::mem::replace(&mut admin.control, tokio::sync::mpsc::channel(1).1));
+        let mut api_requests = self.admin.as_mut().and_then(|admin| admin.control.take());
         loop {
             tokio::select! {
                 Some(request) = async { api_requests.as_mut()?.recv().await } => {

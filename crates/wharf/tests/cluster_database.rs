@@ -57,6 +57,17 @@ fn wharf_users(dir: &Path, config: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Two nodes serving `users` (users-file list entries, `$HASH` standing for the hash of
+/// [`TEST_PASSWORD`]), imported into the database before they start.
+fn nodes_with_users(dir: &Path, database: &Postgres, users: &str) -> Vec<Running> {
+    let configs: Vec<_> = (0..2).map(|index| node_config(dir, index, database)).collect();
+    let hash =
+        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
+    let file = write(dir, "imported.yaml", &format!("users:\n{}", users.replace("$HASH", &hash)));
+    wharf_users(dir, &configs[0], &["import", file.to_str().expect("path")]);
+    configs.iter().map(|config| serve(dir, config)).collect()
+}
+
 /// An FTP control connection, for logins by hand.
 struct Control {
     reader: BufReader<TcpStream>,
@@ -514,19 +525,12 @@ fn a_users_session_cap_holds_across_nodes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("share/dave")).expect("home");
-    let configs: Vec<_> = (0..2).map(|index| node_config(dir, index, &database)).collect();
-    let hash =
-        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
-    let users = write(
+    let nodes = nodes_with_users(
         dir,
-        "dave.yaml",
-        &format!(
-            "users:\n  - {{ name: dave, password: \"{hash}\", home: /dave, max_sessions: 2 }}\n  \
-             - {{ name: erin, password: \"{hash}\", home: /dave }}\n"
-        ),
+        &database,
+        "  - { name: dave, password: \"$HASH\", home: /dave, max_sessions: 2 }\n  \
+         - { name: erin, password: \"$HASH\", home: /dave }\n",
     );
-    wharf_users(dir, &configs[0], &["import", users.to_str().expect("path")]);
-    let nodes: Vec<Running> = configs.iter().map(|config| serve(dir, config)).collect();
 
     // One session on each node: the user's two places; a third is refused on either.
     let (first, reply) = Control::login(nodes[0].listener("FTP"), "dave");
@@ -564,19 +568,11 @@ fn a_node_that_shuts_down_leaves_nothing_counted_behind() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("share/dave")).expect("home");
-    let configs: Vec<_> = (0..2).map(|index| node_config(dir, index, &database)).collect();
-    let hash =
-        wharf_access::hash_password(&wharf_access::Password::new(TEST_PASSWORD)).expect("hash");
-    let users = write(
+    let mut nodes = nodes_with_users(
         dir,
-        "dave.yaml",
-        &format!(
-            "users:\n  - {{ name: dave, password: \"{hash}\", home: /dave, max_sessions: 1, \
-             quota: {{ files: 10 }} }}\n"
-        ),
+        &database,
+        "  - { name: dave, password: \"$HASH\", home: /dave, max_sessions: 1, quota: { files: 10 } }\n",
     );
-    wharf_users(dir, &configs[0], &["import", users.to_str().expect("path")]);
-    let mut nodes: Vec<Running> = configs.iter().map(|config| serve(dir, config)).collect();
     let counted = || {
         database.psql(
             "SELECT (SELECT count(*) FROM wharf_nodes), (SELECT count(*) FROM wharf_leases), \

@@ -78,6 +78,18 @@ pub enum Control {
     Users(UserChange, oneshot::Sender<Result<(Applied, serde_json::Value), UserStoreError>>),
 }
 
+impl ApiState {
+    /// Hands a request made by `request` to the server's signal loop and waits for its answer.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> Control,
+    ) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.control.send(request(reply)).await.map_err(|_| ApiError::Unavailable)?;
+        answer.await.map_err(|_| ApiError::Unavailable)
+    }
+}
+
 /// Password hashes made at once for the API (each argon2id takes ~19 MiB).
 const CONCURRENT_HASHES: usize = 2;
 
@@ -244,8 +256,8 @@ fn router(state: ApiState) -> Router {
 pub struct AdminHandles {
     /// The tokens the API accepts.
     pub tokens: Arc<RwLock<Tokens>>,
-    /// What the API asks of the server's signal loop.
-    pub control: mpsc::Receiver<Control>,
+    /// What the API asks of the server's signal loop (taken by the loop).
+    pub control: Option<mpsc::Receiver<Control>>,
 }
 
 /// Binds the admin API on `addr` (from `config`) with `tokens`, changing the users of
@@ -283,7 +295,7 @@ pub async fn bind(
         listener = listener
             .with_tls(tls::acceptor(tls).map_err(|err| std::io::Error::other(format!("{err:#}")))?);
     }
-    Ok((listener, AdminHandles { tokens, control }))
+    Ok((listener, AdminHandles { tokens, control: Some(control) }))
 }
 
 #[cfg(test)]

@@ -154,9 +154,7 @@ pub async fn lift_ban(
     (status = 503, description = "the server is stopping", body = ErrorBody),
 ))]
 pub async fn reload(State(state): State<ApiState>) -> Result<Json<Reloaded>, ApiError> {
-    let (reply, outcome) = tokio::sync::oneshot::channel();
-    state.control.send(super::Control::Reload(reply)).await.map_err(|_| ApiError::Unavailable)?;
-    match outcome.await.map_err(|_| ApiError::Unavailable)? {
+    match state.ask(super::Control::Reload).await? {
         Ok(message) => Ok(Json(Reloaded { message })),
         Err(reason) => Err(ApiError::ReloadFailed(reason)),
     }

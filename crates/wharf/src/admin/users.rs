@@ -81,16 +81,20 @@ async fn hash_plaintext(
 
 /// Hands `change` to the server's loop and waits for what it did.
 async fn change(state: &ApiState, change: UserChange) -> Result<(Applied, Value), ApiError> {
-    let (reply, outcome) = tokio::sync::oneshot::channel();
-    state.control.send(Control::Users(change, reply)).await.map_err(|_| ApiError::Unavailable)?;
-    Ok(outcome.await.map_err(|_| ApiError::Unavailable)??)
+    Ok(state.ask(|reply| Control::Users(change, reply)).await??)
 }
 
-fn object(body: Result<Json<Value>, JsonRejection>) -> Result<Map<String, Value>, ApiError> {
-    match body?.0 {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::BadRequest("the body must be a JSON object".to_owned())),
-    }
+/// The request's JSON object, its plaintext password (if any) replaced by a hash.
+async fn prepared(
+    state: &ApiState,
+    connection: (Peer, Encrypted),
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Map<String, Value>, ApiError> {
+    let Value::Object(mut map) = body?.0 else {
+        return Err(ApiError::BadRequest("the body must be a JSON object".to_owned()));
+    };
+    hash_plaintext(state, connection, &mut map).await?;
+    Ok(map)
 }
 
 /// Every user, ordered by name.
@@ -143,8 +147,7 @@ pub async fn put(
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut definition = object(body)?;
-    hash_plaintext(&state, (peer, encrypted), &mut definition).await?;
+    let definition = prepared(&state, (peer, encrypted), body).await?;
     let (applied, user) = change(&state, UserChange::Put { name, definition }).await?;
     let status = if applied == Applied::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(view(user))))
@@ -171,8 +174,7 @@ pub async fn patch(
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut changes = object(body)?;
-    hash_plaintext(&state, (peer, encrypted), &mut changes).await?;
+    let changes = prepared(&state, (peer, encrypted), body).await?;
     let (_, user) = change(&state, UserChange::Patch { name, changes }).await?;
     Ok(Json(view(user)))
 }
