@@ -15,11 +15,12 @@ use wharf_vfs::{Mount, Share, Tree, VPath};
 
 use crate::audit::{Actor, AuditEvent, AuditSink, Operation, Outcome};
 use crate::defender::Defender;
+use crate::live_sessions::LiveSessions;
 use crate::password::{Password, StoredHash};
 use crate::permissions::Permissions;
 use crate::protocol::{Protocol, ProtocolFamily};
 use crate::quota::{BandwidthConfig, QuotaAccount, QuotaConfig};
-use crate::session::{ResourceLimits, Session};
+use crate::session::{Places, ResourceLimits, Session};
 use crate::shared_places::SharedPlaces;
 use crate::shared_quota::{LedgerVersion, SharedLedgers};
 use crate::throttle::RateLimiter;
@@ -160,6 +161,8 @@ pub struct Authenticator {
     shared_places: Option<Arc<dyn SharedPlaces>>,
     /// Where every session's audit events also go (the event hooks).
     audit_sink: Option<Arc<dyn AuditSink>>,
+    /// The sessions open now, for operators to list and end.
+    live: Arc<LiveSessions>,
 }
 
 /// What the sessions of one user share: the quota ledger and the rate limiters.
@@ -198,6 +201,7 @@ impl Authenticator {
             user_sessions: Arc::default(),
             shared_places: None,
             audit_sink: None,
+            live: Arc::default(),
         }
     }
 
@@ -385,6 +389,11 @@ impl Authenticator {
         // Two first logins measuring at once (a reload between them) keep the first ledger.
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
         Ok(ledgers.entry(user.name.clone()).or_insert(ledger).clone())
+    }
+
+    /// The sessions open now, on every protocol, for operators to list and end.
+    pub fn live_sessions(&self) -> &Arc<LiveSessions> {
+        &self.live
     }
 
     /// A fresh session number for a connection, before any login.
@@ -620,7 +629,8 @@ impl Authenticator {
             _ => Permissions::all(),
         };
         let resources = self.resources(&user, &tree).await?;
-        Ok(Session::new(actor, user, tree, mask, resources, self.defender.clone(), place))
+        let places = Places { _user: place, live: self.live.register(&actor) };
+        Ok(Session::new(actor, user, tree, mask, resources, self.defender.clone(), places))
     }
 }
 

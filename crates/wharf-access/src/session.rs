@@ -13,6 +13,7 @@ use wharf_vfs::{
 
 use crate::audit::{Actor, AuditEvent, Operation, Outcome};
 use crate::defender::{Defender, Offense};
+use crate::live_sessions::{LiveTicket, TransferTicket};
 use crate::permissions::Permissions;
 use crate::protocol::Protocol;
 use crate::quota::QuotaAccount;
@@ -48,8 +49,17 @@ struct SessionInner {
     limits: ResourceLimits,
     defender: Arc<Defender>,
     started: Instant,
-    /// The session's place among its user's sessions (`max_sessions`), given back with it.
-    _place: Option<UserPlace>,
+    places: Places,
+}
+
+/// Where a session is counted and listed while it is open; it leaves both when it ends.
+#[derive(Debug)]
+pub(crate) struct Places {
+    /// The session's place among its user's sessions (`max_sessions`), if counted; held
+    /// only to be given back.
+    pub(crate) _user: Option<UserPlace>,
+    /// The session's entry in the list of live sessions, with its kill signal.
+    pub(crate) live: LiveTicket,
 }
 
 impl Drop for SessionInner {
@@ -82,12 +92,27 @@ impl Session {
         mask: Permissions,
         limits: ResourceLimits,
         defender: Arc<Defender>,
-        place: Option<UserPlace>,
+        places: Places,
     ) -> Session {
         let started = Instant::now();
-        let inner =
-            SessionInner { actor, user, tree, mask, limits, defender, started, _place: place };
+        let inner = SessionInner { actor, user, tree, mask, limits, defender, started, places };
         Session { inner: Arc::new(inner) }
+    }
+
+    /// Resolves when an operator ends this session ([`crate::LiveSessions::kill`]). Every
+    /// front-end watches it next to the shutdown's `terminated` and closes the connection.
+    pub async fn killed(&self) {
+        self.inner.places.live.kill_signal().cancelled().await
+    }
+
+    /// Whether an operator has ended this session.
+    pub fn is_killed(&self) -> bool {
+        self.inner.places.live.kill_signal().is_cancelled()
+    }
+
+    /// Lists a transfer in progress under this session, for operators.
+    pub(crate) fn list_transfer(&self, op: Operation, path: VPath) -> TransferTicket {
+        self.inner.places.live.transfer(op, path)
     }
 
     /// Counts `offense` (a hostile path, a malformed request) against the client's address,

@@ -2,7 +2,6 @@
 //! however they end (finished, failed, or dropped with the connection).
 
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -10,6 +9,7 @@ use bytes::Bytes;
 use wharf_vfs::{Error, Metadata, ReadFile, ReadStream, Result, VPath, WriteFile};
 
 use crate::audit::{AuditEvent, Operation, Outcome};
+use crate::live_sessions::TransferTicket;
 use crate::quota::QuotaCharge;
 use crate::session::Session;
 use crate::throttle::RateLimiter;
@@ -20,25 +20,20 @@ struct TransferRecord {
     op: Operation,
     path: VPath,
     started: Instant,
-    bytes: AtomicU64,
+    /// The transfer as the list of live sessions shows it, with its byte counter.
+    live: TransferTicket,
     /// `Aborted` until the transfer says otherwise.
     outcome: Mutex<Outcome>,
 }
 
 impl TransferRecord {
     fn new(session: Session, op: Operation, path: VPath, started: Instant) -> Self {
-        TransferRecord {
-            session,
-            op,
-            path,
-            started,
-            bytes: AtomicU64::new(0),
-            outcome: Mutex::new(Outcome::Aborted),
-        }
+        let live = session.list_transfer(op, path.clone());
+        TransferRecord { session, op, path, started, live, outcome: Mutex::new(Outcome::Aborted) }
     }
 
     fn add(&self, bytes: u64) {
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.live.progress().add(bytes);
     }
 
     fn set_outcome(&self, outcome: Outcome) {
@@ -56,7 +51,7 @@ impl Drop for TransferRecord {
             op: self.op,
             path: Some(&self.path),
             to: None,
-            bytes: Some(self.bytes.load(Ordering::Relaxed)),
+            bytes: Some(self.live.progress().bytes()),
             duration: self.started.elapsed(),
             outcome,
             detail: None,
@@ -112,6 +107,11 @@ impl Download {
     /// The path being downloaded.
     pub fn path(&self) -> &VPath {
         &self.record.path
+    }
+
+    /// The session downloading.
+    pub fn session(&self) -> &Session {
+        &self.record.session
     }
 
     /// Reads up to `len` bytes at `offset`. Nothing is counted until it is sent
@@ -248,6 +248,11 @@ impl Upload {
     /// The path being uploaded.
     pub fn path(&self) -> &VPath {
         &self.record.path
+    }
+
+    /// The session uploading.
+    pub fn session(&self) -> &Session {
+        &self.record.session
     }
 
     /// Writes `data` at the current position.

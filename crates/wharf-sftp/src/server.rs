@@ -263,7 +263,7 @@ async fn connection(
     };
     let shutdown = shared.gateway.shutdown.clone();
     let deadline = Instant::now() + shared.auth_timeout;
-    let (authenticated_tx, authenticated) = watch::channel(false);
+    let (authenticated_tx, mut authenticated) = watch::channel(None);
     let subsystems = TaskTracker::new();
     let handler = SshHandler::new(
         shared.gateway.clone(),
@@ -292,8 +292,16 @@ async fn connection(
     let handle = running.handle();
     tokio::pin!(running);
     let mut draining = false;
+    let mut handler_gone = false;
     loop {
-        let authenticating = !*authenticated.borrow();
+        let session = authenticated.borrow().clone();
+        let authenticating = session.is_none();
+        let killed = async {
+            match &session {
+                Some(session) => session.killed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = running.as_mut() => {
                 if let Err(err) = result {
@@ -302,7 +310,7 @@ async fn connection(
                 break;
             }
             () = tokio::time::sleep_until(deadline), if authenticating => {
-                if !*authenticated.borrow() {
+                if authenticated.borrow().is_none() {
                     tracing::info!(%peer, "SSH authentication timed out");
                     disconnect(&mut running, &handle, &cut, "authentication timed out").await;
                     break;
@@ -318,6 +326,16 @@ async fn connection(
             }
             () = shutdown.terminated() => {
                 disconnect(&mut running, &handle, &cut, "the server is shutting down").await;
+                break;
+            }
+            // The client just authenticated: watch its session from the next turn. (An error
+            // means the handler is gone, with the connection: stop looking.)
+            changed = authenticated.changed(), if authenticating && !handler_gone => {
+                handler_gone = changed.is_err();
+            }
+            () = killed => {
+                tracing::info!(%peer, "session ended by an administrator");
+                disconnect(&mut running, &handle, &cut, "the session was ended by an administrator").await;
                 break;
             }
         }

@@ -41,8 +41,9 @@ pub(crate) struct SshHandler {
     /// The SFTP sessions of this connection.
     subsystems: TaskTracker,
     settings: SubsystemSettings,
-    /// Becomes `true` once the client is authenticated (ends the authentication deadline).
-    authenticated: watch::Sender<bool>,
+    /// Holds the session once the client is authenticated: ends the authentication deadline,
+    /// and the connection then watches whether an operator ends the session.
+    authenticated: watch::Sender<Option<wharf_access::Session>>,
     /// The connection's memory, shared by its SFTP sessions: one client, one budget, however
     /// many channels it opens.
     memory: ConnectionMemory,
@@ -56,7 +57,7 @@ impl SshHandler {
         peer: SocketAddr,
         subsystems: TaskTracker,
         settings: SubsystemSettings,
-        authenticated: watch::Sender<bool>,
+        authenticated: watch::Sender<Option<wharf_access::Session>>,
     ) -> Self {
         SshHandler {
             peer,
@@ -89,7 +90,7 @@ impl SshHandler {
 
     fn note(&self, auth: &Auth) {
         if *auth == Auth::Accept {
-            self.authenticated.send_replace(true);
+            self.authenticated.send_replace(self.auth.session().cloned());
         }
     }
 

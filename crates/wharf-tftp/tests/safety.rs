@@ -281,16 +281,22 @@ async fn draining_stops_new_requests_and_lets_transfers_finish() {
     .await;
 }
 
+/// A server and a client whose download of `cut.bin` waits for the ACK of its first block
+/// (for seconds: the server's retransmission timeout is 5 s).
+async fn download_waiting_for_its_first_ack() -> (TestServer, Manual) {
+    let server =
+        TestServer::with_config(TftpConfig { timeout: Duration::from_secs(5), ..config() }).await;
+    server.put("cut.bin", &pattern(3000));
+    let mut client = Manual::new(server.addr, "127.0.0.1").await;
+    client.read_request("cut.bin", &[]).await;
+    let _ = client.expect_data(Duration::from_secs(2)).await;
+    (server, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_of_the_grace_period_cuts_transfers_with_an_error() {
     bounded(30, async {
-        let server =
-            TestServer::with_config(TftpConfig { timeout: Duration::from_secs(5), ..config() })
-                .await;
-        server.put("cut.bin", &pattern(3000));
-        let mut client = Manual::new(server.addr, "127.0.0.1").await;
-        client.read_request("cut.bin", &[]).await;
-        let _ = client.expect_data(Duration::from_secs(2)).await;
+        let (server, mut client) = download_waiting_for_its_first_ack().await;
         let clean = server.share.gateway.shutdown.shut_down(Duration::from_millis(200)).await;
         assert!(!clean, "the transfer was still running when the grace period ended");
         let (datagram, _) = client.receive(Duration::from_secs(2)).await.expect("an ERROR");
@@ -336,6 +342,23 @@ async fn banned_and_denied_addresses_are_ignored_and_forged_garbage_bans_no_one(
             download(server.addr, "d.bin", &Behaviour::default()).await.expect("others served");
         assert!(got.data == content);
         server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_ending_the_session_cuts_its_transfer_with_an_error() {
+    bounded(30, async {
+        let (server, mut client) = download_waiting_for_its_first_ack().await;
+        let live = server.share.gateway.authenticator.live_sessions();
+        let listed = live.list();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].transfers[0].path.as_str(), "/cut.bin");
+        assert!(live.kill(listed[0].id));
+        // The transfer waits for the next ACK; it answers with an ERROR instead of DATA.
+        let (datagram, _) = client.receive(Duration::from_secs(2)).await.expect("an ERROR");
+        assert_eq!(error_code(&datagram), Some(0));
+        assert!(String::from_utf8_lossy(&datagram).contains("administrator"));
     })
     .await;
 }

@@ -194,7 +194,10 @@ enum Event {
     TransferDone(Reply),
     Timeout,
     Draining,
+    /// The shutdown's grace period is over.
     Terminated,
+    /// An operator ended this session.
+    Killed,
 }
 
 /// One control connection's session.
@@ -283,14 +286,10 @@ impl FtpSession {
                     let reply = Reply::new(421, "Server shutting down; closing the connection.");
                     self.answer(Answer::ReplyAndClose(reply)).await
                 }
-                Event::Terminated => {
-                    self.transfer = None;
-                    let _ = self
-                        .control
-                        .send(&Reply::new(426, "Transfer aborted: server shutting down."))
-                        .await;
-                    let reply = Reply::new(421, "Server shutting down; closing the connection.");
-                    self.answer(Answer::ReplyAndClose(reply)).await
+                Event::Terminated => self.close_now("Server shutting down").await,
+                Event::Killed => {
+                    tracing::info!(peer = %self.peer, "session ended by an administrator");
+                    self.close_now("Session ended by an administrator").await
                 }
             };
             if flow == Flow::Close {
@@ -300,8 +299,28 @@ impl FtpSession {
         tracing::debug!(peer = %self.peer, "control connection closed");
     }
 
+    /// Closes the connection at once, aborting a transfer in progress, and tells the client
+    /// `why`.
+    async fn close_now(&mut self, why: &str) -> Flow {
+        if self.transfer.take().is_some() {
+            let _ = self.control.send(&Reply::new(426, format!("Transfer aborted. {why}."))).await;
+        }
+        let reply = Reply::new(421, format!("{why}; closing the connection."));
+        self.answer(Answer::ReplyAndClose(reply)).await
+    }
+
     async fn next_event(&mut self) -> Event {
         let shutdown = &self.context.gateway.shutdown;
+        let session = match &self.login {
+            LoginState::LoggedIn(logged_in) => Some(&logged_in.session),
+            _ => None,
+        };
+        let killed = async {
+            match session {
+                Some(session) => session.killed().await,
+                None => std::future::pending().await,
+            }
+        };
         match self.transfer.as_mut() {
             Some(transfer) => {
                 let may_read =
@@ -316,6 +335,7 @@ impl FtpSession {
                 tokio::select! {
                     biased;
                     () = shutdown.terminated() => Event::Terminated,
+                    () = killed => Event::Killed,
                     () = opened => Event::Opened,
                     reply = transfer.future.as_mut() => Event::TransferDone(reply),
                     input = self.control.next_line(), if may_read => Event::Input(input),
@@ -341,6 +361,7 @@ impl FtpSession {
                 tokio::select! {
                     biased;
                     () = shutdown.draining() => Event::Draining,
+                    () = killed => Event::Killed,
                     () = tokio::time::sleep_until(deadline) => Event::Timeout,
                     () = advance => Event::DataProgress,
                     input = self.control.next_line() => Event::Input(input),

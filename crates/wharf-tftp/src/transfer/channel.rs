@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
-use wharf_access::Shutdown;
+use wharf_access::{Session, Shutdown};
 
 use super::busy_wait::{SpinBudget, SpinSlots, TransferInProgress};
 use crate::errors::ErrorCode;
@@ -29,6 +29,8 @@ pub(crate) enum Received {
     TimedOut,
     /// The server's grace period is over.
     Terminated,
+    /// An operator ended the transfer's session.
+    Killed,
 }
 
 /// The longest a receive blocks before the end of the grace period is checked again.
@@ -43,6 +45,8 @@ pub(crate) struct Channel {
     socket: UdpSocket,
     peer: SocketAddr,
     shutdown: Shutdown,
+    /// The session the transfer runs in, once logged in: an operator may end it.
+    session: Option<Session>,
     /// The receive timeout the socket has now (changing it is a system call).
     read_timeout: Duration,
     /// How long to poll for the peer's next packet before sleeping.
@@ -80,11 +84,28 @@ impl Channel {
             socket,
             peer,
             shutdown: shutdown.clone(),
+            session: None,
             read_timeout: TERMINATION_CHECK,
             spin_budget: SpinBudget::new(patience.limit),
             _in_progress: patience.slots.enter(),
             spin_slots: patience.slots,
         })
+    }
+
+    /// Ends the transfer when an operator ends `session`.
+    pub(crate) fn watch_session(&mut self, session: Session) {
+        self.session = Some(session);
+    }
+
+    /// Why the transfer must stop now, if it must: the end of the grace period, or an operator.
+    fn stop_now(&self) -> Option<Received> {
+        if self.shutdown.is_terminated() {
+            Some(Received::Terminated)
+        } else if self.session.as_ref().is_some_and(Session::is_killed) {
+            Some(Received::Killed)
+        } else {
+            None
+        }
     }
 
     /// Whether the server has begun shutting down.
@@ -143,14 +164,17 @@ impl Channel {
     }
 
     /// Waits for a datagram from the peer until `deadline`, answering strangers on the way and
-    /// watching for the end of the server's grace period.
+    /// watching for the end of the server's grace period and for an operator ending the session.
     pub(crate) fn receive(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Received> {
+        if let Some(stop) = self.stop_now() {
+            return Ok(stop);
+        }
         let started = Instant::now();
         let received = match self.poll_briefly(buf, started, deadline)? {
             Some(len) => Received::Datagram(len),
             None => self.sleep_until_received(buf, deadline)?,
         };
-        if received != Received::Terminated {
+        if matches!(received, Received::Datagram(_) | Received::TimedOut) {
             self.spin_budget.record(started.elapsed());
         }
         Ok(received)
@@ -188,12 +212,12 @@ impl Channel {
         }
     }
 
-    /// Blocks in the kernel until the peer's datagram, the deadline or the end of the grace
-    /// period.
+    /// Blocks in the kernel until the peer's datagram, the deadline, the end of the grace
+    /// period or an operator ending the session.
     fn sleep_until_received(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<Received> {
         loop {
-            if self.shutdown.is_terminated() {
-                return Ok(Received::Terminated);
+            if let Some(stop) = self.stop_now() {
+                return Ok(stop);
             }
             let now = Instant::now();
             if now >= deadline {

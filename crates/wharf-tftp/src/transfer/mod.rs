@@ -112,6 +112,8 @@ pub(crate) enum End {
     TimedOut,
     /// The server's grace period ended first.
     ShuttingDown,
+    /// An operator ended the session.
+    Killed,
     /// The client sent a new request from the same port: it has moved on, and the transfer
     /// stopped without another packet.
     Superseded,
@@ -139,6 +141,16 @@ enum Opened {
     Write(Upload, Negotiation),
 }
 
+impl Opened {
+    /// The session the transfer runs in.
+    fn session(&self) -> &wharf_access::Session {
+        match self {
+            Opened::Read(download, _) => download.session(),
+            Opened::Write(upload, _) => upload.session(),
+        }
+    }
+}
+
 /// Serves one request on its own socket; `ticket` holds its place among the running
 /// transfers until the transfer ends.
 ///
@@ -157,7 +169,7 @@ pub(crate) async fn serve(
     ticket: Ticket,
 ) {
     let patience = Patience { limit: services.busy_wait, slots: Arc::clone(&services.spin_slots) };
-    let channel = match Channel::open(local_ip, peer, &services.gateway.shutdown, patience) {
+    let mut channel = match Channel::open(local_ip, peer, &services.gateway.shutdown, patience) {
         Ok(channel) => channel,
         Err(err) => {
             tracing::warn!(target: "wharf::tftp", %peer, %err, "cannot open a transfer socket");
@@ -183,6 +195,7 @@ pub(crate) async fn serve(
             return;
         }
     };
+    channel.watch_session(opened.session().clone());
     let netascii = request.mode == TransferMode::Netascii;
     let engine = Engine::new(&services, channel, opened, netascii, ticket.superseded());
     let runtime = tokio::runtime::Handle::current();
@@ -412,6 +425,9 @@ fn log_end(peer: SocketAddr, kind: &'static str, end: &End) {
         End::TimedOut => tracing::info!(target: "wharf::tftp", %peer, kind, "transfer timed out"),
         End::ShuttingDown => {
             tracing::info!(target: "wharf::tftp", %peer, kind, "transfer cut by shutdown")
+        }
+        End::Killed => {
+            tracing::info!(target: "wharf::tftp", %peer, kind, "transfer ended by an administrator")
         }
         End::Superseded => {
             tracing::info!(target: "wharf::tftp", %peer, kind, "client moved on to a new request")

@@ -136,6 +136,11 @@ impl ReadTransfer {
                     self.channel.send_error(ErrorCode::NotDefined, "server shutting down");
                     return End::ShuttingDown;
                 }
+                Received::Killed => {
+                    self.channel
+                        .send_error(ErrorCode::NotDefined, "session ended by an administrator");
+                    return End::Killed;
+                }
             }
         }
     }

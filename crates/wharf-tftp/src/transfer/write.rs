@@ -175,6 +175,11 @@ impl WriteTransfer {
                     self.channel.send_error(ErrorCode::NotDefined, "server shutting down");
                     return End::ShuttingDown;
                 }
+                Received::Killed => {
+                    self.channel
+                        .send_error(ErrorCode::NotDefined, "session ended by an administrator");
+                    return End::Killed;
+                }
             };
             if let Err(err) = sent {
                 return End::Failed(format!("sending: {err}"));
