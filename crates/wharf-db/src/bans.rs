@@ -82,6 +82,31 @@ impl Database {
         Ok(Some(Ban { address, until_unix: u64::try_from(until).unwrap_or(0), score }))
     }
 
+    /// Lifts the ban of `address` on every node and forgets its score across the cluster;
+    /// whether a ban was in force. Every node hears of it on [`crate::LIFTED_CHANNEL`].
+    pub async fn lift_ban(&self, address: IpAddr) -> Result<bool, DbError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let lifted = transaction
+            .execute("DELETE FROM wharf_bans WHERE address = $1 AND until > now()", &[&address])
+            .await?;
+        transaction.execute("DELETE FROM wharf_bans WHERE address = $1", &[&address]).await?;
+        transaction.execute("DELETE FROM wharf_scores WHERE address = $1", &[&address]).await?;
+        // Sent at commit, to every listening node (this one too).
+        transaction
+            .execute("SELECT pg_notify($1, $2)", &[&crate::LIFTED_CHANNEL, &address.to_string()])
+            .await?;
+        transaction.commit().await?;
+        Ok(lifted > 0)
+    }
+
+    /// Tells every node to end the open sessions of `user` (on [`crate::END_SESSIONS_CHANNEL`]).
+    pub async fn end_sessions_of(&self, user: &str) -> Result<(), DbError> {
+        let client = self.client().await?;
+        client.execute("SELECT pg_notify($1, $2)", &[&crate::END_SESSIONS_CHANNEL, &user]).await?;
+        Ok(())
+    }
+
     /// The bans that have not ended.
     pub async fn active_bans(&self) -> Result<Vec<Ban>, DbError> {
         let client = self.client().await?;

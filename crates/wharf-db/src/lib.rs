@@ -34,7 +34,9 @@ pub use leases::{HEARTBEAT, NODE_TIMEOUT, SessionLeases};
 pub use migrations::SCHEMA_VERSION;
 pub use quotas::ClusterQuotas;
 pub use users::{ImportReport, StoredUser};
-pub use watcher::{BANS_CHANNEL, ChangeWatcher, Reachability, USERS_CHANNEL};
+pub use watcher::{
+    BANS_CHANNEL, ChangeWatcher, END_SESSIONS_CHANNEL, LIFTED_CHANNEL, Reachability, USERS_CHANNEL,
+};
 
 use deadpool_postgres::{Pool, Runtime};
 

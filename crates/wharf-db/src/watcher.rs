@@ -1,6 +1,8 @@
 //! Changes made by any node (or by hand) reach every node through `LISTEN`/`NOTIFY`:
 //! triggers notify each change to the users on [`USERS_CHANNEL`] and to the bans on
-//! [`BANS_CHANNEL`], and each node keeps one connection listening on both. The same connection tells whether the database can be
+//! [`BANS_CHANNEL`]; an operator's lifted ban and ended sessions are told on
+//! [`LIFTED_CHANNEL`] and [`END_SESSIONS_CHANNEL`]. Each node keeps one connection listening
+//! on all four. The same connection tells whether the database can be
 //! reached: it is pinged when quiet, and a node whose connection is gone tries again every
 //! second until it is back.
 
@@ -18,6 +20,13 @@ pub const USERS_CHANNEL: &str = "wharf_users";
 
 /// The channel the bans trigger notifies.
 pub const BANS_CHANNEL: &str = "wharf_bans";
+
+/// The channel a lifted ban is told on, the address as payload: every node forgets it (the
+/// bans trigger alone would only bring bans, never take one away).
+pub const LIFTED_CHANNEL: &str = "wharf_ban_lifted";
+
+/// The channel an operator's "end this user's sessions" is told on, the user name as payload.
+pub const END_SESSIONS_CHANNEL: &str = "wharf_end_sessions";
 
 /// How long the listening connection may stay quiet before it is pinged.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -39,6 +48,10 @@ pub enum Reachability {
     UsersChanged,
     /// The bans changed.
     BansChanged,
+    /// An operator lifted the ban of this address.
+    BanLifted(std::net::IpAddr),
+    /// An operator ended the sessions of this user.
+    SessionsEnded(String),
 }
 
 /// Listens for changes on a connection of its own (made by [`crate::Database::watcher`]).
@@ -117,13 +130,14 @@ where
     };
     // The connection is driven on a task of its own, which hands over the notifications and
     // the error that ends it.
-    let (notes, mut noted) = mpsc::unbounded_channel::<Result<String, String>>();
+    let (notes, mut noted) = mpsc::unbounded_channel::<Result<(String, String), String>>();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(note)) => {
-                    if notes.send(Ok(note.channel().to_owned())).is_err() {
+                    let note = (note.channel().to_owned(), note.payload().to_owned());
+                    if notes.send(Ok(note)).is_err() {
                         return;
                     }
                 }
@@ -137,7 +151,10 @@ where
         let _ = notes.send(Err("the server closed the connection".to_owned()));
     });
     let ended = async {
-        let listen = format!("LISTEN {USERS_CHANNEL}; LISTEN {BANS_CHANNEL}");
+        let listen = format!(
+            "LISTEN {USERS_CHANNEL}; LISTEN {BANS_CHANNEL}; LISTEN {LIFTED_CHANNEL}; \
+             LISTEN {END_SESSIONS_CHANNEL}"
+        );
         if let Err(err) = client.batch_execute(&listen).await {
             return lost(err.to_string(), false);
         }
@@ -147,10 +164,15 @@ where
         loop {
             tokio::select! {
                 noted = noted.recv() => match noted {
-                    Some(Ok(channel)) => {
+                    Some(Ok((channel, payload))) => {
                         let event = match channel.as_str() {
                             USERS_CHANNEL => Reachability::UsersChanged,
                             BANS_CHANNEL => Reachability::BansChanged,
+                            LIFTED_CHANNEL => match payload.parse() {
+                                Ok(address) => Reachability::BanLifted(address),
+                                Err(_) => continue,
+                            },
+                            END_SESSIONS_CHANNEL => Reachability::SessionsEnded(payload),
                             _ => continue,
                         };
                         if events.send(event).is_err() {

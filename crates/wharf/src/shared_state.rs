@@ -63,6 +63,17 @@ pub async fn follow(
             }
             Reachability::UsersChanged => reload(&database, &gateway, &config, open_files).await,
             Reachability::BansChanged => apply_bans(&database, &gateway).await,
+            Reachability::BanLifted(address) => {
+                if gateway.defender().lift(address) {
+                    tracing::info!(%address, "ban lifted by an operator on the cluster");
+                }
+            }
+            Reachability::SessionsEnded(user) => {
+                let ended = gateway.authenticator.live_sessions().kill_user(&user);
+                if ended > 0 {
+                    tracing::info!(%user, ended, "sessions ended by an operator on the cluster");
+                }
+            }
             Reachability::Unreachable(reason) => {
                 tracing::warn!(
                     database = database.describe(),

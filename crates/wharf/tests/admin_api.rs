@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Running, closes_unanswered, connect_from, serve, wharf, write, write_alice};
-use wharf_testkit::{TEST_PASSWORD, require_tool, run_bounded};
+use common::{
+    RawFtp, Running, closes_unanswered, connect_from, finish, serve, wharf, write, write_alice,
+};
+use wharf_testkit::{TEST_PASSWORD, pattern, require_tool, run_bounded};
 
 /// How long one curl call may take.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
@@ -155,6 +157,47 @@ impl Api {
     }
 }
 
+impl Api {
+    /// The sessions the API lists.
+    fn sessions(&self) -> Vec<serde_json::Value> {
+        let listed = self.call("GET", "/api/v1/sessions", Some(&self.reader), None);
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        listed.json().as_array().expect("a list").clone()
+    }
+
+    /// Waits (bounded) until the API lists a session that `wanted` accepts, and returns it.
+    fn session_where(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sessions = self.sessions();
+            if let Some(session) = sessions.iter().find(|s| wanted(s)) {
+                return session.clone();
+            }
+            assert!(Instant::now() < deadline, "no such session among {sessions:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) until the API lists no session.
+    fn no_sessions_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sessions = self.sessions();
+            if sessions.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "sessions still open: {sessions:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Reads the control connection to its end (bounded by its read timeout): whether the server
+/// closed it.
+fn closed_by_server(ftp: &mut RawFtp) -> bool {
+    ftp.rest().is_some()
+}
+
 /// Whether an FTP client from [`BANNED`] is greeted (a banned one is closed at accept).
 fn ftp_greets_banned_address(server: &Running) -> bool {
     use std::io::Read as _;
@@ -296,7 +339,7 @@ fn the_openapi_document_validates_and_every_route_it_documents_answers() {
     // Every documented route, called as documented, answers as documented.
     let ban = "{\"address\":\"192.0.2.9\",\"duration_secs\":60}";
     let user = "{\"home\":\"bob\",\"passwordless\":true,\"protocols\":[\"tftp\"]}";
-    let calls: [(&str, &str, &str, Option<&str>, u16); 16] = [
+    let calls: [(&str, &str, &str, Option<&str>, u16); 19] = [
         ("GET", "/health", "/health", None, 200),
         ("GET", "/ready", "/ready", None, 200),
         ("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", None, 200),
@@ -313,6 +356,10 @@ fn the_openapi_document_validates_and_every_route_it_documents_answers() {
         ("GET", "/api/v1/users/{name}/quota", "/api/v1/users/bob/quota", None, 200),
         ("POST", "/api/v1/users/{name}/quota/reset", "/api/v1/users/bob/quota/reset", None, 200),
         ("DELETE", "/api/v1/users/{name}", "/api/v1/users/bob", None, 204),
+        ("GET", "/api/v1/sessions", "/api/v1/sessions", None, 200),
+        // (Sessions that are open are found and ended in the tests below.)
+        ("GET", "/api/v1/sessions/{id}", "/api/v1/sessions/4000000000", None, 404),
+        ("DELETE", "/api/v1/sessions/{id}", "/api/v1/sessions/4000000000", None, 404),
     ];
     let mut exercised = BTreeSet::new();
     for (method, documented_path, path, body, status) in calls {
@@ -545,4 +592,96 @@ fn over_tls_the_api_answers_https_only_and_takes_a_password_in_the_clear() {
     let mut plain = Command::new("curl");
     plain.args(["--silent", "--max-time", "10"]).arg(format!("http://{addr}/health"));
     assert!(!run_bounded(&mut plain, CALL_LIMIT).status.success(), "no plain HTTP");
+}
+
+#[test]
+fn a_live_upload_is_listed_with_its_bytes_and_ending_its_session_abandons_it() {
+    let Some(api) = Api::start() else { return };
+    let mut ftp = RawFtp::connect(api.client.ftp);
+    ftp.command("USER alice", 331);
+    ftp.command(&format!("PASS {TEST_PASSWORD}"), 230);
+    ftp.command("TYPE I", 200);
+    let mut data = ftp.passive();
+    ftp.command("STOR /partial.bin", 150);
+    use std::io::Write as _;
+    data.write_all(&pattern(256 * 1024)).expect("the first part of the file");
+
+    // Listed with the bytes that reached the server, as they reach it.
+    let session = api.session_where(|s| s["transfers"][0]["bytes"] == 256 * 1024);
+    assert_eq!(
+        (session["user"].as_str(), session["protocol"].as_str()),
+        (Some("alice"), Some("ftp"))
+    );
+    assert!(session["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{session}");
+    let transfer = &session["transfers"][0];
+    assert_eq!(
+        (transfer["direction"].as_str(), transfer["path"].as_str()),
+        (Some("upload"), Some("/partial.bin"))
+    );
+    let id = session["id"].as_u64().expect("a session number");
+    let one = api.call("GET", &format!("/api/v1/sessions/{id}"), Some(&api.reader), None);
+    assert_eq!((one.status, one.json()["user"].as_str()), (200, Some("alice")));
+
+    // Ending it takes an admin token; the client is told why, and the upload is not published.
+    let path = format!("/api/v1/sessions/{id}");
+    assert_eq!(api.call("DELETE", &path, Some(&api.reader), None).status, 403);
+    assert_eq!(api.call("DELETE", &path, Some(&api.admin), None).status, 204);
+    assert!(ftp.reply(426).contains("administrator"));
+    assert!(ftp.reply(421).contains("administrator"));
+    assert!(closed_by_server(&mut ftp), "the control connection is closed");
+    api.no_sessions_left();
+    assert_eq!(api.call("DELETE", &path, Some(&api.admin), None).status, 404, "gone");
+    let audited = api.audited(&["\"op\":\"upload\"", "/partial.bin"]);
+    assert!(!audited.contains("\"outcome\":\"ok\""), "{audited}");
+    assert!(!api.tmp.path().join("data/share/alice/partial.bin").exists(), "not published");
+    // The user logs in again at once: an ended session is not a ban.
+    assert!(api.client.lists("ftp", "alice", TEST_PASSWORD));
+}
+
+#[test]
+fn disabling_a_user_with_kill_sessions_ends_its_sessions_on_every_protocol() {
+    let Some(api) = Api::start() else { return };
+    let Some(curl) = require_tool("curl") else { return };
+    let home = api.tmp.path().join("data/share/alice");
+    std::fs::create_dir_all(&home).expect("alice's home");
+    std::fs::write(home.join("big.bin"), pattern(4 << 20)).expect("a file to download");
+    // An idle FTP session, and an SFTP download held back by its client.
+    let mut ftp = RawFtp::connect(api.client.ftp);
+    ftp.command("USER alice", 331);
+    ftp.command(&format!("PASS {TEST_PASSWORD}"), 230);
+    let download = Command::new(curl)
+        .args(["--silent", "--insecure", "--limit-rate", "16K", "--output", "/dev/null"])
+        .arg("--user")
+        .arg(format!("alice:{TEST_PASSWORD}"))
+        .arg(format!("sftp://{}/big.bin", api.client.sftp))
+        .spawn()
+        .expect("curl");
+    let sftp = api
+        .session_where(|s| s["protocol"] == "sftp" && s["transfers"][0]["direction"] == "download");
+    assert_eq!(sftp["transfers"][0]["path"], "/big.bin");
+    api.session_where(|s| s["protocol"] == "ftp" && s["user"] == "alice");
+
+    // Disabled without ending them: both go on.
+    let disabled =
+        api.call("PATCH", "/api/v1/users/alice", Some(&api.admin), Some("{\"disabled\":true}"));
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    assert_eq!(api.sessions().len(), 2, "open sessions go on unless asked");
+    ftp.command("NOOP", 200);
+
+    // Asked: both end at once, and the user cannot come back.
+    let bad =
+        api.call("PATCH", "/api/v1/users/alice?kill_sessions=maybe", Some(&api.admin), Some("{}"));
+    assert_eq!((bad.status, bad.code().as_str()), (400, "bad_request"), "{}", bad.body);
+    let ended = api.call(
+        "PATCH",
+        "/api/v1/users/alice?kill_sessions=true",
+        Some(&api.admin),
+        Some("{\"disabled\":true}"),
+    );
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    assert!(ftp.reply(421).contains("administrator"));
+    assert!(closed_by_server(&mut ftp));
+    assert_ne!(finish(download, Duration::from_secs(30)), 0, "the download was cut");
+    api.no_sessions_left();
+    assert!(!api.client.lists("sftp", "alice", TEST_PASSWORD), "disabled");
 }

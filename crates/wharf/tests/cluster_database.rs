@@ -650,12 +650,33 @@ fn a_user_made_through_one_nodes_api_logs_in_on_every_node() {
         assert!(reply.starts_with("230"), "{reply}");
     }
 
-    assert_eq!(api(admin, &token, "PATCH", "/api/v1/users/carol", "{\"disabled\":true}"), 200);
+    // Disabled through node 0 with its sessions ended: carol's session on node 1 ends too.
+    let (mut open_elsewhere, reply) = Control::login(nodes[1].listener("FTP"), "carol");
+    assert!(reply.starts_with("230"), "{reply}");
+    let disable = "/api/v1/users/carol?kill_sessions=true";
+    assert_eq!(api(admin, &token, "PATCH", disable, "{\"disabled\":true}"), 200);
+    // (The change is told before the order to end the sessions, and handled in that order.)
     nodes[1].wait_for_log("users reloaded from the database", NOTICE);
+    nodes[1].wait_for_log("sessions ended by an operator on the cluster", NOTICE);
+    let reply = open_elsewhere.reply();
+    assert!(reply.starts_with("421") && reply.contains("administrator"), "{reply}");
     let (_, reply) = Control::login(nodes[1].listener("FTP"), "carol");
     assert!(reply.starts_with("530"), "disabled on the other node too: {reply}");
     assert_eq!(api(admin, &token, "DELETE", "/api/v1/users/carol", ""), 204);
     let listed = wharf_users(dir, &configs[1], &["list"]);
     assert!(!listed.contains("carol"), "{listed}");
+
+    // A ban made through node 0 holds on node 1; lifted through node 0, it is lifted there.
+    let banned = Ipv4Addr::new(127, 0, 0, 12);
+    let ban = "{\"address\":\"127.0.0.12\",\"duration_secs\":600}";
+    assert_eq!(api(admin, &token, "POST", "/api/v1/bans", ban), 201);
+    nodes[1].wait_for_log("bans reloaded from the database", NOTICE);
+    let mut refused = connect_from(banned, nodes[1].listener("FTP"));
+    refused.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    assert!(closes_unanswered(&mut refused), "banned on the other node");
+    assert_eq!(api(admin, &token, "DELETE", "/api/v1/bans/127.0.0.12", ""), 204);
+    nodes[1].wait_for_log("ban lifted by an operator on the cluster", NOTICE);
+    Control::connect_from(banned, nodes[1].listener("FTP"));
+    assert_eq!(api(admin, &token, "DELETE", "/api/v1/bans/127.0.0.12", ""), 404, "lifted");
     drop(database);
 }

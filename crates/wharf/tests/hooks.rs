@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Running, serve, write, write_alice_and_devices};
+use common::{RawFtp, Running, serve, write, write_alice_and_devices};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use wharf_testkit::{TEST_PASSWORD, pattern, require_tool, run_bounded};
@@ -430,55 +430,6 @@ fn an_upload_on_each_protocol_is_one_event_with_its_size_and_path() {
     ids.dedup();
     assert_eq!(ids.len(), UPLOADS.len(), "every event has an id of its own");
     assert!(server.stop().success());
-}
-
-/// An FTP control connection driven by hand, to end an upload the way a dead client does.
-struct RawFtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl RawFtp {
-    fn connect(addr: std::net::SocketAddr) -> RawFtp {
-        let writer = TcpStream::connect(addr).expect("FTP control connection");
-        writer.set_read_timeout(Some(WAIT)).expect("read timeout");
-        let mut ftp = RawFtp { reader: BufReader::new(writer.try_clone().expect("clone")), writer };
-        ftp.reply(220);
-        ftp
-    }
-
-    /// Reads one reply (multi-line ones too) and checks its code.
-    fn reply(&mut self, code: u16) -> String {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).expect("an FTP reply");
-            assert!(n > 0, "the server closed the control connection after: {text}");
-            text.push_str(&line);
-            let bytes = line.as_bytes();
-            if bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ' {
-                break;
-            }
-        }
-        assert!(text.starts_with(&code.to_string()), "expected {code}, got: {text}");
-        text
-    }
-
-    fn command(&mut self, line: &str, code: u16) -> String {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).expect("send a command");
-        self.reply(code)
-    }
-
-    /// `PASV`, then a connection to the address it names.
-    fn passive(&mut self) -> TcpStream {
-        let reply = self.command("PASV", 227);
-        let inner = reply.split(['(', ')']).nth(1).expect("(h1,h2,h3,h4,p1,p2)");
-        let numbers: Vec<u16> =
-            inner.split(',').map(|n| n.trim().parse().expect("a number")).collect();
-        let port = numbers[4] * 256 + numbers[5];
-        let host = self.writer.peer_addr().expect("peer").ip();
-        TcpStream::connect((host, port)).expect("FTP data connection")
-    }
 }
 
 /// Waits (at most [`WAIT`]) until an upload's temporary file shows in `dir`.

@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod routes;
+pub mod sessions;
 pub mod tls;
 pub mod tokens;
 pub mod users;
@@ -104,8 +105,6 @@ pub struct ApiState {
     users: UserStore,
     /// Bounds the password hashes made for the API at once.
     hashing: Arc<tokio::sync::Semaphore>,
-    /// Whether bans are shared by a cluster's database.
-    clustered: bool,
 }
 
 impl FromRef<ApiState> for ObserveState {
@@ -117,7 +116,7 @@ impl FromRef<ApiState> for ObserveState {
 /// The OpenAPI document, generated from the handlers.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Wharf admin API", description = "Operate a Wharf server: bans, reload, version, metrics, probes."),
+    info(title = "Wharf admin API", description = "Operate a Wharf server: users, quotas, live sessions, bans, reload, version, metrics, probes."),
     paths(
         crate::observe::http::health,
         crate::observe::http::ready,
@@ -135,8 +134,11 @@ impl FromRef<ApiState> for ObserveState {
         users::delete,
         users::quota,
         users::reset_quota,
+        sessions::list_sessions,
+        sessions::get_session,
+        sessions::end_session,
     ),
-    components(schemas(error::ErrorBody, routes::Version, routes::BanView, routes::NewBan, routes::Reloaded, users::UserDefinition, users::QuotaView)),
+    components(schemas(error::ErrorBody, routes::Version, routes::BanView, routes::NewBan, routes::Reloaded, users::UserDefinition, users::QuotaView, sessions::SessionView, sessions::TransferView)),
     modifiers(&BearerToken),
 )]
 struct ApiDoc;
@@ -245,6 +247,8 @@ fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/users/{name}/quota", get(users::quota))
         .route("/api/v1/users/{name}/quota/reset", post(users::reset_quota))
+        .route("/api/v1/sessions", get(sessions::list_sessions))
+        .route("/api/v1/sessions/{id}", get(sessions::get_session).delete(sessions::end_session))
         .fallback(|| async { ApiError::NotFound("no such call".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -271,7 +275,6 @@ pub async fn bind(
     users: UserStore,
 ) -> std::io::Result<(HttpListener, AdminHandles)> {
     let tokens = Arc::new(RwLock::new(tokens));
-    let clustered = matches!(users, UserStore::Database(_));
     // One request is carried out at a time; a few more wait, the rest wait to be queued.
     let (control_requests, control) = mpsc::channel(8);
     let state = ApiState {
@@ -281,7 +284,6 @@ pub async fn bind(
         control: control_requests,
         users,
         hashing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HASHES)),
-        clustered,
     };
     let limits = HttpLimits {
         header_timeout: HEADER_TIMEOUT,

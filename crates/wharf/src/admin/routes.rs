@@ -1,7 +1,7 @@
 //! The API's calls, one handler each, each described for the OpenAPI document.
 
 use std::net::IpAddr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
+use crate::user_store::UserStore;
 
 /// The server's version.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -53,10 +54,13 @@ pub struct Reloaded {
 /// The longest ban the API makes (a year); a longer one is a deny-list entry.
 const LONGEST_BAN: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// `time` in RFC 3339 (UTC), as every time the API answers.
+pub(super) fn rfc3339(time: SystemTime) -> String {
+    OffsetDateTime::from(time).format(&Rfc3339).unwrap_or_default()
+}
+
 fn view(ban: &wharf_access::Ban) -> BanView {
-    let until = OffsetDateTime::from(UNIX_EPOCH + Duration::from_secs(ban.until_unix))
-        .format(&Rfc3339)
-        .unwrap_or_default();
+    let until = rfc3339(UNIX_EPOCH + Duration::from_secs(ban.until_unix));
     BanView { address: ban.address.to_string(), until, score: ban.score }
 }
 
@@ -112,7 +116,7 @@ pub async fn add_ban(
     Ok((StatusCode::CREATED, Json(view(&ban))))
 }
 
-/// Lifts the ban of an address (and forgets its score).
+/// Lifts the ban of an address and forgets its score (on every node, in a cluster).
 #[utoipa::path(delete, path = "/api/v1/bans/{address}", tag = "bans", security(("token" = [])),
     params(("address" = String, Path, description = "the banned address")),
     responses(
@@ -121,23 +125,23 @@ pub async fn add_ban(
         (status = 401, description = "no valid token", body = ErrorBody),
         (status = 403, description = "a read-only token", body = ErrorBody),
         (status = 404, description = "not banned", body = ErrorBody),
-        (status = 409, description = "bans are shared by a cluster's database", body = ErrorBody),
+        (status = 503, description = "the cluster's database cannot be reached", body = ErrorBody),
     ))]
 pub async fn lift_ban(
     State(state): State<ApiState>,
     Path(text): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let address = address(&text)?;
-    if state.clustered {
-        // The other nodes would keep (and share back) the ban: a lift must go through the
-        // database to every node, which this API does not do yet.
-        return Err(ApiError::Conflict(
-            "bans are shared through the cluster's database; lifting one on every node is not \
-             supported by this version"
-                .to_owned(),
-        ));
-    }
-    if state.gateway.defender().lift(address) {
+    let lifted_here = state.gateway.defender().lift(address);
+    // In a cluster the ban is lifted in the database, and every node is told to forget it.
+    let lifted_shared = match &state.users {
+        UserStore::Database(database) => {
+            database.lift_ban(address).await.map_err(|err| ApiError::Storage(err.to_string()))?
+        }
+        UserStore::File(_) | UserStore::Inline => false,
+    };
+    if lifted_here || lifted_shared {
+        tracing::warn!(%address, "ban lifted by an operator");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("{address} is not banned")))

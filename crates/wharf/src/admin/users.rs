@@ -2,15 +2,15 @@
 //! user is its users-file entry as JSON; answers leave out the password hash.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorBody};
 use super::{ApiState, Control};
 use crate::http_listener::{Encrypted, Peer};
-use crate::user_store::{Applied, UserChange, UserStoreError};
+use crate::user_store::{Applied, UserChange, UserStore, UserStoreError};
 use wharf_access::QuotaReading;
 
 /// A user: its users-file entry as a JSON object (the keys of `access.users` in
@@ -77,6 +77,39 @@ async fn hash_plaintext(
     .map_err(|err| ApiError::BadRequest(format!("the password could not be hashed: {err}")))?;
     body.insert("password".to_owned(), Value::String(hash));
     Ok(())
+}
+
+/// Whether a change also ends the user's open sessions.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EndSessions {
+    /// End the user's open sessions too, on every node (a disabled or removed user's
+    /// sessions otherwise go on until they end).
+    #[serde(default)]
+    pub kill_sessions: bool,
+}
+
+impl EndSessions {
+    fn of(query: Result<Query<EndSessions>, QueryRejection>) -> Result<EndSessions, ApiError> {
+        query.map(|Query(asked)| asked).map_err(|err| ApiError::BadRequest(err.body_text()))
+    }
+
+    /// Ends `user`'s sessions if asked: on this node at once, and through the database on
+    /// every node of a cluster.
+    async fn apply(&self, state: &ApiState, user: &str) -> Result<(), ApiError> {
+        if !self.kill_sessions {
+            return Ok(());
+        }
+        let ended = state.gateway.authenticator.live_sessions().kill_user(user);
+        tracing::warn!(%user, ended, "sessions ended by an operator");
+        if let UserStore::Database(database) = &state.users {
+            database
+                .end_sessions_of(user)
+                .await
+                .map_err(|err| ApiError::Storage(err.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Hands `change` to the server's loop and waits for what it did.
@@ -154,9 +187,10 @@ pub async fn put(
 }
 
 /// Changes some keys of a user's entry (`null` removes a key): `{"disabled": true}` disables
-/// it, `{"password_plaintext": "..."}` sets its password.
+/// it, `{"password_plaintext": "..."}` sets its password; `?kill_sessions=true` also ends its
+/// open sessions.
 #[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "users", security(("token" = [])),
-    params(("name" = String, Path, description = "the login name")),
+    params(("name" = String, Path, description = "the login name"), EndSessions),
     request_body(content = UserDefinition, description = "the keys to change, e.g. {\"disabled\": true}"),
     responses(
         (status = 200, description = "changed", body = UserDefinition),
@@ -172,16 +206,20 @@ pub async fn patch(
     Extension(peer): Extension<Peer>,
     Extension(encrypted): Extension<Encrypted>,
     Path(name): Path<String>,
+    query: Result<Query<EndSessions>, QueryRejection>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let end_sessions = EndSessions::of(query)?;
     let changes = prepared(&state, (peer, encrypted), body).await?;
-    let (_, user) = change(&state, UserChange::Patch { name, changes }).await?;
+    let (_, user) = change(&state, UserChange::Patch { name: name.clone(), changes }).await?;
+    end_sessions.apply(&state, &name).await?;
     Ok(Json(view(user)))
 }
 
-/// Removes a user: it cannot log in any more; its open sessions finish.
+/// Removes a user: it cannot log in any more; its open sessions finish, or end at once with
+/// `?kill_sessions=true`.
 #[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", security(("token" = [])),
-    params(("name" = String, Path, description = "the login name")),
+    params(("name" = String, Path, description = "the login name"), EndSessions),
     responses(
         (status = 204, description = "removed"),
         (status = 401, description = "no valid token", body = ErrorBody),
@@ -193,8 +231,11 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    query: Result<Query<EndSessions>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    change(&state, UserChange::Delete { name }).await?;
+    let end_sessions = EndSessions::of(query)?;
+    change(&state, UserChange::Delete { name: name.clone() }).await?;
+    end_sessions.apply(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -235,5 +235,66 @@ pub fn finish(mut child: std::process::Child, limit: Duration) -> i32 {
             panic!("client did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How long a [`RawFtp`] waits for a reply.
+const RAW_FTP_WAIT: Duration = Duration::from_secs(30);
+
+/// An FTP control connection driven by hand, to end a transfer the way a dead client does or to
+/// see what the server says when it closes the connection.
+pub struct RawFtp {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl RawFtp {
+    pub fn connect(addr: std::net::SocketAddr) -> RawFtp {
+        let writer = std::net::TcpStream::connect(addr).expect("FTP control connection");
+        writer.set_read_timeout(Some(RAW_FTP_WAIT)).expect("read timeout");
+        let mut ftp = RawFtp { reader: BufReader::new(writer.try_clone().expect("clone")), writer };
+        ftp.reply(220);
+        ftp
+    }
+
+    /// Reads one reply (multi-line ones too) and checks its code.
+    pub fn reply(&mut self, code: u16) -> String {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("an FTP reply");
+            assert!(n > 0, "the server closed the control connection after: {text}");
+            text.push_str(&line);
+            let bytes = line.as_bytes();
+            if bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ' {
+                break;
+            }
+        }
+        assert!(text.starts_with(&code.to_string()), "expected {code}, got: {text}");
+        text
+    }
+
+    pub fn command(&mut self, line: &str, code: u16) -> String {
+        self.writer.write_all(format!("{line}\r\n").as_bytes()).expect("send a command");
+        self.reply(code)
+    }
+
+    /// Whatever the server still sends until it closes the connection; `None` if it did not
+    /// close it within the read timeout.
+    pub fn rest(&mut self) -> Option<String> {
+        use std::io::Read as _;
+        let mut rest = String::new();
+        self.reader.read_to_string(&mut rest).ok().map(|_| rest)
+    }
+
+    /// `PASV`, then a connection to the address it names.
+    pub fn passive(&mut self) -> std::net::TcpStream {
+        let reply = self.command("PASV", 227);
+        let inner = reply.split(['(', ')']).nth(1).expect("(h1,h2,h3,h4,p1,p2)");
+        let numbers: Vec<u16> =
+            inner.split(',').map(|n| n.trim().parse().expect("a number")).collect();
+        let port = numbers[4] * 256 + numbers[5];
+        let host = self.writer.peer_addr().expect("peer").ip();
+        std::net::TcpStream::connect((host, port)).expect("FTP data connection")
     }
 }
