@@ -56,6 +56,10 @@ pub struct WharfConfig {
     /// commands; off when absent. Read at start only.
     #[serde(default)]
     pub hooks: Option<wharf_hooks::HooksConfig>,
+    /// External authentication (`crate::external_auth`): names the users file does not know
+    /// are checked by an HTTP endpoint; off when absent. Read at start only.
+    #[serde(default)]
+    pub external_auth: Option<crate::external_auth::ExternalAuthConfig>,
     /// FTP (wharf-ftp); off when absent.
     #[serde(default)]
     pub ftp: Option<wharf_ftp::FtpConfig>,
@@ -290,6 +294,13 @@ impl LoadedConfig {
                 reason: err.to_string(),
             })?;
         }
+        if let Some(external) = &config.external_auth {
+            external.validate().map_err(|reason| ConfigError::Invalid {
+                origin: source.clone(),
+                key: "external_auth",
+                reason,
+            })?;
+        }
         config.data_dir = base.join(&config.data_dir);
         config.storage.root = config.data_dir.join(&config.storage.root);
         let credential_files =
@@ -317,6 +328,9 @@ impl LoadedConfig {
                 tls.certificate_chain = config.data_dir.join(&tls.certificate_chain);
                 tls.private_key = config.data_dir.join(&tls.private_key);
             }
+        }
+        if let Some(token) = config.external_auth.as_mut().and_then(|e| e.token_file.as_mut()) {
+            *token = config.data_dir.join(&*token);
         }
         if let Some(hooks) = config.hooks.as_mut() {
             hooks.spool_dir = config.data_dir.join(&hooks.spool_dir);
