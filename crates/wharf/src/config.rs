@@ -438,6 +438,20 @@ mod tests {
     }
 
     #[test]
+    fn the_external_auth_section_is_checked_and_its_token_file_resolved() {
+        let text =
+            "data_dir: d\nexternal_auth: { url: \"http://127.0.0.1:9/auth\", token_file: t }\n";
+        let loaded =
+            LoadedConfig::parse(text, ConfigSource::Embedded, Path::new("/srv")).expect("valid");
+        let external = loaded.config.external_auth.expect("section");
+        assert_eq!(external.token_file.as_deref(), Some(Path::new("/srv/d/t")));
+        let text = "external_auth: { url: \"ftp://127.0.0.1/\" }\n";
+        let err = LoadedConfig::parse(text, ConfigSource::File("w.yaml".into()), Path::new("/"))
+            .expect_err("not http");
+        assert!(err.to_string().starts_with("w.yaml: external_auth: url:"), "{err}");
+    }
+
+    #[test]
     fn absolute_paths_are_kept() {
         let text = "data_dir: /var/lib/wharf\nstorage: { root: /srv/share }\naccess: { users_file: /etc/wharf/users.yaml }\n";
         let loaded =
