@@ -242,9 +242,10 @@ impl Admission {
     }
 
     /// The descriptors one more session may hold at most: the listener's own worst case plus,
-    /// when its sessions log in, one per mount of the user with the most mounts.
+    /// when its sessions log in, one per mount of the user with the most mounts (or of what
+    /// an external authentication answer may define).
     pub fn worst_case(&self) -> usize {
-        let mounts = if self.logs_in { self.gateway.authenticator.users().max_mounts() } else { 0 };
+        let mounts = if self.logs_in { self.gateway.authenticator.max_mounts() } else { 0 };
         self.descriptors_per_session.saturating_add(mounts)
     }
 

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod budget;
 pub mod config;
 pub mod defender;
+pub mod external_auth;
 pub mod gateway;
 pub mod lifecycle;
 pub mod limits;
@@ -36,6 +37,10 @@ pub use audit::{AUDIT_TARGET, Actor, AuditEvent, AuditSink, Operation, Outcome};
 pub use budget::{MemoryBudget, MemoryConfig, MemoryConfigError, Reservation, SessionBudget};
 pub use config::{AccessConfig, UsersLoadError};
 pub use defender::{Ban, Defender, DefenderConfig, Offense, Verdict};
+pub use external_auth::{
+    Directory, DirectoryAnswer, DirectoryCredential, DirectoryReply, DirectoryRequest,
+    ExternalAuth, ExternalAuthSettings,
+};
 pub use gateway::Gateway;
 pub use lifecycle::Shutdown;
 pub use limits::{LimitExceeded, SessionLimiter, SessionLimits, SessionPermit};

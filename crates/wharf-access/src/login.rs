@@ -15,6 +15,7 @@ use wharf_vfs::{Mount, Share, Tree, VPath};
 
 use crate::audit::{Actor, AuditEvent, AuditSink, Operation, Outcome};
 use crate::defender::Defender;
+use crate::external_auth::{DirectoryCredential, DirectoryRequest, ExternalAuth, Lookup};
 use crate::live_sessions::LiveSessions;
 use crate::password::{Password, StoredHash};
 use crate::permissions::Permissions;
@@ -91,6 +92,10 @@ pub enum LoginError {
     /// `max_sessions`; across the cluster in a cluster). Temporary.
     #[error("the user has {0} sessions open already")]
     TooManySessions(usize),
+    /// The name is not a local one and the external authentication service gave no usable
+    /// answer (down, too slow, busy, or a malformed answer). Temporary; not the client's fault.
+    #[error("the authentication service is unavailable; try again later")]
+    AuthServiceUnavailable,
 }
 
 /// Why a login was denied, for the log only.
@@ -103,6 +108,7 @@ enum DenyReason {
     ProtocolNotAllowed,
     NetworkNotAllowed,
     MethodNotAllowed,
+    DirectoryRefused,
 }
 
 impl DenyReason {
@@ -115,6 +121,7 @@ impl DenyReason {
             DenyReason::ProtocolNotAllowed => "protocol not allowed for this user",
             DenyReason::NetworkNotAllowed => "source address not allowed for this user",
             DenyReason::MethodNotAllowed => "authentication method not allowed for this user",
+            DenyReason::DirectoryRefused => "refused by the authentication service",
         }
     }
 }
@@ -163,6 +170,8 @@ pub struct Authenticator {
     audit_sink: Option<Arc<dyn AuditSink>>,
     /// The sessions open now, for operators to list and end.
     live: Arc<LiveSessions>,
+    /// Where names the users file does not know are looked up (`external_auth.rs`).
+    external: Option<Arc<ExternalAuth>>,
 }
 
 /// What the sessions of one user share: the quota ledger and the rate limiters.
@@ -202,7 +211,22 @@ impl Authenticator {
             shared_places: None,
             audit_sink: None,
             live: Arc::default(),
+            external: None,
         }
+    }
+
+    /// This authenticator with names the users file does not know looked up in `external`
+    /// (see `external_auth.rs` for the rules).
+    pub fn with_external_auth(mut self, external: ExternalAuth) -> Self {
+        self.external = Some(Arc::new(external));
+        self
+    }
+
+    /// The most mounts one logged-in session may hold open: the most any local user has, or
+    /// what an external answer may define.
+    pub fn max_mounts(&self) -> usize {
+        let external = self.external.as_ref().map_or(0, |e| e.settings().max_mounts);
+        self.users().max_mounts().max(external)
     }
 
     /// This authenticator with every session's audit events, and the defender's bans, also
@@ -403,33 +427,96 @@ impl Authenticator {
 
     /// What TLS the user `name` requires over FTP; nothing for unknown users, so a client
     /// learns only that an existing account demands TLS (which it must, to use it at all).
+    /// A name of the external service is not known before its credential is checked: its
+    /// requirement is enforced by the login itself (`LoginError::TlsRequired`).
     pub fn tls_requirement(&self, name: &str) -> TlsRequirement {
         self.users().get(name).map(|u| u.require_tls).unwrap_or_default()
     }
 
     /// Whether `key` would be accepted for `name` over SSH (answering a key offer before the
     /// client proves possession with a signature).
+    /// Only local users; [`Authenticator::offer_key`] also asks the external service.
     pub fn accepts_key(&self, name: &str, key: &ssh_key::PublicKey) -> bool {
-        self.users().get(name).is_some_and(|user| {
-            !user.disabled
-                && user.has_key(key)
-                && user.ssh_auth.iter().any(|m| {
-                    matches!(m, SshAuthMethod::PublicKey | SshAuthMethod::PublicKeyAndPassword)
-                })
-        })
+        self.users().get(name).is_some_and(|user| Self::key_acceptable(user, key))
+    }
+
+    /// Like [`Authenticator::accepts_key`], and for a name the users file does not know, asks
+    /// the external service (if any) from `peer`, unless the defender bars the address.
+    pub async fn offer_key(&self, name: &str, key: &ssh_key::PublicKey, peer: SocketAddr) -> bool {
+        if let Some(user) = self.users().get(name) {
+            return Self::key_acceptable(user, key);
+        }
+        let Some(external) = &self.external else { return false };
+        if self.logins_paused() || !self.defender.verdict(peer.ip()).is_allowed() {
+            return false;
+        }
+        let request = DirectoryRequest {
+            user: name.to_owned(),
+            protocol: Protocol::Sftp,
+            address: peer.ip(),
+            credential: DirectoryCredential::PublicKey(key.clone()),
+        };
+        match external.look_up(request).await {
+            Lookup::Found(user) => Self::key_acceptable(&user, key),
+            Lookup::Refused | Lookup::Unavailable => false,
+        }
+    }
+
+    fn key_acceptable(user: &User, key: &ssh_key::PublicKey) -> bool {
+        !user.disabled
+            && user.has_key(key)
+            && user.ssh_auth.iter().any(|m| {
+                matches!(m, SshAuthMethod::PublicKey | SshAuthMethod::PublicKeyAndPassword)
+            })
+    }
+
+    /// For a name the users file does not know, what the external service says of the
+    /// request; `None` when there is no service or the credential is not one it checks.
+    async fn ask_external(&self, request: &LoginRequest) -> Option<Lookup> {
+        let external = self.external.as_ref()?;
+        let credential = match &request.credential {
+            Credential::Password(password) => DirectoryCredential::Password(password.clone()),
+            Credential::PublicKey(key) => DirectoryCredential::PublicKey(key.clone()),
+            Credential::PublicKeyAndPassword { key, password } => {
+                DirectoryCredential::PublicKeyAndPassword {
+                    key: key.clone(),
+                    password: password.clone(),
+                }
+            }
+            Credential::Anonymous | Credential::SourceNetwork => return None,
+        };
+        let request = DirectoryRequest {
+            user: request.user.clone(),
+            protocol: request.protocol,
+            address: request.peer.ip(),
+            credential,
+        };
+        Some(external.look_up(request).await)
     }
 
     /// Checks a login and opens the user's session.
     pub async fn login(&self, request: LoginRequest) -> Result<Session, LoginError> {
         let started = Instant::now();
         let actor = self.actor(request.user.clone(), request.protocol, request.peer);
-        let user = self.users().get(&request.user).cloned();
+        let mut user = self.users().get(&request.user).cloned();
+        // The defender's verdict comes first: a barred address never makes the server ask
+        // the external service anything.
         let checked = if self.logins_paused() {
             Err(Refusal::Paused)
-        } else if self.defender.verdict(request.peer.ip()).is_allowed() {
-            self.check(user.as_deref(), &request).await
-        } else {
+        } else if !self.defender.verdict(request.peer.ip()).is_allowed() {
             Err(Refusal::Deny(DenyReason::AddressBanned))
+        } else if user.is_some() {
+            self.check(user.as_deref(), &request, false).await
+        } else {
+            match self.ask_external(&request).await {
+                None => self.check(None, &request, false).await,
+                Some(Lookup::Found(found)) => {
+                    user = Some(found);
+                    self.check(user.as_deref(), &request, true).await
+                }
+                Some(Lookup::Refused) => Err(Refusal::Deny(DenyReason::DirectoryRefused)),
+                Some(Lookup::Unavailable) => Err(Refusal::DirectoryUnavailable),
+            }
         };
         let result = match checked {
             Ok(()) => match user {
@@ -457,6 +544,7 @@ impl Authenticator {
             Err(Refusal::Tls) => Err(LoginError::TlsRequired),
             Err(Refusal::SecondFactor) => Err(LoginError::NeedsPassword),
             Err(Refusal::Paused) => Err(LoginError::Paused),
+            Err(Refusal::DirectoryUnavailable) => Err(LoginError::AuthServiceUnavailable),
         };
         match &result {
             Ok(_) => {
@@ -492,6 +580,12 @@ impl Authenticator {
                 Outcome::Denied,
                 Some("the user's session cap is reached"),
             ),
+            Err(LoginError::AuthServiceUnavailable) => Self::audit(
+                &actor,
+                started,
+                Outcome::Denied,
+                Some("authentication service unavailable"),
+            ),
         }
         result
     }
@@ -526,7 +620,14 @@ impl Authenticator {
         verified && is_real
     }
 
-    async fn check(&self, user: Option<&User>, request: &LoginRequest) -> Result<(), Refusal> {
+    /// Checks `request` against `user`. With `password_checked`, the external service has
+    /// checked the password already (and the user's hash, if any, is not consulted).
+    async fn check(
+        &self,
+        user: Option<&User>,
+        request: &LoginRequest,
+        password_checked: bool,
+    ) -> Result<(), Refusal> {
         use Credential as C;
         let family = request.protocol.family();
         let method_ok = |user: &User, wanted: SshAuthMethod| {
@@ -540,13 +641,14 @@ impl Authenticator {
             }
             (_, None) => return Err(Refusal::Deny(DenyReason::UnknownUser)),
             (C::Password(password), Some(user)) => {
-                let ok = match &user.password {
-                    Some(hash) => self.verify_password(Some(hash), password).await,
-                    None => {
-                        self.verify_password(None, password).await;
-                        false
-                    }
-                };
+                let ok = password_checked
+                    || match &user.password {
+                        Some(hash) => self.verify_password(Some(hash), password).await,
+                        None => {
+                            self.verify_password(None, password).await;
+                            false
+                        }
+                    };
                 if !ok {
                     return Err(Refusal::Deny(DenyReason::BadCredential));
                 }
@@ -569,10 +671,11 @@ impl Authenticator {
                 }
             }
             (C::PublicKeyAndPassword { key, password }, Some(user)) => {
-                let password_ok = match &user.password {
-                    Some(hash) => self.verify_password(Some(hash), password).await,
-                    None => false,
-                };
+                let password_ok = password_checked
+                    || match &user.password {
+                        Some(hash) => self.verify_password(Some(hash), password).await,
+                        None => false,
+                    };
                 if !user.has_key(key) || !password_ok {
                     return Err(Refusal::Deny(DenyReason::BadCredential));
                 }
@@ -659,4 +762,6 @@ enum Refusal {
     SecondFactor,
     /// Logins are paused ([`Authenticator::pause_logins`]); nothing was checked.
     Paused,
+    /// The external service gave no usable answer; nothing was checked.
+    DirectoryUnavailable,
 }

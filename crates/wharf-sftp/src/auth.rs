@@ -4,7 +4,8 @@
 //! connection after too many); this module decides each step with
 //! [`wharf_access::Authenticator`]:
 //!
-//! - a key *offer* is answered with `accepts_key` (no login yet, so unknown keys cost nothing);
+//! - a key *offer* is answered with `offer_key` (no login yet, so unknown keys cost nothing
+//!   locally; a name of the external authentication service is asked there);
 //! - a key whose signature russh verified logs in with `Credential::PublicKey`; for a user who
 //!   needs key *and* password the login says `NeedsPassword`, which becomes SSH "partial
 //!   success": the client is asked for the password next, by `password` or
@@ -69,9 +70,14 @@ impl Authentication {
     }
 
     /// Answers a key offered before any signature: accepted only if the login would take it.
-    pub(crate) fn offer_key(&self, user: &str, key: &PublicKey, algorithm: &Algorithm) -> Auth {
+    pub(crate) async fn offer_key(
+        &self,
+        user: &str,
+        key: &PublicKey,
+        algorithm: &Algorithm,
+    ) -> Auth {
         if user_key_algorithm_allowed(algorithm)
-            && self.gateway.authenticator.accepts_key(user, key)
+            && self.gateway.authenticator.offer_key(user, key, self.peer).await
         {
             Auth::Accept
         } else {
@@ -147,6 +153,10 @@ impl Authentication {
             }
             Err(LoginError::Paused) => {
                 tracing::warn!(peer = %self.peer, "login refused: the user database cannot be reached");
+                Auth::reject()
+            }
+            Err(LoginError::AuthServiceUnavailable) => {
+                tracing::warn!(peer = %self.peer, "login refused: the authentication service is unavailable");
                 Auth::reject()
             }
             Err(LoginError::TooManySessions(cap)) => {

@@ -115,7 +115,7 @@ impl russh::server::Handler for SshHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.auth.offer_key(user, offer.public_key, offer.algorithm))
+        Ok(self.auth.offer_key(user, offer.public_key, offer.algorithm).await)
     }
 
     async fn auth_publickey(

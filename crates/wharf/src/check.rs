@@ -57,6 +57,13 @@ pub fn check(loaded: &LoadedConfig) -> anyhow::Result<String> {
             admin.tokens_file.display()
         );
     }
+    if let Some(external) = &config.external_auth {
+        let _ = writeln!(
+            out,
+            "  external authentication: {} (names not in the users file)",
+            external.shown_url()
+        );
+    }
     if let Some(hooks) = &config.hooks {
         let rules: Vec<&str> = hooks.rules.iter().map(|r| r.name.as_str()).collect();
         let _ = writeln!(

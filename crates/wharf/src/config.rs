@@ -56,6 +56,10 @@ pub struct WharfConfig {
     /// commands; off when absent. Read at start only.
     #[serde(default)]
     pub hooks: Option<wharf_hooks::HooksConfig>,
+    /// External authentication (`crate::external_auth`): names the users file does not know
+    /// are checked by an HTTP endpoint; off when absent. Read at start only.
+    #[serde(default)]
+    pub external_auth: Option<crate::external_auth::ExternalAuthConfig>,
     /// FTP (wharf-ftp); off when absent.
     #[serde(default)]
     pub ftp: Option<wharf_ftp::FtpConfig>,
@@ -290,6 +294,13 @@ impl LoadedConfig {
                 reason: err.to_string(),
             })?;
         }
+        if let Some(external) = &config.external_auth {
+            external.validate().map_err(|reason| ConfigError::Invalid {
+                origin: source.clone(),
+                key: "external_auth",
+                reason,
+            })?;
+        }
         config.data_dir = base.join(&config.data_dir);
         config.storage.root = config.data_dir.join(&config.storage.root);
         let credential_files =
@@ -317,6 +328,9 @@ impl LoadedConfig {
                 tls.certificate_chain = config.data_dir.join(&tls.certificate_chain);
                 tls.private_key = config.data_dir.join(&tls.private_key);
             }
+        }
+        if let Some(token) = config.external_auth.as_mut().and_then(|e| e.token_file.as_mut()) {
+            *token = config.data_dir.join(&*token);
         }
         if let Some(hooks) = config.hooks.as_mut() {
             hooks.spool_dir = config.data_dir.join(&hooks.spool_dir);
@@ -421,6 +435,20 @@ mod tests {
         let default = LoadedConfig::parse("{}", ConfigSource::Embedded, Path::new("/"))
             .expect("the default age fits the default timeouts");
         assert_eq!(default.config.storage.stale_temporary_age, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_external_auth_section_is_checked_and_its_token_file_resolved() {
+        let text =
+            "data_dir: d\nexternal_auth: { url: \"http://127.0.0.1:9/auth\", token_file: t }\n";
+        let loaded =
+            LoadedConfig::parse(text, ConfigSource::Embedded, Path::new("/srv")).expect("valid");
+        let external = loaded.config.external_auth.expect("section");
+        assert_eq!(external.token_file.as_deref(), Some(Path::new("/srv/d/t")));
+        let text = "external_auth: { url: \"ftp://127.0.0.1/\" }\n";
+        let err = LoadedConfig::parse(text, ConfigSource::File("w.yaml".into()), Path::new("/"))
+            .expect_err("not http");
+        assert!(err.to_string().starts_with("w.yaml: external_auth: url:"), "{err}");
     }
 
     #[test]

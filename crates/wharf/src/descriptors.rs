@@ -92,9 +92,11 @@ pub struct DescriptorPlan {
 
 impl DescriptorPlan {
     /// The plan of `config` with `users` (each mount of a logged-in session holds a
-    /// descriptor, so the user with the most mounts counts).
+    /// descriptor, so the user with the most mounts counts, or what an external
+    /// authentication answer may define).
     pub fn of(config: &WharfConfig, users: &UserDb) -> DescriptorPlan {
-        let mounts = users.max_mounts();
+        let external = config.external_auth.as_ref().map_or(0, |e| e.max_mounts);
+        let mounts = users.max_mounts().max(external);
         let mut listeners = Vec::new();
         let mut sockets = 0usize;
         let ftp = config.ftp.clone().unwrap_or_default();

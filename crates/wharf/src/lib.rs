@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod descriptors;
+pub mod external_auth;
 pub mod frontends;
 pub mod hash_password;
 pub mod http_listener;

@@ -159,6 +159,10 @@ impl Server {
         if let Some(cluster) = &cluster {
             authenticator = authenticator.with_shared_ledgers(Arc::new(cluster.quotas.clone()));
         }
+        if let Some(external) = &config.external_auth {
+            authenticator = authenticator
+                .with_external_auth(external.start().context("starting external authentication")?);
+        }
         let hooks = match &config.hooks {
             Some(hooks) => Some(
                 wharf_hooks::Hooks::start(hooks, &config.data_dir)
@@ -334,6 +338,9 @@ impl Server {
             let _ = writeln!(out, "  users: the shared database ({} defined)", users.len());
         } else if let Some(path) = self.loaded.users_file() {
             let _ = writeln!(out, "  users: {} ({} defined)", path.display(), users.len());
+        }
+        if let Some(external) = &config.external_auth {
+            let _ = writeln!(out, "  other names: checked by {}", external.shown_url());
         }
         let user = match &self.demo {
             Some(demo) => {

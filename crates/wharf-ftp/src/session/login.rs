@@ -70,6 +70,10 @@ impl FtpSession {
                 421,
                 "Logins are paused: the user database cannot be reached. Try again later.",
             )),
+            Err(LoginError::AuthServiceUnavailable) => Answer::ReplyAndClose(Reply::new(
+                421,
+                "The authentication service is unavailable. Try again later.",
+            )),
             Err(LoginError::TooManySessions(_)) => Answer::ReplyAndClose(Reply::new(
                 421,
                 "Too many sessions for this user. Try again later.",

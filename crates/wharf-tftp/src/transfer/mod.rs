@@ -322,6 +322,13 @@ async fn open(
             message: "temporarily unavailable",
             reason: "logins are paused: the user database cannot be reached".to_owned(),
         },
+        // TFTP identities are local (the external service checks credentials TFTP has not),
+        // but the mapping is kept complete.
+        LoginError::AuthServiceUnavailable => Refusal {
+            code: ErrorCode::NotDefined,
+            message: "temporarily unavailable",
+            reason: "the authentication service is unavailable".to_owned(),
+        },
         LoginError::TooManySessions(cap) => Refusal {
             code: ErrorCode::NotDefined,
             message: "too many transfers for this identity",
