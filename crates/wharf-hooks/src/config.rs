@@ -22,6 +22,11 @@ pub struct HooksConfig {
     /// is dropped (and counted in the metrics).
     #[serde(default = "default_max_spooled_events")]
     pub max_spooled_events: usize,
+    /// Whether whole-file uploads compute the SHA-256 of their content as it is written, for
+    /// the `sha256` of their events (and of their audit log lines). Off by default: it costs
+    /// CPU on every upload.
+    #[serde(default)]
+    pub upload_sha256: bool,
     /// The rules, each with its own spool and delivery.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,

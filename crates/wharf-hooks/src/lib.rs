@@ -137,6 +137,8 @@ pub struct HookSink {
     /// Whether events are being dropped: logged once when it starts, not once per event (a
     /// flood of events must not become a flood of log lines; the metrics count each).
     dropping: std::sync::atomic::AtomicBool,
+    /// `hooks.upload_sha256`: whether uploads compute their content's digest.
+    upload_sha256: bool,
 }
 
 impl Hooks {
@@ -191,6 +193,7 @@ impl Hooks {
                 rules: rules.clone(),
                 to_spool,
                 dropping: std::sync::atomic::AtomicBool::new(false),
+                upload_sha256: config.upload_sha256,
             }),
             rules,
             deliverers,
@@ -277,6 +280,10 @@ impl AuditSink for HookSink {
 
     fn banned(&self, address: IpAddr, ban_time: Duration, reason: &str) {
         self.offer(HookEvent::ban(address, ban_time, reason));
+    }
+
+    fn upload_sha256(&self) -> bool {
+        self.upload_sha256
     }
 }
 
@@ -407,6 +414,7 @@ mod tests {
             path: Some(&path),
             to: None,
             bytes: Some(bytes),
+            sha256: None,
             duration: Duration::from_millis(3),
             outcome,
             detail: None,
@@ -461,6 +469,7 @@ mod tests {
         let config = HooksConfig {
             spool_dir: "spool".into(),
             max_spooled_events: 10,
+            upload_sha256: false,
             rules: vec![arrivals],
         };
         let hooks = Hooks::start(&config, dir.path()).expect("start");
@@ -517,8 +526,12 @@ mod tests {
             ],
             timeout: Duration::from_secs(10),
         });
-        let config =
-            HooksConfig { spool_dir: "spool".into(), max_spooled_events: 10, rules: vec![scan] };
+        let config = HooksConfig {
+            spool_dir: "spool".into(),
+            max_spooled_events: 10,
+            upload_sha256: false,
+            rules: vec![scan],
+        };
         let hooks = Hooks::start(&config, dir.path()).expect("start");
         // (Control characters, newlines included, never make it into a path: refused.)
         let hostile = format!("/a'b\"c $(touch {}) `id`; x", pwned.display());
