@@ -2,9 +2,10 @@
 //! metrics are subscribers and no front-end formats its own log lines.
 //!
 //! Events are emitted with target [`AUDIT_TARGET`] and these fields: `session`, `user`,
-//! `protocol`, `peer`, `op`, `path`, `to` (renames), `bytes` (transfers), `duration_ms` and
-//! `outcome` (`ok`, `aborted`, `denied`, or an error kind such as `not_found`). Reads of
-//! metadata (stat, list, ...) are at `DEBUG`, everything else at `INFO`.
+//! `protocol`, `peer`, `op`, `path`, `to` (renames), `bytes` (transfers), `sha256` (a
+//! published upload whose digest was computed, see [`AuditSink::upload_sha256`]),
+//! `duration_ms` and `outcome` (`ok`, `aborted`, `denied`, or an error kind such as
+//! `not_found`). Reads of metadata (stat, list, ...) are at `DEBUG`, everything else at `INFO`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -128,6 +129,12 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn event(&self, event: &AuditEvent<'_>);
     /// The defender banned `address` for `ban_time`; `reason` says what for.
     fn banned(&self, address: IpAddr, ban_time: Duration, reason: &str);
+    /// Whether the sessions reporting here compute the SHA-256 of each whole-file upload as
+    /// it is written (see [`crate::transfer::Upload`]), for [`AuditEvent::sha256`]. Asked
+    /// once per upload, when it opens. None by default.
+    fn upload_sha256(&self) -> bool {
+        false
+    }
 }
 
 /// Who is acting: the parts of an audit event that are the same for a whole session.
@@ -158,6 +165,10 @@ pub struct AuditEvent<'a> {
     pub to: Option<&'a VPath>,
     /// Bytes moved (transfers).
     pub bytes: Option<u64>,
+    /// The SHA-256 of a published upload's content, in lowercase hex: only when it was
+    /// computed, which takes a sink that asks for it and the whole file written in order
+    /// from its first byte by this one upload (see [`crate::transfer::Upload`]).
+    pub sha256: Option<&'a str>,
     /// How long it took.
     pub duration: Duration,
     /// How it ended.
@@ -188,6 +199,7 @@ impl AuditEvent<'_> {
                     path,
                     to,
                     bytes = self.bytes,
+                    sha256 = self.sha256,
                     duration_ms,
                     outcome = self.outcome.as_str(),
                     detail = self.detail,

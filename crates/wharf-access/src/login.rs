@@ -604,6 +604,7 @@ impl Authenticator {
             path: None,
             to: None,
             bytes: None,
+            sha256: None,
             duration: started.elapsed(),
             outcome,
             detail,

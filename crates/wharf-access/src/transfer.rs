@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use wharf_vfs::{Error, Metadata, ReadFile, ReadStream, Result, VPath, WriteFile};
+use sha2::{Digest as _, Sha256};
+use wharf_vfs::{Error, Metadata, ReadFile, ReadStream, Result, VPath, WriteFile, WriteMode};
 
 use crate::audit::{AuditEvent, Operation, Outcome};
 use crate::live_sessions::TransferTicket;
@@ -24,12 +25,22 @@ struct TransferRecord {
     live: TransferTicket,
     /// `Aborted` until the transfer says otherwise.
     outcome: Mutex<Outcome>,
+    /// The content's SHA-256 in hex, set only by a published upload that computed it.
+    sha256: Option<String>,
 }
 
 impl TransferRecord {
     fn new(session: Session, op: Operation, path: VPath, started: Instant) -> Self {
         let live = session.list_transfer(op, path.clone());
-        TransferRecord { session, op, path, started, live, outcome: Mutex::new(Outcome::Aborted) }
+        TransferRecord {
+            session,
+            op,
+            path,
+            started,
+            live,
+            outcome: Mutex::new(Outcome::Aborted),
+            sha256: None,
+        }
     }
 
     fn add(&self, bytes: u64) {
@@ -52,6 +63,8 @@ impl Drop for TransferRecord {
             path: Some(&self.path),
             to: None,
             bytes: Some(self.live.progress().bytes()),
+            // Only with the outcome it was computed for.
+            sha256: self.sha256.as_deref().filter(|_| outcome == Outcome::Ok),
             duration: self.started.elapsed(),
             outcome,
             detail: None,
@@ -204,6 +217,14 @@ impl DownloadStream {
 /// upload leaves the old file as it was. A write that would cross the user's quota fails with
 /// [`wharf_vfs::Error::QuotaExceeded`] before it reaches storage; with a bandwidth limit,
 /// writes wait for their share.
+///
+/// When the session's audit sink asks for it ([`crate::AuditSink::upload_sha256`]), a
+/// whole-file upload ([`WriteMode::Replace`], [`WriteMode::CreateNew`]) computes the SHA-256
+/// of its bytes as they are written, in one pass over the data already in memory: its audit
+/// event then carries the digest, if the whole file was written in order from offset 0 and
+/// published. A write elsewhere than where the previous one ended (a gap, an overlap, a write
+/// out of order), a failed write, and every in-place upload (a resume, an append, an SFTP
+/// open without truncation) leave it without one: it is never a guess.
 pub struct Upload {
     file: Box<dyn WriteFile>,
     record: TransferRecord,
@@ -211,6 +232,45 @@ pub struct Upload {
     limiter: Option<Arc<RateLimiter>>,
     /// Bytes written sequentially so far, for the quota's view of where the file ends.
     position: u64,
+    /// The digest so far, while the file is still being written in order from offset 0.
+    digest: Option<ContentDigest>,
+}
+
+/// The SHA-256 of an upload's bytes written so far, all of them in order from offset 0.
+struct ContentDigest {
+    hasher: Sha256,
+    /// Where the bytes hashed end: the offset the next write must start at.
+    end: u64,
+}
+
+impl ContentDigest {
+    /// The digest of an upload opened in `mode`, if one can be computed for it.
+    fn of(mode: WriteMode, wanted: bool) -> Option<ContentDigest> {
+        (wanted && mode.is_atomic()).then(|| ContentDigest { hasher: Sha256::new(), end: 0 })
+    }
+
+    /// Adds `data`, written at `offset`; `false` when it does not follow the bytes hashed.
+    fn add(&mut self, offset: u64, data: &[u8]) -> bool {
+        if offset != self.end {
+            return false;
+        }
+        self.hasher.update(data);
+        self.end += data.len() as u64;
+        true
+    }
+
+    /// The digest in lowercase hex, if the hashed bytes are the `size` bytes of the file.
+    fn finish(self, size: u64) -> Option<String> {
+        (self.end == size).then(|| {
+            let digest = self.hasher.finalize();
+            let mut hex = String::with_capacity(64);
+            for byte in digest {
+                hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+                hex.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+            }
+            hex
+        })
+    }
 }
 
 impl Upload {
@@ -218,16 +278,29 @@ impl Upload {
         session: Session,
         path: VPath,
         file: Box<dyn WriteFile>,
+        mode: WriteMode,
         started: Instant,
         quota: Option<QuotaCharge>,
         limiter: Option<Arc<RateLimiter>>,
     ) -> Self {
+        let wanted = session.actor().sink.as_ref().is_some_and(|sink| sink.upload_sha256());
         Upload {
             file,
             record: TransferRecord::new(session, Operation::Upload, path, started),
             quota,
             limiter,
             position: 0,
+            digest: ContentDigest::of(mode, wanted),
+        }
+    }
+
+    /// Hashes `data`, just written at `offset`, or stops hashing if it does not follow what
+    /// was (the file is then not written in order from its start by this upload).
+    fn hash(&mut self, offset: u64, data: &[u8]) {
+        if let Some(digest) = self.digest.as_mut()
+            && !digest.add(offset, data)
+        {
+            self.digest = None;
         }
     }
 
@@ -262,10 +335,16 @@ impl Upload {
             Some(quota) => quota.sequential_start() + self.position,
             None => 0,
         };
-        self.admit(start + len, len).await?;
-        let written = self.file.write(data).await;
+        if let Err(err) = self.admit(start + len, len).await {
+            self.digest = None;
+            return Err(err);
+        }
+        // A cheap copy (a reference count): hashed once the write is under way, so the hash
+        // of this block overlaps its I/O.
+        let written = self.file.write(data.clone()).await;
         self.note_failure(&written);
         written?;
+        self.hash(self.position, &data);
         self.position += len;
         self.record.add(len);
         Ok(())
@@ -274,10 +353,14 @@ impl Upload {
     /// Writes `data` at `offset` from the start of the file.
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         let len = data.len() as u64;
-        self.admit(offset + len, len).await?;
-        let written = self.file.write_at(offset, data).await;
+        if let Err(err) = self.admit(offset + len, len).await {
+            self.digest = None;
+            return Err(err);
+        }
+        let written = self.file.write_at(offset, data.clone()).await;
         self.note_failure(&written);
         written?;
+        self.hash(offset, &data);
         self.record.add(len);
         Ok(())
     }
@@ -291,10 +374,12 @@ impl Upload {
         synced
     }
 
-    /// Records why the upload failed, so its audit event says so rather than "aborted".
-    fn note_failure(&self, result: &Result<()>) {
+    /// Records why the upload failed, so its audit event says so rather than "aborted"; a
+    /// failed write also ends the digest (what reached the file is unknown).
+    fn note_failure(&mut self, result: &Result<()>) {
         if let Err(err) = result {
             self.record.set_outcome(Outcome::of_error(err));
+            self.digest = None;
         }
     }
 
@@ -314,6 +399,9 @@ impl Upload {
                 Ok(done) => quota.committed(done.replaced, done.size),
                 Err(_) => quota.finish(),
             }
+        }
+        if let Ok(done) = &result {
+            self.record.sha256 = self.digest.take().and_then(|digest| digest.finish(done.size));
         }
         let result = result.and_then(|done| match done.unsynced {
             Some(err) => Err(err),

@@ -95,3 +95,134 @@ async fn transfers_and_logins_are_audited() {
         assert!(!line.contains(PASSWORD) && !line.contains("hunter2-not-it"), "{line}");
     }
 }
+
+/// An audit sink that keeps `(op, outcome, sha256)` of each event, and asks for upload
+/// digests or not.
+#[derive(Debug, Default)]
+struct Digests {
+    wanted: bool,
+    seen: Mutex<Vec<(String, String, Option<String>)>>,
+}
+
+impl wharf_access::AuditSink for Digests {
+    fn event(&self, event: &wharf_access::AuditEvent<'_>) {
+        let seen = (
+            event.op.as_str().to_owned(),
+            event.outcome.as_str().to_owned(),
+            event.sha256.map(str::to_owned),
+        );
+        self.seen.lock().expect("lock").push(seen);
+    }
+
+    fn banned(&self, _: std::net::IpAddr, _: std::time::Duration, _: &str) {}
+
+    fn upload_sha256(&self) -> bool {
+        self.wanted
+    }
+}
+
+impl Digests {
+    /// The digests of the uploads seen, with their outcomes.
+    fn uploads(&self) -> Vec<(String, Option<String>)> {
+        let seen = self.seen.lock().expect("lock");
+        seen.iter()
+            .filter(|(op, _, _)| op == "upload")
+            .map(|(_, outcome, sha256)| (outcome.clone(), sha256.clone()))
+            .collect()
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A share whose sessions report to `sink`.
+fn share_reporting_to(sink: Arc<Digests>) -> common::Share {
+    let fx = share("users:\n  - name: alice\n    password: \"$HASH\"\n    home: alice\n");
+    common::Share { auth: fx.auth.with_audit_sink(sink), ..fx }
+}
+
+#[tokio::test]
+async fn a_whole_file_written_in_order_from_0_has_its_sha256_and_nothing_else_does() {
+    let sink = Arc::new(Digests { wanted: true, ..Digests::default() });
+    let fx = share_reporting_to(sink.clone());
+    let session = fx.login("alice", Protocol::Sftp).await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let ok = |data: &[u8]| ("ok".to_owned(), Some(sha256_hex(data)));
+    let none = ("ok".to_owned(), None);
+
+    // FTP's and TFTP's way: sequential writes.
+    let mut up = session.open_write(&p("/seq.bin"), WriteMode::Replace).await.expect("open");
+    for piece in data.chunks(65_536) {
+        up.write(Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    up.commit().await.expect("commit");
+    // SFTP's way: positional writes, in order from 0 (an exclusive create too).
+    let mut up = session.open_write(&p("/pos.bin"), WriteMode::CreateNew).await.expect("open");
+    for (n, piece) in data.chunks(32_768).enumerate() {
+        up.write_at(n as u64 * 32_768, Bytes::copy_from_slice(piece)).await.expect("write");
+    }
+    up.commit().await.expect("commit");
+    // An empty file is a whole file too.
+    let up = session.open_write(&p("/empty.bin"), WriteMode::Replace).await.expect("open");
+    up.commit().await.expect("commit");
+    assert_eq!(sink.uploads(), [ok(&data), ok(&data), ok(b"")]);
+
+    // A gap (the hole reads as zeros, never hashed), writes out of order, an overlap.
+    for (name, writes) in [
+        ("/gap.bin", [(0u64, 0..10usize), (20, 20..30)]),
+        ("/backwards.bin", [(10, 10..20), (0, 0..10)]),
+        ("/overlap.bin", [(0, 0..20), (10, 10..30)]),
+    ] {
+        let mut up = session.open_write(&p(name), WriteMode::Replace).await.expect("open");
+        for (offset, range) in writes {
+            up.write_at(offset, Bytes::copy_from_slice(&data[range])).await.expect("write");
+        }
+        up.commit().await.expect("commit");
+    }
+    // In place: a resume at an offset, an append, a write into the start of a file kept.
+    let mut up = session.open_write(&p("/seq.bin"), WriteMode::At(300_000)).await.expect("open");
+    up.write(Bytes::from_static(b"more")).await.expect("write");
+    up.commit().await.expect("commit");
+    let mut up = session.open_write(&p("/seq.bin"), WriteMode::Append).await.expect("open");
+    up.write(Bytes::from_static(b"more")).await.expect("write");
+    up.commit().await.expect("commit");
+    let mut up = session.open_write(&p("/pos.bin"), WriteMode::At(0)).await.expect("open");
+    up.write_at(0, Bytes::from_static(b"head")).await.expect("write");
+    up.commit().await.expect("commit");
+    // Not published: no digest even though every byte so far was in order.
+    let mut up = session.open_write(&p("/cut.bin"), WriteMode::Replace).await.expect("open");
+    up.write(Bytes::from_static(b"half")).await.expect("write");
+    drop(up);
+    drop(session);
+
+    let uploads = sink.uploads();
+    assert_eq!(
+        uploads[3..9],
+        [none.clone(), none.clone(), none.clone(), none.clone(), none.clone(), none]
+    );
+    assert_eq!(uploads[9], ("aborted".to_owned(), None));
+    assert_eq!(uploads.len(), 10);
+}
+
+#[tokio::test]
+async fn no_sha256_is_computed_unless_the_sink_asks_for_it() {
+    let events: Events = Arc::default();
+    let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for wanted in [false, true] {
+        let sink = Arc::new(Digests { wanted, ..Digests::default() });
+        let fx = share_reporting_to(sink.clone());
+        let session = fx.login("alice", Protocol::Ftp).await;
+        let mut up = session.open_write(&p("/a.bin"), WriteMode::Replace).await.expect("open");
+        up.write(Bytes::from_static(b"hello")).await.expect("write");
+        up.commit().await.expect("commit");
+        let expected = wanted.then(|| sha256_hex(b"hello"));
+        assert_eq!(sink.uploads(), [("ok".to_owned(), expected.clone())], "wanted: {wanted}");
+        // The audit log's event carries the same field.
+        let logged = events.lock().expect("lock").clone();
+        let upload = logged.iter().rev().find(|e| e["op"] == "upload").expect("audited");
+        assert_eq!(upload.get("sha256").cloned(), expected, "wanted: {wanted}");
+    }
+}

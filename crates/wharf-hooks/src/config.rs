@@ -22,6 +22,11 @@ pub struct HooksConfig {
     /// is dropped (and counted in the metrics).
     #[serde(default = "default_max_spooled_events")]
     pub max_spooled_events: usize,
+    /// Whether whole-file uploads compute the SHA-256 of their content as it is written, for
+    /// the `sha256` of their events (and of their audit log lines). Off by default: it costs
+    /// CPU on every upload.
+    #[serde(default)]
+    pub upload_sha256: bool,
     /// The rules, each with its own spool and delivery.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -65,6 +70,11 @@ pub struct HttpConfig {
     /// trailing newline is not part of the key. Relative paths are under the data directory.
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// For an `https://` url: a PEM file of the certificate authorities the endpoint's
+    /// certificate must chain to (a private CA), instead of the system's. Relative paths are
+    /// under the data directory.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The most one attempt may take, connection included.
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -195,6 +205,9 @@ impl RuleConfig {
                 if !matches!(url.scheme(), "http" | "https") {
                     return Err(self.invalid("the url must be http:// or https://"));
                 }
+                if http.ca_file.is_some() && url.scheme() != "https" {
+                    return Err(self.invalid("http.ca_file needs an https:// url"));
+                }
                 if http.timeout.is_zero() {
                     return Err(self.invalid("http.timeout must be above zero"));
                 }
@@ -260,6 +273,10 @@ mod tests {
                 "retry",
             ),
             ("max_spooled_events: 0", "at least 1"),
+            (
+                "rules: [{ name: a, events: [upload], http: { url: \"http://x/\", ca_file: ca.pem } }]",
+                "https://",
+            ),
         ] {
             let err = parse(yaml).validate().expect_err(yaml).to_string();
             assert!(err.contains(expected), "{yaml}: {err}");

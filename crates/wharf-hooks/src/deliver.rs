@@ -99,11 +99,14 @@ impl HttpDelivery {
         };
         // Redirects are not followed: an endpoint that moved is a configuration to fix, and
         // a signed event should not travel to wherever an answer points.
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|err| HookError::Config(format!("HTTP client: {err}")))?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(file) = &config.ca_file {
+            client = client.tls_certs_only(authorities(&base.join(file))?);
+        }
+        let client =
+            client.build().map_err(|err| HookError::Config(format!("HTTP client: {err}")))?;
         Ok(HttpDelivery { client, url, secret })
     }
 
@@ -122,6 +125,18 @@ impl HttpDelivery {
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(DeliveryError::Status(status)) }
     }
+}
+
+/// The certificate authorities in the PEM file `file` (at least one).
+fn authorities(file: &Path) -> Result<Vec<reqwest::Certificate>, HookError> {
+    let pem = std::fs::read(file)
+        .map_err(|err| HookError::Io(format!("reading {}", file.display()), err))?;
+    let authorities = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|err| HookError::Config(format!("{}: {err}", file.display())))?;
+    if authorities.is_empty() {
+        return Err(HookError::Config(format!("{} holds no PEM certificate", file.display())));
+    }
+    Ok(authorities)
 }
 
 /// The `X-Wharf-Signature` of `document` under `secret`: `sha256=` and the HMAC-SHA256 in

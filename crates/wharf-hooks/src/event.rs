@@ -101,6 +101,10 @@ pub struct HookEvent {
     /// Bytes moved by a transfer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// The SHA-256 of an uploaded file's content (lowercase hex), when it was computed: with
+    /// `hooks.upload_sha256`, for a whole file written in order from its first byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// How long the operation took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
@@ -129,6 +133,7 @@ impl HookEvent {
             path: None,
             to: None,
             size: None,
+            sha256: None,
             duration_ms: None,
             outcome: None,
             detail: None,
@@ -148,6 +153,7 @@ impl HookEvent {
         event.path = audit.path.map(|p| p.as_str().to_owned());
         event.to = audit.to.map(|p| p.as_str().to_owned());
         event.size = audit.bytes;
+        event.sha256 = audit.sha256.map(str::to_owned);
         event.duration_ms = Some(u64::try_from(audit.duration.as_millis()).unwrap_or(u64::MAX));
         event.outcome = Some(audit.outcome.as_str().to_owned());
         event.detail = audit.detail.map(str::to_owned);
@@ -179,6 +185,7 @@ impl HookEvent {
             ("WHARF_PATH", self.path.clone()),
             ("WHARF_TO", self.to.clone()),
             ("WHARF_SIZE", self.size.map(|s| s.to_string())),
+            ("WHARF_SHA256", self.sha256.clone()),
             ("WHARF_DURATION_MS", self.duration_ms.map(|d| d.to_string())),
             ("WHARF_OUTCOME", self.outcome.clone()),
             ("WHARF_DETAIL", self.detail.clone()),
@@ -219,5 +226,47 @@ mod tests {
         let env = event.environment();
         assert!(env.contains(&("WHARF_ADDRESS", "192.0.2.7".to_owned())));
         assert!(!env.iter().any(|(name, _)| *name == "WHARF_PATH"));
+    }
+
+    #[test]
+    fn an_uploads_sha256_reaches_the_document_and_the_environment_when_computed() {
+        let actor = wharf_access::Actor {
+            session: 3,
+            user: "alice".to_owned(),
+            protocol: wharf_access::Protocol::Ftp,
+            peer: "127.0.0.1:40000".parse().expect("addr"),
+            sink: None,
+        };
+        let path: wharf_vfs::VPath = "/in/a.bin".parse().expect("path");
+        let digest = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        for sha256 in [Some(digest), None] {
+            let audit = AuditEvent {
+                actor: &actor,
+                op: Operation::Upload,
+                path: Some(&path),
+                to: None,
+                bytes: Some(5),
+                sha256,
+                duration: Duration::from_millis(1),
+                outcome: Outcome::Ok,
+                detail: None,
+            };
+            let event = HookEvent::of_audit(&audit).expect("an upload event");
+            assert_eq!(event.sha256.as_deref(), sha256);
+            let json = serde_json::to_string(&event).expect("json");
+            assert_eq!(
+                json.contains(&format!("\"sha256\":\"{digest}\"")),
+                sha256.is_some(),
+                "{json}"
+            );
+            assert_eq!(
+                json.contains("sha256"),
+                sha256.is_some(),
+                "absent when not computed: {json}"
+            );
+            let env = event.environment();
+            let var = env.iter().find(|(name, _)| *name == "WHARF_SHA256").map(|(_, v)| v.as_str());
+            assert_eq!(var, sha256);
+        }
     }
 }

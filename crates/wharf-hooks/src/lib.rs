@@ -68,6 +68,9 @@ struct Rule {
     delivered: AtomicU64,
     failed_attempts: AtomicU64,
     dropped: AtomicU64,
+    /// Whether the last write into the spool failed: logged when it starts and when it ends,
+    /// not once per event (a full disk must not become a flood of log lines).
+    spool_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Rule {
@@ -137,6 +140,8 @@ pub struct HookSink {
     /// Whether events are being dropped: logged once when it starts, not once per event (a
     /// flood of events must not become a flood of log lines; the metrics count each).
     dropping: std::sync::atomic::AtomicBool,
+    /// `hooks.upload_sha256`: whether uploads compute their content's digest.
+    upload_sha256: bool,
 }
 
 impl Hooks {
@@ -145,56 +150,23 @@ impl Hooks {
     /// Events already spooled are delivered first.
     pub fn start(config: &HooksConfig, data_dir: &Path) -> Result<Hooks, HookError> {
         config.validate()?;
-        let spool_dir = data_dir.join(&config.spool_dir);
-        let mut rules = Vec::with_capacity(config.rules.len());
-        for rule in &config.rules {
-            let filter = Filter::of(rule).map_err(HookError::Config)?;
-            let delivery = match (&rule.http, &rule.command) {
-                (Some(http), _) => Delivery::Http(HttpDelivery::new(http, data_dir)?),
-                (None, Some(command)) => Delivery::Command(CommandDelivery::new(command)),
-                (None, None) => {
-                    return Err(HookError::Config(format!(
-                        "hook rule `{}` delivers nowhere",
-                        rule.name
-                    )));
-                }
-            };
-            let dir = spool_dir.join(&rule.name);
-            let spool = Spool::open(&dir, config.max_spooled_events).map_err(|err| {
-                HookError::Io(format!("opening the hooks' spool {}", dir.display()), err)
-            })?;
-            if spool.len() > 0 {
-                tracing::info!(rule = %rule.name, waiting = spool.len(), "hook events from before the restart will be delivered");
-            }
-            rules.push(Rule {
-                name: rule.name.clone(),
-                filter,
-                spool,
-                delivery,
-                retry: rule.retry,
-                delivered: AtomicU64::new(0),
-                failed_attempts: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
-            });
-        }
-        let rules: Arc<[Rule]> = rules.into();
-        let (to_spool, from_sessions) = mpsc::sync_channel(CHANNEL_EVENTS);
+        let rules = open_rules(config, data_dir)?;
+        let (sink, from_sessions) =
+            HookSink::new(rules.clone(), CHANNEL_EVENTS, config.upload_sha256);
         let spooled_rules = rules.clone();
+        // The spool thread logs where its starter does (the process's subscriber, or a test's).
+        let logs = tracing::dispatcher::get_default(Clone::clone);
         std::thread::Builder::new()
             .name("wharf-hooks-spool".to_owned())
-            .spawn(move || write_spools(&spooled_rules, &from_sessions))
+            .spawn(move || {
+                tracing::dispatcher::with_default(&logs, || {
+                    write_spools(&spooled_rules, &from_sessions);
+                });
+            })
             .map_err(|err| HookError::Io("starting the hooks' spool thread".to_owned(), err))?;
         let deliverers =
             (0..rules.len()).map(|index| tokio::spawn(deliver(rules.clone(), index))).collect();
-        Ok(Hooks {
-            sink: Arc::new(HookSink {
-                rules: rules.clone(),
-                to_spool,
-                dropping: std::sync::atomic::AtomicBool::new(false),
-            }),
-            rules,
-            deliverers,
-        })
+        Ok(Hooks { sink: Arc::new(sink), rules, deliverers })
     }
 
     /// The sink the sessions give their events to.
@@ -233,7 +205,62 @@ impl Hooks {
     }
 }
 
+/// Opens the rules of `config` (validated): their filters, deliveries and spools.
+fn open_rules(config: &HooksConfig, data_dir: &Path) -> Result<Arc<[Rule]>, HookError> {
+    let spool_dir = data_dir.join(&config.spool_dir);
+    let mut rules = Vec::with_capacity(config.rules.len());
+    for rule in &config.rules {
+        let filter = Filter::of(rule).map_err(HookError::Config)?;
+        let delivery = match (&rule.http, &rule.command) {
+            (Some(http), _) => Delivery::Http(HttpDelivery::new(http, data_dir)?),
+            (None, Some(command)) => Delivery::Command(CommandDelivery::new(command)),
+            (None, None) => {
+                return Err(HookError::Config(format!(
+                    "hook rule `{}` delivers nowhere",
+                    rule.name
+                )));
+            }
+        };
+        let dir = spool_dir.join(&rule.name);
+        let spool = Spool::open(&dir, config.max_spooled_events).map_err(|err| {
+            HookError::Io(format!("opening the hooks' spool {}", dir.display()), err)
+        })?;
+        if spool.len() > 0 {
+            tracing::info!(rule = %rule.name, waiting = spool.len(), "hook events from before the restart will be delivered");
+        }
+        rules.push(Rule {
+            name: rule.name.clone(),
+            filter,
+            spool,
+            delivery,
+            retry: rule.retry,
+            delivered: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            spool_failing: std::sync::atomic::AtomicBool::new(false),
+        });
+    }
+    Ok(rules.into())
+}
+
 impl HookSink {
+    /// A sink for `rules` whose channel to the spool thread holds `capacity` events; the
+    /// receiving end is the spool thread's.
+    fn new(
+        rules: Arc<[Rule]>,
+        capacity: usize,
+        upload_sha256: bool,
+    ) -> (HookSink, mpsc::Receiver<Message>) {
+        let (to_spool, from_sessions) = mpsc::sync_channel(capacity);
+        let sink = HookSink {
+            rules,
+            to_spool,
+            dropping: std::sync::atomic::AtomicBool::new(false),
+            upload_sha256,
+        };
+        (sink, from_sessions)
+    }
+
     fn offer(&self, event: HookEvent) {
         let takers: Vec<usize> =
             (0..self.rules.len()).filter(|index| self.rules[*index].filter.takes(&event)).collect();
@@ -278,6 +305,10 @@ impl AuditSink for HookSink {
     fn banned(&self, address: IpAddr, ban_time: Duration, reason: &str) {
         self.offer(HookEvent::ban(address, ban_time, reason));
     }
+
+    fn upload_sha256(&self) -> bool {
+        self.upload_sha256
+    }
 }
 
 /// The spool thread: writes each event given into the spools of the rules that take it.
@@ -287,7 +318,11 @@ fn write_spools(rules: &[Rule], given: &mpsc::Receiver<Message>) {
             Message::Event(document, takers) => {
                 for index in takers {
                     let rule = &rules[index];
-                    match rule.spool.add(&document) {
+                    let added = rule.spool.add(&document);
+                    if added.is_ok() && rule.spool_failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!(rule = %rule.name, "the hooks' spool takes events again");
+                    }
+                    match added {
                         Ok(added) if added.dropped > 0 => {
                             rule.drop_events(added.dropped);
                             tracing::warn!(rule = %rule.name, dropped = added.dropped, "hooks' spool full: oldest events dropped");
@@ -295,7 +330,15 @@ fn write_spools(rules: &[Rule], given: &mpsc::Receiver<Message>) {
                         Ok(_) => {}
                         Err(err) => {
                             rule.drop_events(1);
-                            tracing::warn!(rule = %rule.name, error = %err, "hook event dropped: it could not be spooled");
+                            if !rule.spool_failing.swap(true, Ordering::Relaxed) {
+                                tracing::warn!(
+                                    rule = %rule.name,
+                                    error = %err,
+                                    "hook events dropped: they cannot be written into the spool \
+                                     (counted in wharf_hook_events_dropped_total; logged again \
+                                     when it takes events again)"
+                                );
+                            }
                         }
                     }
                 }
@@ -407,6 +450,7 @@ mod tests {
             path: Some(&path),
             to: None,
             bytes: Some(bytes),
+            sha256: None,
             duration: Duration::from_millis(3),
             outcome,
             detail: None,
@@ -414,7 +458,7 @@ mod tests {
     }
 
     /// Reads one HTTP request from `stream`: its head and its body (by Content-Length).
-    async fn read_request(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    async fn read_request(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> (String, Vec<u8>) {
         let mut received = Vec::new();
         let mut buffer = [0u8; 4096];
         loop {
@@ -456,11 +500,13 @@ mod tests {
         arrivals.http = Some(HttpConfig {
             url: format!("http://{addr}/in"),
             secret_file: Some("secret".into()),
+            ca_file: None,
             timeout: Duration::from_secs(5),
         });
         let config = HooksConfig {
             spool_dir: "spool".into(),
             max_spooled_events: 10,
+            upload_sha256: false,
             rules: vec![arrivals],
         };
         let hooks = Hooks::start(&config, dir.path()).expect("start");
@@ -517,8 +563,12 @@ mod tests {
             ],
             timeout: Duration::from_secs(10),
         });
-        let config =
-            HooksConfig { spool_dir: "spool".into(), max_spooled_events: 10, rules: vec![scan] };
+        let config = HooksConfig {
+            spool_dir: "spool".into(),
+            max_spooled_events: 10,
+            upload_sha256: false,
+            rules: vec![scan],
+        };
         let hooks = Hooks::start(&config, dir.path()).expect("start");
         // (Control characters, newlines included, never make it into a path: refused.)
         let hostile = format!("/a'b\"c $(touch {}) `id`; x", pwned.display());
@@ -537,5 +587,298 @@ mod tests {
         assert!(!pwned.exists(), "the name was run as shell");
         assert_eq!(hooks.counters().snapshot()[0].failed_attempts, 1);
         hooks.close().await;
+    }
+
+    /// Warnings logged (their messages), by a subscriber set for one thread.
+    #[derive(Clone, Default)]
+    struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Warnings {
+        fn containing(&self, needle: &str) -> usize {
+            self.0.lock().expect("lock").iter().filter(|m| m.contains(needle)).count()
+        }
+    }
+
+    struct LogMessage(String);
+
+    impl tracing::field::Visit for LogMessage {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}");
+            }
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut message = LogMessage(String::new());
+                event.record(&mut message);
+                self.0.lock().expect("lock").push(message.0);
+            }
+        }
+    }
+
+    impl Warnings {
+        /// Collects the warnings of the current thread (and of threads started with its
+        /// dispatcher, as the spool thread is) while the guard lives.
+        fn capture() -> (Warnings, tracing::subscriber::DefaultGuard) {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let warnings = Warnings::default();
+            let subscriber = tracing_subscriber::registry().with(warnings.clone());
+            (warnings, tracing::subscriber::set_default(subscriber))
+        }
+    }
+
+    /// A rule that runs `/bin/true` on uploads (delivered at once when its task runs).
+    fn true_rule(name: &str) -> RuleConfig {
+        let mut rule = rule(name, &[EventKind::Upload]);
+        rule.command = Some(CommandConfig {
+            program: "/bin/true".into(),
+            args: Vec::new(),
+            timeout: Duration::from_secs(10),
+        });
+        rule
+    }
+
+    fn config_of(rules: Vec<RuleConfig>) -> HooksConfig {
+        HooksConfig {
+            spool_dir: "spool".into(),
+            max_spooled_events: 10,
+            upload_sha256: false,
+            rules,
+        }
+    }
+
+    /// Waits (at most [`LIMIT`]) until `done` holds of the first rule's counters.
+    async fn wait_for(hooks: &Hooks, what: &str, done: impl Fn(&RuleCounters) -> bool) {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let counters = hooks.counters().snapshot().remove(0);
+            if done(&counters) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "never {what}: {counters:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[test]
+    fn a_full_channel_drops_counts_and_logs_once_and_no_session_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config_of(vec![true_rule("arrivals")]);
+        let rules = open_rules(&config, dir.path()).expect("rules");
+        // No spool thread: nothing takes from this channel of 2 until the test does.
+        let (sink, from_sessions) = HookSink::new(rules.clone(), 2, false);
+        let sink = Arc::new(sink);
+        let (offered, done) = mpsc::channel();
+        let sessions = sink.clone();
+        std::thread::spawn(move || {
+            let (warnings, _guard) = Warnings::capture();
+            for n in 0..5 {
+                upload_of(sessions.as_ref(), &format!("/in/{n}.bin"), 1, Outcome::Ok);
+            }
+            let _ = offered.send(warnings);
+        });
+        // Had an offer waited for room, none would come: the spool thread is not there.
+        let warnings = done.recv_timeout(LIMIT).expect("the offers returned without waiting");
+        assert_eq!(rules[0].dropped.load(Ordering::Relaxed), 3, "2 queued, 3 dropped");
+        assert_eq!(warnings.containing("hook events dropped"), 1, "logged once, not per event");
+        let queued: Vec<HookEvent> = from_sessions
+            .try_iter()
+            .filter_map(|message| match message {
+                Message::Event(document, _) => serde_json::from_slice(&document).ok(),
+                Message::Close(_) => None,
+            })
+            .collect();
+        let queued: Vec<_> = queued.iter().filter_map(|e| e.path.as_deref()).collect();
+        assert_eq!(queued, ["/in/0.bin", "/in/1.bin"], "the first ones kept, in order");
+
+        // Room again: taken, and a later flood is logged once more.
+        let (warnings, _guard) = Warnings::capture();
+        for n in 5..9 {
+            upload_of(sink.as_ref(), &format!("/in/{n}.bin"), 1, Outcome::Ok);
+        }
+        assert_eq!(rules[0].dropped.load(Ordering::Relaxed), 5);
+        assert_eq!(warnings.containing("hook events dropped"), 1);
+        assert_eq!(from_sessions.try_iter().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_spool_that_cannot_be_written_drops_counts_logs_once_and_recovers() {
+        let (warnings, _guard) = Warnings::capture();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hooks =
+            Hooks::start(&config_of(vec![true_rule("arrivals")]), dir.path()).expect("start");
+        // The spool folder becomes a file: no write under it succeeds, root's neither.
+        let spool = dir.path().join("spool/arrivals");
+        std::fs::remove_dir(&spool).expect("remove the spool folder");
+        std::fs::write(&spool, b"in the way").expect("a file in its place");
+        let sink = hooks.sink();
+        let started = std::time::Instant::now();
+        for n in 0..3 {
+            upload_of(sink.as_ref(), &format!("/in/{n}.bin"), 1, Outcome::Ok);
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "handing events over never waits");
+        wait_for(&hooks, "counted as dropped", |c| c.dropped == 3).await;
+        assert_eq!(warnings.containing("cannot be written into the spool"), 1, "logged once");
+        let counters = &hooks.counters().snapshot()[0];
+        assert_eq!((counters.spooled, counters.delivered), (0, 0));
+
+        // A spool that works again takes (and delivers) the next event.
+        std::fs::remove_file(&spool).expect("remove the file");
+        std::fs::create_dir(&spool).expect("the folder again");
+        upload_of(sink.as_ref(), "/in/later.bin", 1, Outcome::Ok);
+        wait_for(&hooks, "delivered", |c| c.delivered == 1).await;
+        assert_eq!(hooks.counters().snapshot()[0].dropped, 3);
+        hooks.close().await;
+    }
+
+    /// A certificate authority of its own, and a server certificate for 127.0.0.1 it signed.
+    struct Authority {
+        pem: String,
+        server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        server_key: rustls::pki_types::PrivateKeyDer<'static>,
+    }
+
+    impl Authority {
+        fn new(name: &str) -> Authority {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let ca_key = rcgen::KeyPair::generate().expect("CA key");
+            let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).expect("CA");
+            let server_key = rcgen::KeyPair::generate().expect("server key");
+            let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+                .expect("params")
+                .signed_by(&server_key, &ca)
+                .expect("server certificate");
+            Authority {
+                pem: ca.pem(),
+                server_chain: vec![server.der().clone()],
+                server_key: rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
+                    .expect("key"),
+            }
+        }
+
+        fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(self.server_chain.clone(), self.server_key.clone_key())
+                .expect("server config");
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        }
+    }
+
+    /// What an HTTPS receiver saw: requests (head, body) and refused handshakes.
+    #[derive(Default)]
+    struct Seen {
+        requests: Vec<(String, Vec<u8>)>,
+        refused_handshakes: usize,
+    }
+
+    /// An HTTPS receiver on loopback answering `200 OK`; returns its port and what it saw.
+    async fn https_receiver(
+        authority: &Authority,
+    ) -> (u16, Arc<std::sync::Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let acceptor = authority.acceptor();
+        let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let handshake = tokio::time::timeout(LIMIT, acceptor.accept(stream)).await;
+                let Ok(Ok(mut tls)) = handshake else {
+                    record.lock().expect("lock").refused_handshakes += 1;
+                    continue;
+                };
+                let request = tokio::time::timeout(LIMIT, read_request(&mut tls)).await;
+                let Ok(request) = request else { continue };
+                record.lock().expect("lock").requests.push(request);
+                let reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, seen, task)
+    }
+
+    #[tokio::test]
+    async fn https_endpoints_are_trusted_through_their_ca_file_and_only_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("secret"), "s3cret\n").expect("secret");
+        let ours = Authority::new("Pipeline CA");
+        let theirs = Authority::new("Someone else's CA");
+        std::fs::write(dir.path().join("pipeline-ca.pem"), &ours.pem).expect("CA file");
+        let (trusted_port, trusted, trusted_task) = https_receiver(&ours).await;
+        let (untrusted_port, untrusted, untrusted_task) = https_receiver(&theirs).await;
+        let https_rule = |name: &str, port: u16| {
+            let mut rule = rule(name, &[EventKind::Upload]);
+            rule.http = Some(HttpConfig {
+                url: format!("https://127.0.0.1:{port}/in"),
+                secret_file: Some("secret".into()),
+                ca_file: Some("pipeline-ca.pem".into()),
+                timeout: Duration::from_secs(5),
+            });
+            rule
+        };
+        // The second receiver's certificate is signed by a CA the rule does not trust.
+        let config = config_of(vec![
+            https_rule("trusted", trusted_port),
+            https_rule("untrusted", untrusted_port),
+        ]);
+        let hooks = Hooks::start(&config, dir.path()).expect("start");
+        upload_of(hooks.sink().as_ref(), "/in/a.bin", 5, Outcome::Ok);
+
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let counters = hooks.counters().snapshot();
+            let refused = untrusted.lock().expect("lock").refused_handshakes;
+            // Delivered over HTTPS to the one; refused (and tried again) by the other.
+            if counters[0].delivered == 1 && counters[1].failed_attempts >= 2 && refused >= 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{counters:?}, {refused} refused");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let requests = std::mem::take(&mut trusted.lock().expect("lock").requests);
+        assert_eq!(requests.len(), 1);
+        let (head, body) = &requests[0];
+        let event: HookEvent = serde_json::from_slice(body).expect("a JSON event");
+        assert_eq!((event.event, event.path.as_deref()), (EventKind::Upload, Some("/in/a.bin")));
+        let signed = format!("x-wharf-signature: {}", signature(b"s3cret", body));
+        assert!(head.to_lowercase().contains(&signed), "{head}");
+        // Not delivered to an endpoint it cannot trust: still spooled, never received.
+        let counters = &hooks.counters().snapshot()[1];
+        assert_eq!((counters.delivered, counters.spooled), (0, 1), "{counters:?}");
+        assert!(untrusted.lock().expect("lock").requests.is_empty());
+        hooks.close().await;
+        trusted_task.abort();
+        untrusted_task.abort();
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").expect("write");
+        let mut rule = rule("arrivals", &[EventKind::Upload]);
+        rule.http = Some(HttpConfig {
+            url: "https://127.0.0.1:9/in".to_owned(),
+            secret_file: None,
+            ca_file: Some("empty.pem".into()),
+            timeout: Duration::from_secs(5),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let _entered = runtime.enter();
+        let err = Hooks::start(&config_of(vec![rule]), dir.path()).expect_err("refused");
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
     }
 }

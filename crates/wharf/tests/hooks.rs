@@ -249,12 +249,18 @@ impl Setup {
     /// `rules`: the YAML list items of `hooks.rules`, each starting with `- `, at column 0;
     /// `$TMP` in them stands for the scratch directory.
     fn new(rules: &str) -> Setup {
+        Setup::with_hooks("", rules)
+    }
+
+    /// As [`Setup::new`], with `settings` (YAML lines at column 0) added to `hooks`.
+    fn with_hooks(settings: &str, rules: &str) -> Setup {
         let tmp = tempfile::tempdir().expect("tempdir");
         let rules = rules.replace("$TMP", &tmp.path().display().to_string());
         write_alice_and_devices(tmp.path());
         std::fs::create_dir_all(tmp.path().join("data/share/alice")).expect("alice's home");
         write(tmp.path(), "data/hook-secret", &format!("{SECRET}\n"));
         let rules: String = rules.lines().map(|line| format!("    {line}\n")).collect();
+        let settings: String = settings.lines().map(|line| format!("  {line}\n")).collect();
         let config = write(
             tmp.path(),
             "wharf.yaml",
@@ -266,7 +272,7 @@ impl Setup {
                  ftps: {{ implicit_listen: [\"127.0.0.1:0\"] }}\n\
                  sftp: {{ listen: [\"127.0.0.1:0\"] }}\n\
                  tftp:\n  listen: [\"127.0.0.1:0\"]\n  rules: [{{ network: 127.0.0.0/8, identity: devices }}]\n\
-                 hooks:\n  rules:\n{rules}"
+                 hooks:\n{settings}  rules:\n{rules}"
             ),
         );
         Setup { tmp, config }
@@ -406,6 +412,7 @@ fn an_upload_on_each_protocol_is_one_event_with_its_size_and_path() {
         assert!(event["port"].as_u64().is_some_and(|p| p > 0), "{what}");
         assert!(event["session"].is_u64() && event["duration_ms"].is_u64(), "{what}");
         assert!(event.get("to").is_none(), "no rename target on an upload: {what}");
+        assert!(event.get("sha256").is_none(), "no digest unless asked for: {what}");
         let time = event["time"].as_str().unwrap_or_default();
         let rfc3339 = &time::format_description::well_known::Rfc3339;
         assert!(
@@ -580,4 +587,56 @@ fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// The SHA-256 of `data` in lowercase hex.
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn with_upload_sha256_each_whole_upload_carries_the_digest_of_its_content() {
+    let Some(curl) = require_tool("curl") else { return };
+    let receiver = Receiver::on(0);
+    let setup = Setup::with_hooks("upload_sha256: true", &upload_rule("arrivals", &receiver.url()));
+    let server = setup.serve();
+    let alice = format!("alice:{TEST_PASSWORD}");
+    // Several blocks each, so that the digest spans many writes.
+    let uploads = [("ftp", "/ftp.bin", 700_001), ("sftp", "/sftp.bin", 900_003)];
+    for (protocol, path, size) in uploads {
+        let local = setup.local(path.trim_start_matches('/'), size);
+        let listener = server.listener(&protocol.to_ascii_uppercase());
+        let (url, extra) = match protocol {
+            "sftp" => (format!("sftp://{listener}{path}"), vec!["-k", "--user", &alice]),
+            scheme => (format!("{scheme}://{alice}@{listener}{path}"), vec![]),
+        };
+        upload(&curl, &local, &url, &extra);
+    }
+    // A resumed upload (curl -C -: APPE of the rest) is not a whole file written by one
+    // upload: its event has no digest.
+    let longer = pattern(1_000_001);
+    let local = setup.local("resumed.bin", 0);
+    std::fs::write(&local, &longer[..400_000]).expect("write the first part");
+    let url = format!("ftp://{alice}@{}/resumed.bin", server.listener("FTP"));
+    upload(&curl, &local, &url, &[]);
+    std::fs::write(&local, &longer).expect("write the whole file");
+    upload(&curl, &local, &url, &["-C", "-"]);
+    assert_eq!(
+        std::fs::read(setup.tmp.path().join("data/share/alice/resumed.bin")).expect("resumed"),
+        longer
+    );
+
+    let events = receiver.wait_for_events(4, WAIT);
+    assert_eq!(paths(&events), ["/ftp.bin", "/sftp.bin", "/resumed.bin", "/resumed.bin"]);
+    for ((protocol, path, size), delivery) in uploads.into_iter().zip(&events) {
+        let expected = sha256_hex(&pattern(size));
+        let event = &delivery.event;
+        assert_eq!(event["size"], size, "{protocol}: {event}");
+        assert_eq!(event["sha256"], expected.as_str(), "{protocol}: {event}");
+        // The audit log shows it too.
+        assert_eq!(setup.audited_upload(path)["sha256"], expected.as_str(), "{protocol}");
+    }
+    assert_eq!(events[2].event["sha256"], sha256_hex(&longer[..400_000]), "{}", events[2].event);
+    assert!(events[3].event.get("sha256").is_none(), "a resume has none: {}", events[3].event);
+    assert!(server.stop().success());
 }

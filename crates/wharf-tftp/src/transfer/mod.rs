@@ -416,6 +416,7 @@ fn audit_unmatched(gateway: &Gateway, peer: SocketAddr) {
         path: None,
         to: None,
         bytes: None,
+        sha256: None,
         duration: Duration::ZERO,
         outcome: Outcome::Denied,
         detail: Some("no TFTP rule matches the source address"),

@@ -27,6 +27,9 @@ pub struct AuditRecord {
     /// Bytes moved (transfers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// A published upload's SHA-256 (hex), when computed (`hooks.upload_sha256`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Duration in milliseconds.
     pub duration_ms: u64,
     /// `ok`, `denied`, `aborted` or an error kind.
@@ -83,6 +86,7 @@ impl Visit for AuditRecord {
             "op" => self.op = value,
             "path" => self.path = Some(value),
             "to" => self.to = Some(value),
+            "sha256" => self.sha256 = Some(value),
             "outcome" => self.outcome = value,
             "detail" => self.detail = Some(value),
             _ => {}
