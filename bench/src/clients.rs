@@ -277,6 +277,13 @@ const MARK: &str = "date +%s%N";
 
 /// Seconds between the first and last `date +%s%N` lines of a script's output.
 pub fn marked_seconds(stdout: &str) -> anyhow::Result<f64> {
+    let (start, end) = marked_span(stdout)?;
+    Ok(((end - start) as f64 / 1e9).max(1e-6))
+}
+
+/// The first and last `date +%s%N` lines of a script's output: nanoseconds since the epoch,
+/// so the marks of several clients compare.
+pub fn marked_span(stdout: &str) -> anyhow::Result<(u128, u128)> {
     let marks: Vec<u128> = stdout
         .lines()
         .map(str::trim)
@@ -284,9 +291,7 @@ pub fn marked_seconds(stdout: &str) -> anyhow::Result<f64> {
         .filter_map(|l| l.parse().ok())
         .collect();
     match (marks.first(), marks.last()) {
-        (Some(start), Some(end)) if marks.len() >= 2 && end >= start => {
-            Ok(((end - start) as f64 / 1e9).max(1e-6))
-        }
+        (Some(&start), Some(&end)) if marks.len() >= 2 && end >= start => Ok((start, end)),
         _ => bail!("the client's script printed no start and end marks"),
     }
 }
@@ -298,7 +303,24 @@ pub fn sftp(
     batch_file: &Path,
     commands: &[String],
 ) -> anyhow::Result<Command> {
-    let mut script = format!("!{MARK}\n");
+    sftp_after(endpoint, cipher, batch_file, &[], commands)
+}
+
+/// Like [`sftp`], with `first` run after the login and before the first time mark (e.g. to
+/// wait at a [`crate::gate::Gate`]).
+pub fn sftp_after(
+    endpoint: &Endpoint,
+    cipher: &str,
+    batch_file: &Path,
+    first: &[String],
+    commands: &[String],
+) -> anyhow::Result<Command> {
+    let mut script = String::new();
+    for line in first {
+        script.push_str(line);
+        script.push('\n');
+    }
+    script.push_str(&format!("!{MARK}\n"));
     for line in commands {
         script.push_str(line);
         script.push('\n');
@@ -368,6 +390,19 @@ pub fn lftp(
     script_file: &Path,
     commands: &[String],
 ) -> anyhow::Result<Command> {
+    lftp_after(protocol, endpoint, login_check_dir, script_file, &[], commands)
+}
+
+/// Like [`lftp`], with `first` run after the login and before the first time mark (e.g. to
+/// wait at a [`crate::gate::Gate`]).
+pub fn lftp_after(
+    protocol: Protocol,
+    endpoint: &Endpoint,
+    login_check_dir: &str,
+    script_file: &Path,
+    first: &[String],
+    commands: &[String],
+) -> anyhow::Result<Command> {
     let tls = match protocol {
         Protocol::Ftp => "set ftp:ssl-allow no\n",
         Protocol::Ftps => {
@@ -390,7 +425,12 @@ pub fn lftp(
     ));
     // `cd` checks the directory, so the login happens before the first mark. A `!` shell
     // command takes the rest of its line, so every command has a line of its own.
-    script.push_str(&format!("cd {login_check_dir}\n!{MARK}\n"));
+    script.push_str(&format!("cd {login_check_dir}\n"));
+    for line in first {
+        script.push_str(line);
+        script.push('\n');
+    }
+    script.push_str(&format!("!{MARK}\n"));
     for line in commands {
         script.push_str(line);
         script.push('\n');

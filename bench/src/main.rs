@@ -7,6 +7,7 @@ mod cpu;
 mod credentials;
 mod dataset;
 mod endpoint;
+mod gate;
 mod interrupt;
 mod lineup;
 mod machine;

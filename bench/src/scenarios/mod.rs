@@ -2,6 +2,7 @@
 
 pub mod clients;
 pub mod cluster;
+pub mod gated;
 pub mod idle;
 pub mod object;
 pub mod parallel;
