@@ -6,12 +6,14 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::{BufRead as _, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, closes_unanswered, connect_from, finish, serve, users_file, wharf, write};
+use common::{
+    RawFtp, Running, closes_unanswered, connect_from, finish, serve, users_file, wharf, write,
+};
 use wharf_testkit::{Postgres, TEST_PASSWORD, run_bounded};
 
 /// The most a node may take to apply a change made in the database (issue 16's bar).
@@ -68,51 +70,6 @@ fn nodes_with_users(dir: &Path, database: &Postgres, users: &str) -> Vec<Running
     configs.iter().map(|config| serve(dir, config)).collect()
 }
 
-/// An FTP control connection, for logins by hand.
-struct Control {
-    reader: BufReader<TcpStream>,
-    stream: TcpStream,
-}
-
-impl Control {
-    fn connect(addr: SocketAddr) -> Control {
-        Control::over(TcpStream::connect(addr).expect("connect"))
-    }
-
-    fn connect_from(from: Ipv4Addr, addr: SocketAddr) -> Control {
-        Control::over(connect_from(from, addr))
-    }
-
-    fn over(stream: TcpStream) -> Control {
-        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-        let mut control =
-            Control { reader: BufReader::new(stream.try_clone().expect("clone")), stream };
-        let greeting = control.reply();
-        assert!(greeting.starts_with("220"), "{greeting}");
-        control
-    }
-
-    fn reply(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("reply");
-        line
-    }
-
-    fn command(&mut self, line: &str) -> String {
-        self.stream.write_all(format!("{line}\r\n").as_bytes()).expect("send");
-        self.reply()
-    }
-
-    /// Logs in as `user`; returns the reply to `PASS`.
-    fn login(addr: SocketAddr, user: &str) -> (Control, String) {
-        let mut control = Control::connect(addr);
-        let reply = control.command(&format!("USER {user}"));
-        assert!(reply.starts_with("331"), "{reply}");
-        let reply = control.command(&format!("PASS {TEST_PASSWORD}"));
-        (control, reply)
-    }
-}
-
 #[test]
 fn users_follow_the_database_on_every_node() {
     let Some(mut database) = Postgres::start() else { return };
@@ -134,7 +91,7 @@ fn users_follow_the_database_on_every_node() {
         // The watcher's first reading, once it listens.
         node.wait_for_log("users reloaded from the database", NOTICE);
         node.wait_for_log("bans reloaded from the database", NOTICE);
-        let (_, reply) = Control::login(node.listener("FTP"), "alice");
+        let (_, reply) = RawFtp::login(node.listener("FTP"), "alice", TEST_PASSWORD);
         assert!(reply.starts_with("230"), "{reply}");
     }
 
@@ -148,16 +105,16 @@ fn users_follow_the_database_on_every_node() {
     let took = imported_at.elapsed();
     assert!(took <= PROPAGATION, "both nodes had the new user after {took:?}");
     for node in &nodes {
-        let (_, reply) = Control::login(node.listener("FTP"), "bob");
+        let (_, reply) = RawFtp::login(node.listener("FTP"), "bob", TEST_PASSWORD);
         assert!(reply.starts_with("230"), "{reply}");
     }
 
     // A ban earned on one node holds on the other within a second (the address is one of
     // the test's own, so the rest of the test is not banned).
     let guesser = Ipv4Addr::new(127, 0, 0, 9);
-    let mut control = Control::connect_from(guesser, nodes[0].listener("FTP"));
-    assert!(control.command("USER alice").starts_with("331"));
-    let reply = control.command("PASS wrong");
+    let mut control = RawFtp::connect_from(guesser, nodes[0].listener("FTP"));
+    assert!(control.send("USER alice").starts_with("331"));
+    let reply = control.send("PASS wrong");
     assert!(reply.starts_with("530"), "{reply}");
     let banned_at = Instant::now();
     nodes[1].wait_for_log("bans reloaded from the database", NOTICE);
@@ -168,12 +125,12 @@ fn users_follow_the_database_on_every_node() {
         stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
         assert!(closes_unanswered(&mut stream), "the banned address is refused on every node");
     }
-    let (_, reply) = Control::login(nodes[1].listener("FTP"), "alice");
+    let (_, reply) = RawFtp::login(nodes[1].listener("FTP"), "alice", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "other addresses are not banned: {reply}");
 
     // The database goes away under load: a download in progress and an open session go on,
     // new logins get a temporary refusal.
-    let (mut open_session, reply) = Control::login(nodes[0].listener("FTP"), "alice");
+    let (mut open_session, reply) = RawFtp::login(nodes[0].listener("FTP"), "alice", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "{reply}");
     let content = wharf_testkit::pattern(4 * 1024 * 1024);
     std::fs::write(dir.join("share/big.bin"), &content).expect("a file to download");
@@ -196,10 +153,10 @@ fn users_follow_the_database_on_every_node() {
     database.stop();
     for node in &nodes {
         node.wait_for_log("the database cannot be reached", NOTICE);
-        let (_, reply) = Control::login(node.listener("FTP"), "alice");
+        let (_, reply) = RawFtp::login(node.listener("FTP"), "alice", TEST_PASSWORD);
         assert!(reply.starts_with("421") && reply.contains("Try again later"), "{reply}");
     }
-    let reply = open_session.command("PWD");
+    let reply = open_session.send("PWD");
     assert!(reply.starts_with("257"), "the open session goes on: {reply}");
 
     // It comes back: each node takes logins again by itself, and the download that ran
@@ -207,7 +164,7 @@ fn users_follow_the_database_on_every_node() {
     database.start_again();
     for node in &nodes {
         node.wait_for_log("the database is reachable again; logins resume", NOTICE);
-        let (_, reply) = Control::login(node.listener("FTP"), "bob");
+        let (_, reply) = RawFtp::login(node.listener("FTP"), "bob", TEST_PASSWORD);
         assert!(reply.starts_with("230"), "{reply}");
     }
     assert_eq!(finish(download, Duration::from_secs(120)), 0, "the download through the outage");
@@ -418,7 +375,7 @@ fn a_files_quota_holds_across_nodes() {
     // the next measurement: a refusal too many, never one too few), so the figures below are
     // exact only with the measurements made before the uploads.
     for node in &nodes {
-        let (_, reply) = Control::login(node.listener("FTP"), "carol");
+        let (_, reply) = RawFtp::login(node.listener("FTP"), "carol", TEST_PASSWORD);
         assert!(reply.starts_with("230"), "{reply}");
     }
 
@@ -487,9 +444,9 @@ fn offenses_on_every_node_add_up_to_one_score() {
     }
     let guesser = Ipv4Addr::new(127, 0, 0, 11);
     let fail_on = |node: &Running| {
-        let mut control = Control::connect_from(guesser, node.listener("FTP"));
-        assert!(control.command("USER alice").starts_with("331"));
-        let reply = control.command("PASS wrong");
+        let mut control = RawFtp::connect_from(guesser, node.listener("FTP"));
+        assert!(control.send("USER alice").starts_with("331"));
+        let reply = control.send("PASS wrong");
         assert!(reply.starts_with("530"), "{reply}");
     };
     fail_on(&nodes[0]);
@@ -533,15 +490,15 @@ fn a_users_session_cap_holds_across_nodes() {
     );
 
     // One session on each node: the user's two places; a third is refused on either.
-    let (first, reply) = Control::login(nodes[0].listener("FTP"), "dave");
+    let (first, reply) = RawFtp::login(nodes[0].listener("FTP"), "dave", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "{reply}");
-    let (_second, reply) = Control::login(nodes[1].listener("FTP"), "dave");
+    let (_second, reply) = RawFtp::login(nodes[1].listener("FTP"), "dave", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "{reply}");
     for node in &nodes {
-        let (_, reply) = Control::login(node.listener("FTP"), "dave");
+        let (_, reply) = RawFtp::login(node.listener("FTP"), "dave", TEST_PASSWORD);
         assert!(reply.starts_with("421") && reply.contains("Too many sessions"), "{reply}");
     }
-    let (_, reply) = Control::login(nodes[0].listener("FTP"), "erin");
+    let (_, reply) = RawFtp::login(nodes[0].listener("FTP"), "erin", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "another user is not counted: {reply}");
 
     // A session that ends gives its place back on the other node too (its lease is removed
@@ -549,7 +506,7 @@ fn a_users_session_cap_holds_across_nodes() {
     drop(first);
     let ended = Instant::now();
     loop {
-        let (_, reply) = Control::login(nodes[1].listener("FTP"), "dave");
+        let (_, reply) = RawFtp::login(nodes[1].listener("FTP"), "dave", TEST_PASSWORD);
         if reply.starts_with("230") {
             break;
         }
@@ -581,7 +538,7 @@ fn a_node_that_shuts_down_leaves_nothing_counted_behind() {
         )
     };
     // A session on node 0 holds a listener place and the user's only place.
-    let (_session, reply) = Control::login(nodes[0].listener("FTP"), "dave");
+    let (_session, reply) = RawFtp::login(nodes[0].listener("FTP"), "dave", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "{reply}");
     assert_eq!(counted().trim(), "2|1|1|0");
 
@@ -591,7 +548,7 @@ fn a_node_that_shuts_down_leaves_nothing_counted_behind() {
     leaving.signal(rustix::process::Signal::TERM);
     assert!(leaving.wait_exit(NOTICE).success());
     assert_eq!(counted().trim(), "1|0|0|0");
-    let (_, reply) = Control::login(nodes[0].listener("FTP"), "dave");
+    let (_, reply) = RawFtp::login(nodes[0].listener("FTP"), "dave", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "the user's place is free at once: {reply}");
     for node in nodes {
         assert!(node.stop().success());
@@ -646,21 +603,22 @@ fn a_user_made_through_one_nodes_api_logs_in_on_every_node() {
     assert_eq!(api(admin, &token, "PUT", "/api/v1/users/carol", &carol), 201);
     for node in &nodes {
         node.wait_for_log("users reloaded from the database", NOTICE);
-        let (_, reply) = Control::login(node.listener("FTP"), "carol");
+        let (_, reply) = RawFtp::login(node.listener("FTP"), "carol", TEST_PASSWORD);
         assert!(reply.starts_with("230"), "{reply}");
     }
 
     // Disabled through node 0 with its sessions ended: carol's session on node 1 ends too.
-    let (mut open_elsewhere, reply) = Control::login(nodes[1].listener("FTP"), "carol");
+    let (mut open_elsewhere, reply) =
+        RawFtp::login(nodes[1].listener("FTP"), "carol", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "{reply}");
     let disable = "/api/v1/users/carol?kill_sessions=true";
     assert_eq!(api(admin, &token, "PATCH", disable, "{\"disabled\":true}"), 200);
     // (The change is told before the order to end the sessions, and handled in that order.)
     nodes[1].wait_for_log("users reloaded from the database", NOTICE);
     nodes[1].wait_for_log("sessions ended by an operator on the cluster", NOTICE);
-    let reply = open_elsewhere.reply();
+    let reply = open_elsewhere.next_reply();
     assert!(reply.starts_with("421") && reply.contains("administrator"), "{reply}");
-    let (_, reply) = Control::login(nodes[1].listener("FTP"), "carol");
+    let (_, reply) = RawFtp::login(nodes[1].listener("FTP"), "carol", TEST_PASSWORD);
     assert!(reply.starts_with("530"), "disabled on the other node too: {reply}");
     assert_eq!(api(admin, &token, "DELETE", "/api/v1/users/carol", ""), 204);
     let listed = wharf_users(dir, &configs[1], &["list"]);
@@ -676,7 +634,7 @@ fn a_user_made_through_one_nodes_api_logs_in_on_every_node() {
     assert!(closes_unanswered(&mut refused), "banned on the other node");
     assert_eq!(api(admin, &token, "DELETE", "/api/v1/bans/127.0.0.12", ""), 204);
     nodes[1].wait_for_log("ban lifted by an operator on the cluster", NOTICE);
-    Control::connect_from(banned, nodes[1].listener("FTP"));
+    RawFtp::connect_from(banned, nodes[1].listener("FTP"));
     assert_eq!(api(admin, &token, "DELETE", "/api/v1/bans/127.0.0.12", ""), 404, "lifted");
     drop(database);
 }

@@ -5,17 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::post;
-use common::{serve, write, write_alice};
+use common::{RawFtp, TrustingClient, serve, write, write_alice};
 use russh::client;
-use russh::keys::PublicKeyOrCertificate;
 use russh_sftp::client::SftpSession;
 use serde_json::{Value, json};
 use wharf_testkit::TEST_PASSWORD;
@@ -113,58 +111,6 @@ impl Drop for DirectoryService {
     }
 }
 
-/// An FTP control connection.
-struct Control {
-    reader: BufReader<TcpStream>,
-    stream: TcpStream,
-}
-
-impl Control {
-    fn connect(addr: SocketAddr) -> Control {
-        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        let mut control =
-            Control { reader: BufReader::new(stream.try_clone().expect("clone")), stream };
-        let greeting = control.reply();
-        assert!(greeting.starts_with("220"), "{greeting}");
-        control
-    }
-
-    fn reply(&mut self) -> String {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("reply");
-        line
-    }
-
-    fn command(&mut self, line: &str) -> String {
-        self.stream.write_all(format!("{line}\r\n").as_bytes()).expect("send");
-        self.reply()
-    }
-
-    /// Logs in; returns the connection and the reply to `PASS`.
-    fn login(addr: SocketAddr, user: &str, password: &str) -> (Control, String) {
-        let mut control = Control::connect(addr);
-        let reply = control.command(&format!("USER {user}"));
-        assert!(reply.starts_with("331"), "{reply}");
-        let reply = control.command(&format!("PASS {password}"));
-        (control, reply)
-    }
-}
-
-/// A client that accepts the server's host key (the test started the server itself).
-struct TrustingClient;
-
-impl client::Handler for TrustingClient {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 /// Logs in over SFTP with a password and reads `path`; `None` if the login is refused.
 fn sftp_read(addr: SocketAddr, user: &str, password: &str, path: &str) -> Option<Vec<u8>> {
     let runtime =
@@ -221,9 +167,9 @@ fn directory_users_log_in_over_ftp_and_sftp_and_a_stopped_service_refuses_for_a_
     let (xena, xena_password, _) = DIRECTORY[2];
 
     // FTP: the home is the one the service answered.
-    let (mut control, reply) = Control::login(ftp, zoe, zoe_password);
+    let (mut control, reply) = RawFtp::login(ftp, zoe, zoe_password);
     assert!(reply.starts_with("230"), "{reply}");
-    let size = control.command("SIZE hello.txt");
+    let size = control.send("SIZE hello.txt");
     assert_eq!(size.trim_end(), format!("213 {}", format!("hello {zoe}").len()));
     let question = &directory.questions()[0];
     assert_eq!(question["user"], zoe);
@@ -237,25 +183,25 @@ fn directory_users_log_in_over_ftp_and_sftp_and_a_stopped_service_refuses_for_a_
     assert!(directory.questions().iter().any(|q| q["user"] == yann && q["protocol"] == "sftp"));
 
     // A wrong password is refused by the service.
-    let (_, reply) = Control::login(ftp, zoe, "not it");
+    let (_, reply) = RawFtp::login(ftp, zoe, "not it");
     assert!(reply.starts_with("530"), "{reply}");
     assert_eq!(sftp_read(sftp, yann, "not it either", "hello.txt"), None);
 
     directory.stop();
     let asked = directory.questions().len();
     // A login the service never answered: temporary refusal.
-    let (_, reply) = Control::login(ftp, xena, xena_password);
+    let (_, reply) = RawFtp::login(ftp, xena, xena_password);
     assert!(reply.starts_with("421"), "{reply}");
     assert!(reply.contains("authentication service is unavailable"), "{reply}");
     assert_eq!(sftp_read(sftp, zoe, "never asked before", "hello.txt"), None);
     // The answers kept for a name, password and address are still fresh, whatever the
     // protocol that asked.
-    let (_, reply) = Control::login(ftp, zoe, zoe_password);
+    let (_, reply) = RawFtp::login(ftp, zoe, zoe_password);
     assert!(reply.starts_with("230"), "{reply}");
-    let (_, reply) = Control::login(ftp, yann, yann_password);
+    let (_, reply) = RawFtp::login(ftp, yann, yann_password);
     assert!(reply.starts_with("230"), "{reply}");
     // A local user does not need the service.
-    let (_, reply) = Control::login(ftp, "alice", TEST_PASSWORD);
+    let (_, reply) = RawFtp::login(ftp, "alice", TEST_PASSWORD);
     assert!(reply.starts_with("230"), "{reply}");
     assert_eq!(directory.questions().len(), asked, "the stopped service heard nothing");
     server.wait_for_log("authentication service unavailable", WAIT);

@@ -14,9 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{start, wharf, write, write_alice};
+use common::{TrustingClient, start, wharf, write, write_alice};
 use russh::client;
-use russh::keys::PublicKeyOrCertificate;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use wharf_testkit::{TEST_PASSWORD, pattern, resident_bytes};
@@ -53,20 +52,6 @@ const BLOCK: u64 = 256 * 1024;
 
 /// Time the whole test may take.
 const LIMIT: Duration = Duration::from_secs(240);
-
-/// A client that accepts the server's host key (the test started the server itself).
-struct TrustingClient;
-
-impl client::Handler for TrustingClient {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
 
 /// A scratch directory serving SFTP to `alice` with the file to read.
 fn setup(dir: &Path) -> Vec<u8> {

@@ -250,7 +250,16 @@ pub struct RawFtp {
 
 impl RawFtp {
     pub fn connect(addr: std::net::SocketAddr) -> RawFtp {
-        let writer = std::net::TcpStream::connect(addr).expect("FTP control connection");
+        RawFtp::over(std::net::TcpStream::connect(addr).expect("FTP control connection"))
+    }
+
+    /// Connects to `to` from the local address `from` (see [`connect_from`]).
+    pub fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> RawFtp {
+        RawFtp::over(connect_from(from, to))
+    }
+
+    /// Takes over a control connection just made, and reads the greeting.
+    pub fn over(writer: std::net::TcpStream) -> RawFtp {
         writer.set_read_timeout(Some(RAW_FTP_WAIT)).expect("read timeout");
         let mut ftp = RawFtp { reader: BufReader::new(writer.try_clone().expect("clone")), writer };
         ftp.reply(220);
@@ -259,6 +268,28 @@ impl RawFtp {
 
     /// Reads one reply (multi-line ones too) and checks its code.
     pub fn reply(&mut self, code: u16) -> String {
+        let text = self.next_reply();
+        assert!(text.starts_with(&code.to_string()), "expected {code}, got: {text}");
+        text
+    }
+
+    /// Sends `line` and returns the reply, whatever its code.
+    pub fn send(&mut self, line: &str) -> String {
+        self.writer.write_all(format!("{line}\r\n").as_bytes()).expect("send a command");
+        self.next_reply()
+    }
+
+    /// Connects to `addr` and logs in as `user` with `password`; returns the connection and
+    /// the reply to `PASS`, whatever it is.
+    pub fn login(addr: std::net::SocketAddr, user: &str, password: &str) -> (RawFtp, String) {
+        let mut ftp = RawFtp::connect(addr);
+        ftp.command(&format!("USER {user}"), 331);
+        let reply = ftp.send(&format!("PASS {password}"));
+        (ftp, reply)
+    }
+
+    /// Reads the next reply (multi-line ones too), whatever its code.
+    pub fn next_reply(&mut self) -> String {
         let mut text = String::new();
         loop {
             let mut line = String::new();
@@ -270,13 +301,14 @@ impl RawFtp {
                 break;
             }
         }
-        assert!(text.starts_with(&code.to_string()), "expected {code}, got: {text}");
         text
     }
 
+    /// Sends `line` and checks the reply's code.
     pub fn command(&mut self, line: &str, code: u16) -> String {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).expect("send a command");
-        self.reply(code)
+        let text = self.send(line);
+        assert!(text.starts_with(&code.to_string()), "expected {code}, got: {text}");
+        text
     }
 
     /// Whatever the server still sends until it closes the connection; `None` if it did not
@@ -296,5 +328,19 @@ impl RawFtp {
         let port = numbers[4] * 256 + numbers[5];
         let host = self.writer.peer_addr().expect("peer").ip();
         std::net::TcpStream::connect((host, port)).expect("FTP data connection")
+    }
+}
+
+/// An SSH client that accepts the server's host key (the test started the server itself).
+pub struct TrustingClient;
+
+impl russh::client::Handler for TrustingClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
     }
 }
