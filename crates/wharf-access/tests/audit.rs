@@ -13,6 +13,13 @@ use wharf_access::{AUDIT_TARGET, Credential, LoginRequest, Password, Protocol, W
 
 type Events = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
 
+/// Held by each test of this file for its whole run. `tracing` caches, per callsite, whether
+/// any subscriber wants its events; a test that emits audit events with no subscriber while
+/// another test installs its capturing one (`set_default`) can race that cache and leave the
+/// capture without the event. One test at a time, the cache is rebuilt whenever a capture
+/// starts, so every event reaches it.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Capture(Events);
 
 struct Fields<'a>(&'a mut BTreeMap<String, String>);
@@ -35,6 +42,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
 
 #[tokio::test]
 async fn transfers_and_logins_are_audited() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let events: Events = Arc::default();
     let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -145,6 +153,7 @@ fn share_reporting_to(sink: Arc<Digests>) -> common::Share {
 
 #[tokio::test]
 async fn a_whole_file_written_in_order_from_0_has_its_sha256_and_nothing_else_does() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let sink = Arc::new(Digests { wanted: true, ..Digests::default() });
     let fx = share_reporting_to(sink.clone());
     let session = fx.login("alice", Protocol::Sftp).await;
@@ -208,6 +217,7 @@ async fn a_whole_file_written_in_order_from_0_has_its_sha256_and_nothing_else_do
 
 #[tokio::test]
 async fn no_sha256_is_computed_unless_the_sink_asks_for_it() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let events: Events = Arc::default();
     let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
