@@ -30,6 +30,15 @@ impl Visit for Fields<'_> {
     }
 }
 
+impl Capture {
+    /// Captures this thread's audit events while the guard lives.
+    fn start() -> (Events, tracing::subscriber::DefaultGuard) {
+        let events: Events = Arc::default();
+        let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
+        (events, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         if event.metadata().target() == AUDIT_TARGET {
@@ -43,9 +52,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
 #[tokio::test]
 async fn transfers_and_logins_are_audited() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let events: Events = Arc::default();
-    let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (events, _guard) = Capture::start();
 
     let fx = share("users:\n  - name: alice\n    password: \"$HASH\"\n    home: alice\n");
     let bad = LoginRequest {
@@ -218,9 +225,7 @@ async fn a_whole_file_written_in_order_from_0_has_its_sha256_and_nothing_else_do
 #[tokio::test]
 async fn no_sha256_is_computed_unless_the_sink_asks_for_it() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let events: Events = Arc::default();
-    let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (events, _guard) = Capture::start();
     for wanted in [false, true] {
         let sink = Arc::new(Digests { wanted, ..Digests::default() });
         let fx = share_reporting_to(sink.clone());

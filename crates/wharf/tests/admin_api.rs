@@ -192,12 +192,6 @@ impl Api {
     }
 }
 
-/// Reads the control connection to its end (bounded by its read timeout): whether the server
-/// closed it.
-fn closed_by_server(ftp: &mut RawFtp) -> bool {
-    ftp.rest().is_some()
-}
-
 /// Whether an FTP client from [`BANNED`] is greeted (a banned one is closed at accept).
 fn ftp_greets_banned_address(server: &Running) -> bool {
     use std::io::Read as _;
@@ -628,7 +622,7 @@ fn a_live_upload_is_listed_with_its_bytes_and_ending_its_session_abandons_it() {
     assert_eq!(api.call("DELETE", &path, Some(&api.admin), None).status, 204);
     assert!(ftp.reply(426).contains("administrator"));
     assert!(ftp.reply(421).contains("administrator"));
-    assert!(closed_by_server(&mut ftp), "the control connection is closed");
+    assert!(ftp.rest().is_some(), "the control connection is closed");
     api.no_sessions_left();
     assert_eq!(api.call("DELETE", &path, Some(&api.admin), None).status, 404, "gone");
     let audited = api.audited(&["\"op\":\"upload\"", "/partial.bin"]);
@@ -680,7 +674,7 @@ fn disabling_a_user_with_kill_sessions_ends_its_sessions_on_every_protocol() {
     );
     assert_eq!(ended.status, 200, "{}", ended.body);
     assert!(ftp.reply(421).contains("administrator"));
-    assert!(closed_by_server(&mut ftp));
+    assert!(ftp.rest().is_some(), "the control connection is closed");
     assert_ne!(finish(download, Duration::from_secs(30)), 0, "the download was cut");
     api.no_sessions_left();
     assert!(!api.client.lists("sftp", "alice", TEST_PASSWORD), "disabled");
